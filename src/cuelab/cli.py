@@ -1,0 +1,92 @@
+"""`cuelab <step>`: the command line. Each command parses its arguments and calls the step's
+function, the same one DVC, the Kubeflow components and the tests call."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .errors import CuelabError
+
+DEFAULT_PARAMS = "params.yaml"
+
+
+def _params_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--params", default=DEFAULT_PARAMS, type=Path,
+                   help="the experiment (default: %(default)s)")
+
+
+def cmd_factors(args: argparse.Namespace) -> None:
+    from .factors import factors_table
+
+    print(factors_table())
+
+
+def cmd_params_check(args: argparse.Namespace) -> None:
+    from .config import load_experiment
+    from .describe import describe_experiment
+
+    exp = load_experiment(args.file)
+    print(describe_experiment(exp, source=str(args.file)))
+
+
+def cmd_sample(args: argparse.Namespace) -> None:
+    from .sampling import sample
+
+    print(sample(args.params, args.out))
+
+
+def cmd_pipeline(args: argparse.Namespace) -> None:
+    from .pipeline import compile_pipeline, run_local
+
+    if args.action == "compile":
+        print(f"wrote {compile_pipeline(args.out)}")
+    else:
+        print(run_local(args.params, args.workdir))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cuelab", description="Which cues does my image classifier rely on?")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("factors", help="list every factor: domain, default, what it does")
+    p.set_defaults(func=cmd_factors)
+
+    p = sub.add_parser("params", help="check an experiment file")
+    psub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    c = psub.add_parser("check", help="validate and summarise an experiment file")
+    c.add_argument("file", nargs="?", default=DEFAULT_PARAMS, type=Path)
+    c.set_defaults(func=cmd_params_check)
+
+    p = sub.add_parser("sample", help="experiment -> scenes table (one row per image)")
+    _params_arg(p)
+    p.add_argument("--out", default="data/scenes.parquet", type=Path)
+    p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser("pipeline", help="the Kubeflow pipeline: compile, or run it locally")
+    p.add_argument("action", choices=["compile", "run-local"])
+    _params_arg(p)
+    p.add_argument("--out", default="pipelines/cuelab_pipeline.yaml", type=Path,
+                   help="compile: where the pipeline YAML goes (default: %(default)s)")
+    p.add_argument("--workdir", default="runs/kfp-local", type=Path,
+                   help="run-local: where kfp.local keeps its outputs (default: %(default)s)")
+    p.set_defaults(func=cmd_pipeline)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except CuelabError as e:
+        print(f"cuelab {args.command}: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except BrokenPipeError:  # `cuelab factors | head`
+        sys.stderr.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,448 @@
+"""The experiment: the pydantic schema that `params.yaml` is checked against.
+
+Structure (types, ranges, unknown keys) is checked by pydantic; the rules that need the factor
+registry (domains, pairings, which factors can conflict) by `Experiment._check_against_registry`.
+Either way the user gets an `ExperimentError` naming the field path, the value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import difflib
+import typing
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from .errors import ExperimentError, Problem
+from .factors import REGISTRY, Factor
+
+PositiveInt = Annotated[int, Field(strict=True, gt=0)]
+Level = str | float
+Interval = tuple[float, float]
+PROTOCOL_VARIANTS = ("original", "only_fg", "mixed_same", "mixed_rand")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --- what the data is ---------------------------------------------------------------------------
+
+class Label(Strict):
+    """Which factor defines the class, and its levels (class i is levels[i])."""
+    factor: str = "shape"
+    levels: list[str] = Field(min_length=2)
+    weights: list[Annotated[float, Field(gt=0)]] | None = None  # default: exactly balanced
+
+
+class Correlation(Strict):
+    """With probability rho the factor takes the level paired with the row's class; otherwise it
+    is drawn independently. pairs: class -> level (categorical, or a numeric value) or [lo, hi]
+    (numeric). Without pairs, class i is paired with the i-th level, or the i-th equal slice of
+    the range."""
+    rho: float = Field(ge=0, le=1)
+    pairs: dict[str, Level | Interval] | None = None
+
+
+class FactorSpec(Strict):
+    """A categorical factor gives levels (and optional weights); a numeric one gives a range and
+    a distribution, or a list of discrete levels."""
+    levels: list[Level] | None = Field(default=None, min_length=1)
+    weights: list[Annotated[float, Field(gt=0)]] | None = None
+    range: Interval | None = None
+    distribution: Literal["uniform", "loguniform", "normal"] = "uniform"
+    correlation: Correlation | None = None
+
+
+class Splits(Strict):
+    train: PositiveInt
+    val: PositiveInt
+    test: PositiveInt
+
+
+class Sweep(Strict):
+    """Paired counterfactuals: each base scene rendered at every level of one factor."""
+    factor: str
+    levels: list[Level] | None = Field(default=None, min_length=2)
+    points: int | None = Field(default=None, ge=2, le=100)  # numeric: evenly spaced levels
+    range: Interval | None = None                          # ... over this range
+    base_scenes: PositiveInt = 50
+
+
+class Conflict(Strict):
+    """Cue-conflict images: factor a indicates one class, factor b another."""
+    factors: tuple[str, str]
+    images: PositiveInt = 200
+
+
+class BackgroundProtocol(Strict):
+    """ImageNet-9 backgrounds challenge: the same foreground on different backgrounds."""
+    variants: list[Literal[PROTOCOL_VARIANTS]] = Field(  # type: ignore[valid-type]
+        default=list(PROTOCOL_VARIANTS), min_length=1)
+    base_scenes: PositiveInt = 100
+
+
+# --- how each step runs (later steps extend these) -------------------------------------------
+
+class RenderSettings(Strict):
+    engine: Literal["cycles"] = "cycles"
+    resolution: int = Field(default=64, ge=16, le=1024)
+    samples: int = Field(default=4, ge=1, le=4096)
+    denoise: bool = False
+    max_bounces: int = Field(default=4, ge=0, le=32)
+    device: Literal["auto", "cpu", "gpu"] = "auto"
+
+
+class SensorSettings(Strict):
+    """The simulated camera's constants; the per-image settings are sensor factors."""
+    base_iso: int = Field(default=100, ge=50, le=800)
+    full_well: float = Field(default=6000.0, gt=0, description="electrons at base ISO")
+    read_noise: float = Field(default=3.0, ge=0, description="electrons RMS at base ISO")
+    bit_depth: int = Field(default=12, ge=8, le=16)
+
+
+class Augment(Strict):
+    flip: bool = True
+    crop: bool = True
+    color_jitter: float = Field(default=0.0, ge=0, le=1)
+
+
+class TrainSettings(Strict):
+    model: Literal["simple_cnn", "resnet18"] = "simple_cnn"
+    width: int = Field(default=32, ge=4, le=512)
+    epochs: int = Field(default=15, ge=1, le=1000)
+    batch_size: int = Field(default=64, ge=1, le=4096)
+    optimizer: Literal["sgd", "adamw"] = "adamw"
+    lr: float = Field(default=1e-3, gt=0, le=10)
+    weight_decay: float = Field(default=1e-4, ge=0, le=1)
+    schedule: Literal["constant", "cosine", "step"] = "cosine"
+    augment: Augment = Augment()
+    mitigation: Literal["none", "random_background"] = "none"
+    patience: int = Field(default=5, ge=1)
+    device: Literal["auto", "cpu", "gpu"] = "auto"
+
+
+class EvaluateSettings(Strict):
+    bootstrap: int = Field(default=1000, ge=100, le=100_000)
+    confidence: float = Field(default=0.95, gt=0.5, lt=1)
+    attribution_images: int = Field(default=64, ge=0)
+    occlusion_patch: int = Field(default=8, ge=2)
+
+
+# --- the experiment ------------------------------------------------------------------------------
+
+class Experiment(Strict):
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")
+    seed: int = Field(strict=True, ge=0, lt=2**63)
+    label: Label
+    factors: dict[str, FactorSpec] = {}
+    splits: Splits
+    sweeps: list[Sweep] = []
+    conflicts: list[Conflict] = []
+    background_protocol: BackgroundProtocol | None = None
+    render: RenderSettings = RenderSettings()
+    sensor: SensorSettings = SensorSettings()
+    train: TrainSettings = TrainSettings()
+    evaluate: EvaluateSettings = EvaluateSettings()
+
+    # -- derived views used by the sampler and the reports --
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.label.levels)
+
+    def pairs(self, name: str) -> list[Level | Interval]:
+        """The level (or sub-range) paired with each class, in class order."""
+        spec = self.factors[name]
+        corr = spec.correlation
+        assert corr is not None, f"{name} has no correlation"
+        if corr.pairs is not None:
+            return [_as_pair(corr.pairs[c]) for c in self.classes]
+        if spec.levels is not None:
+            return list(spec.levels[: len(self.classes)])
+        lo, hi = spec.range
+        k = len(self.classes)
+        return [(lo + (hi - lo) * i / k, lo + (hi - lo) * (i + 1) / k) for i in range(k)]
+
+    def indicates_class(self, name: str) -> bool:
+        """Can this factor say which class an image is (needed for cue conflicts)?"""
+        if name == self.label.factor:
+            return True
+        spec = self.factors.get(name)
+        return spec is not None and spec.correlation is not None
+
+    def sweep_levels(self, sweep: Sweep) -> list[Level]:
+        if sweep.levels is not None:
+            return list(sweep.levels)
+        f = REGISTRY[sweep.factor]
+        spec = self.factors.get(sweep.factor)
+        if f.is_categorical:
+            if sweep.factor == self.label.factor:
+                return list(self.classes)
+            return list(spec.levels) if spec else list(f.levels)
+        lo, hi = sweep.range or (spec.range if spec and spec.range else (f.low, f.high))
+        n = sweep.points or 5
+        values = [lo + (hi - lo) * i / (n - 1) for i in range(n)]
+        return [round(v) for v in values] if f.integer else values
+
+    def row_counts(self) -> dict[str, int]:
+        """Images per group of the scenes table."""
+        counts = self.splits.model_dump()
+        counts["sweep"] = sum(s.base_scenes * len(self.sweep_levels(s)) for s in self.sweeps)
+        counts["conflict"] = sum(c.images for c in self.conflicts)
+        bp = self.background_protocol
+        counts["protocol"] = bp.base_scenes * len(bp.variants) if bp else 0
+        return counts
+
+    # -- the rules that need the registry --
+
+    @model_validator(mode="after")
+    def _check_against_registry(self) -> "Experiment":
+        problems = list(_registry_problems(self))
+        if problems:
+            # Not a ValueError: pydantic would fold it into one anonymous message.
+            raise ExperimentError(problems)
+        return self
+
+
+def _as_pair(p: Level | Interval) -> Level | Interval:
+    return tuple(p) if isinstance(p, (list, tuple)) else p
+
+
+def _registry_problems(exp: Experiment) -> typing.Iterator[Problem]:
+    lab = exp.label
+    k = len(lab.levels)
+    label_factor = REGISTRY.get(lab.factor)
+    if label_factor is None:
+        yield _unknown_factor("label.factor", lab.factor)
+        return
+    if not label_factor.is_categorical:
+        yield Problem("label.factor", lab.factor, "the label must be a categorical factor: "
+                      + ", ".join(f.name for f in REGISTRY.values() if f.is_categorical))
+        return
+    for i, level in enumerate(lab.levels):
+        if not label_factor.accepts(level):
+            yield Problem(f"label.levels[{i}]", level, f"{lab.factor} must be "
+                          + label_factor.domain_text())
+    if len(set(lab.levels)) != k:
+        yield Problem("label.levels", lab.levels, "each class level must appear once")
+    if lab.weights is not None and len(lab.weights) != k:
+        yield Problem("label.weights", lab.weights, f"one positive weight per class ({k})")
+
+    for name, spec in exp.factors.items():
+        path = f"factors.{name}"
+        f = REGISTRY.get(name)
+        if f is None:
+            yield _unknown_factor(path, name)
+            continue
+        if name == lab.factor:
+            yield Problem(path, name, f"'{name}' is the label: its levels are set by "
+                          "label.levels; remove it from factors")
+            continue
+        yield from _spec_problems(path, f, spec, exp)
+
+    for i, sw in enumerate(exp.sweeps):
+        path = f"sweeps[{i}]"
+        f = REGISTRY.get(sw.factor)
+        if f is None:
+            yield _unknown_factor(f"{path}.factor", sw.factor)
+            continue
+        if f.is_categorical and (sw.points is not None or sw.range is not None):
+            yield Problem(path, sw.factor, "points and range are for numeric factors; give "
+                          "levels for a categorical one")
+        for j, level in enumerate(sw.levels or []):
+            if sw.factor == lab.factor and level not in lab.levels:
+                yield Problem(f"{path}.levels[{j}]", level, "a sweep over the label factor "
+                              "stays within the classes: " + ", ".join(lab.levels))
+            elif not f.accepts(level):
+                yield Problem(f"{path}.levels[{j}]", level, f"{sw.factor} must be "
+                              + f.domain_text())
+        if sw.range is not None:
+            yield from _range_problems(f"{path}.range", f, sw.range)
+
+    seen = [sw.factor for sw in exp.sweeps]
+    for name in {n for n in seen if seen.count(n) > 1}:
+        yield Problem("sweeps", name, "one sweep per factor (merge their levels)")
+
+    for i, c in enumerate(exp.conflicts):
+        path = f"conflicts[{i}].factors"
+        a, b = c.factors
+        if a == b:
+            yield Problem(path, list(c.factors), "two different factors")
+        for name in (a, b):
+            if name not in REGISTRY:
+                yield _unknown_factor(path, name)
+            elif not exp.indicates_class(name):
+                yield Problem(path, name, f"'{name}' does not indicate a class: use the label "
+                              f"factor ({lab.factor}) or a factor with a correlation "
+                              f"(factors.{name}.correlation)")
+
+    if exp.background_protocol is not None:
+        bg = exp.factors.get("background")
+        if lab.factor == "background" or bg is None or bg.levels is None or len(bg.levels) < 2:
+            yield Problem("background_protocol", "enabled", "the background protocol swaps "
+                          "backgrounds: give factors.background at least two levels (and "
+                          "a correlation, for Mixed-Same and Mixed-Rand to differ)")
+
+
+def _spec_problems(path: str, f: Factor, spec: FactorSpec, exp: Experiment):
+    if f.is_categorical:
+        if spec.levels is None:
+            yield Problem(f"{path}.levels", Problem.MISSING, f"{f.name} is categorical: list "
+                          "its levels, " + f.domain_text())
+        if spec.range is not None:
+            yield Problem(f"{path}.range", list(spec.range), f"{f.name} is categorical: give "
+                          "levels, not a range")
+    elif (spec.levels is None) == (spec.range is None):
+        yield Problem(path, "levels and range" if spec.levels else "neither levels nor range",
+                      f"{f.name} is numeric: give either range [low, high] or a list of levels, "
+                      + f.domain_text())
+    for j, level in enumerate(spec.levels or []):
+        if not f.accepts(level):
+            yield Problem(f"{path}.levels[{j}]", level, f"{f.name} must be " + f.domain_text())
+    if spec.levels is not None and len(set(spec.levels)) != len(spec.levels):
+        yield Problem(f"{path}.levels", spec.levels, "each level once")
+    if spec.weights is not None and (spec.levels is None
+                                     or len(spec.weights) != len(spec.levels)):
+        yield Problem(f"{path}.weights", spec.weights, "one positive weight per level")
+    if spec.range is not None:
+        yield from _range_problems(f"{path}.range", f, spec.range)
+        if spec.distribution == "loguniform" and spec.range[0] <= 0:
+            yield Problem(f"{path}.range", list(spec.range), "a loguniform range starts above 0")
+
+    corr = spec.correlation
+    if corr is None:
+        return
+    k = len(exp.classes)
+    cpath = f"{path}.correlation"
+    if corr.pairs is None:
+        if spec.levels is not None and len(spec.levels) < k:
+            yield Problem(f"{cpath}.pairs", Problem.MISSING, f"with {len(spec.levels)} levels "
+                          f"for {k} classes, say which level each class pairs with "
+                          "(pairs: {class: level})")
+        return
+    missing = [c for c in exp.classes if c not in corr.pairs]
+    extra = [c for c in corr.pairs if c not in exp.classes]
+    if missing or extra:
+        yield Problem(f"{cpath}.pairs", sorted(corr.pairs), "one entry per class: "
+                      + ", ".join(exp.classes))
+    for cls, level in corr.pairs.items():
+        ppath = f"{cpath}.pairs.{cls}"
+        if spec.levels is not None:
+            if isinstance(level, (list, tuple)) or level not in spec.levels:
+                yield Problem(ppath, level, "one of this factor's levels: "
+                              + ", ".join(map(str, spec.levels)))
+        elif spec.range is not None:
+            lo, hi = spec.range
+            if not (isinstance(level, tuple) and lo <= level[0] <= level[1] <= hi):
+                yield Problem(ppath, level, f"a sub-range [low, high] inside [{lo:g}, {hi:g}]")
+
+
+def _range_problems(path: str, f: Factor, rng: Interval):
+    lo, hi = rng
+    if lo > hi:
+        yield Problem(path, list(rng), "[low, high] with low <= high")
+    for v in rng:
+        if not f.accepts(v):
+            yield Problem(path, list(rng), f"{f.name} must be " + f.domain_text())
+            return
+
+
+def _unknown_factor(path: str, name: object) -> Problem:
+    close = difflib.get_close_matches(str(name), list(REGISTRY), n=1)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    return Problem(path, name, f"not a factor{hint}; factors are: " + ", ".join(REGISTRY)
+                   + " (`cuelab factors` describes them)")
+
+
+# --- loading -----------------------------------------------------------------------------------
+
+def load_experiment(path: str | Path) -> Experiment:
+    """Read and validate a params file; every problem raises `ExperimentError`."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise ExperimentError([Problem("", str(path), f"a readable YAML file ({e.strerror})")],
+                              str(path)) from None
+    return experiment_from_yaml(text, source=str(path))
+
+
+def experiment_from_yaml(text: str, source: str = "the experiment") -> Experiment:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "?"
+        line = text.splitlines()[mark.line] if mark and mark.line < len(text.splitlines()) else ""
+        what = getattr(e, "problem", None) or str(e)
+        raise ExperimentError([Problem(where, line, f"well-formed YAML ({what})")],
+                              source) from None
+    return experiment_from_dict(data, source)
+
+
+def experiment_from_dict(data: object, source: str = "the experiment") -> Experiment:
+    if not isinstance(data, dict):
+        raise ExperimentError([Problem("", type(data).__name__, "a mapping of keys (name, "
+                                       "seed, label, factors, splits, ...)")], source)
+    try:
+        return Experiment.model_validate(data)
+    except ValidationError as e:
+        raise ExperimentError([_problem(err) for err in e.errors()], source) from None
+    except ExperimentError as e:
+        e.source = source
+        raise
+
+
+def _problem(err: dict) -> Problem:
+    loc = [part for part in err["loc"] if not _is_union_tag(part)]
+    path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
+    value = Problem.MISSING if err["type"] == "missing" else err.get("input")
+    if err["type"] == "extra_forbidden":
+        keys = _allowed_keys(loc[:-1])
+        allowed = "not a known key" + (f"; allowed here: {', '.join(keys)}" if keys else "")
+        return Problem(path, loc[-1], allowed)
+    msg = err["msg"].replace("Input should be", "must be")
+    msg = msg[0].lower() + msg[1:]
+    return Problem(path, value, msg)
+
+
+def _is_union_tag(part: object) -> bool:
+    # pydantic inserts the tried member type into the location of union errors
+    return isinstance(part, str) and any(ch in part for ch in "[]") or part in (
+        "str", "float", "int", "tuple[float, float]", "function-after")
+
+
+def _allowed_keys(loc: list) -> list[str]:
+    """The keys the schema accepts at this location, for 'unknown key' messages."""
+    model: typing.Any = Experiment
+    skip = False  # the next part is a dict key or a list index, not a field
+    for part in loc:
+        if skip:
+            skip = False
+            continue
+        field = model.model_fields.get(part) if _is_model(model) else None
+        if field is None:
+            return []
+        skip = _is_container(field.annotation)
+        model = _inner_model(field.annotation)
+    return list(model.model_fields) if _is_model(model) else []
+
+
+def _is_model(tp: typing.Any) -> bool:
+    return isinstance(tp, type) and issubclass(tp, BaseModel)
+
+
+def _is_container(tp: typing.Any) -> bool:
+    return typing.get_origin(tp) in (dict, list) or any(
+        typing.get_origin(a) in (dict, list) for a in typing.get_args(tp))
+
+
+def _inner_model(tp: typing.Any) -> typing.Any:
+    for arg in typing.get_args(tp) or ():
+        found = _inner_model(arg)
+        if _is_model(found):
+            return found
+    return tp

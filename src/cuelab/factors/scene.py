@@ -1,0 +1,96 @@
+"""Scene factors: what is in front of the camera. The renderer (cuelab.render) applies them."""
+
+from __future__ import annotations
+
+import re
+
+from .base import Factor, prefixed
+
+SHAPES = ("cube", "sphere", "cylinder", "cone", "torus", "icosphere", "capsule", "monkey")
+
+# Named colours, in sRGB (0-255) as people pick them; the renderer converts to linear.
+PALETTE: dict[str, tuple[int, int, int]] = {
+    "red": (200, 30, 30),
+    "green": (40, 170, 50),
+    "blue": (35, 70, 210),
+    "yellow": (230, 200, 30),
+    "cyan": (30, 190, 200),
+    "magenta": (200, 40, 170),
+    "orange": (240, 120, 20),
+    "purple": (120, 50, 180),
+    "white": (235, 235, 235),
+    "gray": (128, 128, 128),
+    "black": (25, 25, 25),
+    "brown": (120, 75, 35),
+}
+
+TEXTURES = ("none", "checker", "stripes", "dots", "noise", "voronoi", "wave")
+MATERIALS = ("matte", "glossy", "metal", "rubber")
+BACKGROUNDS = (
+    "studio",      # plain mid-grey backdrop
+    "white",
+    "black",
+    "sky",         # vertical blue gradient
+    "sunset",      # vertical orange-purple gradient
+    "checker",
+    "noise",
+    "voronoi",
+    "wave",
+    "bricks",
+)
+OCCLUDERS = ("none", "bar", "box", "ball")
+
+_HSV = re.compile(r"hsv:(\d+(?:\.\d+)?),(\d(?:\.\d+)?),(\d(?:\.\d+)?)")
+
+
+def is_hsv(value: str) -> bool:
+    m = _HSV.fullmatch(value)
+    return bool(m) and float(m[1]) < 360 and float(m[2]) <= 1 and float(m[3]) <= 1
+
+
+SCENE_FACTORS = (
+    # --- the object -------------------------------------------------------------------------
+    Factor("shape", "scene", "The target object's shape: a primitive, or a user mesh file.",
+           default="cube", levels=SHAPES,
+           open_value=("mesh:<path to .obj/.ply/.stl>", prefixed("mesh:", r".+\.(obj|ply|stl)"))),
+    Factor("size", "scene", "Object scale relative to the unit primitive (1 = about a third of "
+           "the frame at the default camera).", default=1.0, low=0.3, high=2.0, unit="x"),
+    Factor("color", "scene", "Object base colour: a palette name or hsv:H,S,V "
+           "(H in degrees, S and V from 0 to 1).", default="gray", levels=tuple(PALETTE),
+           open_value=("hsv:H,S,V", is_hsv)),
+    Factor("texture", "scene", "Procedural pattern modulating the object's surface together with "
+           "its colour (dark pattern on the base colour).", default="none", levels=TEXTURES),
+    Factor("material", "scene", "Surface reflectance model.", default="matte", levels=MATERIALS),
+    Factor("rotation", "scene", "Object yaw about the vertical axis.", default=0.0,
+           low=0.0, high=360.0, unit="deg"),
+    Factor("position_x", "scene", "Horizontal offset of the object in the frame, as a fraction of "
+           "the half-width (0 = centred).", default=0.0, low=-0.6, high=0.6),
+    Factor("position_y", "scene", "Vertical offset of the object in the frame, as a fraction of "
+           "the half-height (0 = centred).", default=0.0, low=-0.6, high=0.6),
+    # --- the surroundings ------------------------------------------------------------------
+    Factor("background", "scene", "What is behind the object: solid, gradient, procedural, or "
+           "an image file.", default="studio", levels=BACKGROUNDS,
+           open_value=("image:<path to .png/.jpg>", prefixed("image:", r".+\.(png|jpe?g)"))),
+    Factor("occluder", "scene", "A distractor object partly covering the target (its placement "
+           "comes from the row's seed; the visible fraction is measured from the masks).",
+           default="none", levels=OCCLUDERS),
+    # --- light -------------------------------------------------------------------------------
+    Factor("light_elevation", "scene", "Key light elevation above the horizon.", default=45.0,
+           low=5.0, high=90.0, unit="deg"),
+    Factor("light_azimuth", "scene", "Key light azimuth (0 = from the camera's side).",
+           default=30.0, low=0.0, high=360.0, unit="deg"),
+    Factor("light_intensity", "scene", "Key light strength relative to the studio default.",
+           default=1.0, low=0.1, high=5.0, unit="x"),
+    Factor("light_temperature", "scene", "Key light colour temperature (black body).",
+           default=6500.0, low=2000.0, high=12000.0, unit="K"),
+    # --- camera ------------------------------------------------------------------------------
+    Factor("camera_distance", "scene", "Camera distance from the object, relative to the "
+           "default framing.", default=1.0, low=0.6, high=2.5, unit="x"),
+    Factor("camera_elevation", "scene", "Camera elevation above the horizon.", default=20.0,
+           low=-10.0, high=80.0, unit="deg"),
+    Factor("camera_azimuth", "scene", "Camera azimuth around the object.", default=0.0,
+           low=0.0, high=360.0, unit="deg"),
+    Factor("focal_length", "scene", "Lens focal length (35 mm equivalent); the distance is "
+           "scaled with it so the object keeps its size and only perspective changes.",
+           default=50.0, low=18.0, high=200.0, unit="mm"),
+)
