@@ -1,0 +1,69 @@
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent  # the venv's bin: cuelab, dvc
+
+
+def tiny_experiment(**overrides) -> dict:
+    """A small but complete experiment: every kind of row, a few of each."""
+    exp = {
+        "name": "tiny",
+        "seed": 3,
+        "label": {"factor": "shape", "levels": ["cube", "sphere", "cone"]},
+        "factors": {
+            "color": {"levels": ["red", "green", "blue"], "correlation": {"rho": 0.8}},
+            "texture": {"levels": ["none", "checker", "dots"],
+                        "correlation": {"rho": 0.5, "pairs": {"cube": "dots",
+                                                              "sphere": "none",
+                                                              "cone": "checker"}}},
+            "background": {"levels": ["studio", "sky", "sunset"], "correlation": {"rho": 0.7}},
+            "size": {"range": [0.8, 1.2]},
+            "light_azimuth": {"range": [0, 90], "distribution": "normal"},
+        },
+        "splits": {"train": 30, "val": 6, "test": 6},
+        "sweeps": [{"factor": "color", "levels": ["red", "green", "blue", "orange"],
+                    "base_scenes": 5},
+                   {"factor": "iso", "levels": [0, 1600], "base_scenes": 4},
+                   {"factor": "size", "points": 3, "base_scenes": 3}],
+        "conflicts": [{"factors": ["shape", "color"], "images": 12}],
+        "background_protocol": {"base_scenes": 5},
+    }
+    exp.update(overrides)
+    return exp
+
+
+def bare_experiment(**overrides) -> dict:
+    """The tiny experiment without probes, for changing its factors freely."""
+    exp = tiny_experiment(sweeps=[], conflicts=[])
+    del exp["background_protocol"]
+    exp.update(overrides)
+    return exp
+
+
+def write_params(path: Path, exp: dict) -> Path:
+    path.write_text(yaml.safe_dump(exp, sort_keys=False))
+    return path
+
+
+@pytest.fixture
+def tiny_params(tmp_path) -> Path:
+    return write_params(tmp_path / "params.yaml", tiny_experiment())
+
+
+def copy_project(dest: Path) -> Path:
+    """The files a stage needs, as a user's checkout would have them."""
+    for name in ("dvc.yaml", "params.yaml", "pyproject.toml"):
+        shutil.copy(ROOT / name, dest / name)
+    for name in ("src", "components", "pipelines"):
+        shutil.copytree(ROOT / name, dest / name,
+                        ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    return dest

@@ -1,0 +1,131 @@
+"""The experiment schema: valid files load, every kind of bad input gets one clear message."""
+
+import subprocess
+
+import pytest
+import yaml
+
+from conftest import BIN, ROOT, bare_experiment, tiny_experiment, write_params
+from cuelab.config import experiment_from_dict, experiment_from_yaml, load_experiment
+from cuelab.errors import ExperimentError
+
+
+def problems(data) -> list[str]:
+    with pytest.raises(ExperimentError) as err:
+        experiment_from_dict(data)
+    return [str(p) for p in err.value.problems]
+
+
+def test_default_and_tiny_experiments_are_valid():
+    exp = load_experiment(ROOT / "params.yaml")
+    assert exp.label.factor == "shape" and len(exp.classes) >= 2
+    tiny = experiment_from_dict(tiny_experiment())
+    assert tiny.row_counts() == {"train": 30, "val": 6, "test": 6, "sweep": 5 * 4 + 4 * 2 + 3 * 3,
+                                 "conflict": 12, "protocol": 20}
+
+
+def test_positional_and_explicit_pairs():
+    exp = experiment_from_dict(tiny_experiment())
+    assert exp.pairs("color") == ["red", "green", "blue"]
+    assert exp.pairs("texture") == ["dots", "none", "checker"]
+    exp = experiment_from_dict(bare_experiment(factors={
+        "size": {"range": [0.6, 1.5], "correlation": {"rho": 1}}}))
+    flat = [x for pair in exp.pairs("size") for x in pair]
+    assert flat == pytest.approx([0.6, 0.9, 0.9, 1.2, 1.2, 1.5])
+
+
+# (what to change, the field path the message must name, a piece of the bad value, a piece of
+#  what is allowed)
+BAD = [
+    ({"bogus": 1}, "bogus", "bogus", "allowed here: name, seed"),
+    ({"factors": {"color": {"levels": ["red", "green", "blue"],
+                            "correlation": {"rho": 1.5}}}},
+     "factors.color.correlation.rho", "1.5", "less than or equal to 1"),
+    ({"factors": {"size": {"range": [-1.0, 1.0]}}}, "factors.size.range", "-1", "from 0.3 to 2"),
+    ({"factors": {"colour": {"levels": ["red"]}}}, "factors.colour", "colour", "did you mean 'color'"),
+    ({"label": {"factor": "shape", "levels": ["cube", "banana"]}, "factors": {}}, "label.levels[1]", "banana",
+     "one of cube, sphere"),
+    ({"label": {"factor": "size", "levels": ["1", "2"]}}, "label.factor", "size", "categorical"),
+    ({"sweeps": [{"factor": "hue", "levels": [1, 2]}]}, "sweeps[0].factor", "hue", "not a factor"),
+    ({"sweeps": [{"factor": "color", "levels": ["red", "plaid"]}]}, "sweeps[0].levels[1]",
+     "plaid", "one of red, green"),
+    ({"splits": {"train": 0, "val": 1, "test": 1}}, "splits.train", "0", "greater than 0"),
+    ({"splits": {"train": -5, "val": 1, "test": 1}}, "splits.train", "-5", "greater than 0"),
+    ({"splits": {"train": 2.5, "val": 1, "test": 1}}, "splits.train", "2.5", "valid integer"),
+    ({"splits": {"train": "ten", "val": 1, "test": 1}}, "splits.train", "ten", "valid integer"),
+    ({"splits": {"train": 10, "val": 1}}, "splits.test", "missing", "required"),
+    ({"factors": {"material": {"levels": ["matte"], "correlation": {"rho": 0.5}}}},
+     "factors.material.correlation.pairs", "missing", "which level each class pairs with"),
+    ({"factors": {"color": {"levels": ["red", "blue"],
+                            "correlation": {"rho": 0.5, "pairs": {"cube": "red", "sphere": "blue",
+                                                                  "cone": "green"}}}}},
+     "factors.color.correlation.pairs.cone", "green", "one of this factor's levels"),
+    ({"factors": {"size": {"levels": [1.0], "range": [0.5, 1]}}}, "factors.size",
+     "levels and range", "either range"),
+    ({"conflicts": [{"factors": ["shape", "material"]}]}, "conflicts[0].factors", "material",
+     "does not indicate a class"),
+    ({"factors": {"shape": {"levels": ["cube"]}}}, "factors.shape", "shape", "is the label"),
+    ({"factors": {"iso": {"range": [0, 100.5]}}}, "factors.iso.range", "100.5", "an integer"),
+    ({"seed": -1}, "seed", "-1", "greater than or equal to 0"),
+    ({"name": "Bad Name!"}, "name", "Bad Name!", "match pattern"),
+    ({"background_protocol": {"variants": ["mixed_next"]}}, "background_protocol.variants[0]",
+     "mixed_next", "original"),
+]
+
+
+@pytest.mark.parametrize("change,path,value,allowed", BAD, ids=[b[1] for b in BAD])
+def test_bad_input_names_path_value_and_what_is_allowed(change, path, value, allowed):
+    # changing the factors would also break the tiny experiment's probes: leave them out then
+    exp = bare_experiment() if "factors" in change else tiny_experiment()
+    exp.update(change)
+    found = problems(exp)
+    assert len(found) == 1, found
+    msg = found[0]
+    assert msg.startswith(path + ":"), msg
+    assert value in msg and allowed in msg, msg
+
+
+def test_malformed_yaml_names_the_line():
+    with pytest.raises(ExperimentError) as err:
+        experiment_from_yaml("name: x\nseed: [1\nlabel: {}\n", "p.yaml")
+    text = str(err.value)
+    assert "p.yaml" in text and "line 3" in text and "well-formed YAML" in text
+
+
+def test_not_a_mapping():
+    assert "a mapping of keys" in problems(["a", "list"])[0]
+
+
+def test_every_problem_is_reported_at_once():
+    exp = tiny_experiment(seed=-1, splits={"train": 0, "val": 1, "test": 1})
+    assert len(problems(exp)) == 2
+
+
+@pytest.mark.parametrize("text", [
+    "name: x\nseed: [1\n",                                       # malformed YAML
+    yaml.safe_dump(tiny_experiment(unknown_key=1)),              # unknown key
+    yaml.safe_dump(tiny_experiment(splits={"train": 2.5, "val": 1, "test": 1})),
+])
+def test_cli_exits_2_and_writes_nothing(tmp_path, text):
+    params = tmp_path / "params.yaml"
+    params.write_text(text)
+    out = tmp_path / "out" / "scenes.parquet"
+    for cmd in (["sample", "--params", str(params), "--out", str(out)],
+                ["params", "check", str(params)]):
+        r = subprocess.run([BIN / "cuelab", *cmd], capture_output=True, text=True)
+        assert r.returncode == 2, r.stderr
+        assert "error:" in r.stderr and "Traceback" not in r.stderr
+        assert r.stderr.count("\n  - ") == 1  # one message
+    assert not out.exists() and not (tmp_path / "out").exists()
+
+
+def test_params_check_summarises(tmp_path):
+    params = write_params(tmp_path / "params.yaml", tiny_experiment())
+    r = subprocess.run([BIN / "cuelab", "params", "check", str(params)], capture_output=True,
+                       text=True, check=True)
+    out = r.stdout
+    assert "valid experiment 'tiny'" in out
+    assert "classes (shape): cube, sphere, cone" in out
+    assert "rho 0.8 (cube->red, sphere->green, cone->blue)" in out
+    assert "splits: train 30, val 6, test 6" in out
+    assert "images in the scenes table: 111" in out

@@ -1,0 +1,183 @@
+"""The scenes table: correlations as specified, exact splits, true counterfactual pairs,
+conflicts in conflict, determinism, rows independent of the table's size."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import bare_experiment, tiny_experiment
+from cuelab.config import experiment_from_dict
+from cuelab.factors import FACTOR_NAMES, REGISTRY, SCENE_FACTOR_NAMES
+from cuelab.sampling import (COLUMNS, agreement, expected_agreement, sample, sample_scenes)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    exp = experiment_from_dict(tiny_experiment())
+    return exp, sample_scenes(exp)
+
+
+@pytest.fixture(scope="module")
+def big():
+    """10,000 training rows with correlations of every kind."""
+    exp = experiment_from_dict(bare_experiment(
+        label={"factor": "shape", "levels": ["cube", "sphere", "cylinder", "cone"]},
+        splits={"train": 10_000, "val": 1, "test": 1},
+        factors={
+            "color": {"levels": ["red", "green", "blue", "yellow", "gray"],
+                      "weights": [1, 1, 1, 1, 4], "correlation": {"rho": 0.6}},
+            "texture": {"levels": ["none", "checker", "dots", "wave"],
+                        "correlation": {"rho": 0.3, "pairs": {"cube": "wave", "sphere": "dots",
+                                                              "cylinder": "none",
+                                                              "cone": "checker"}}},
+            "size": {"range": [0.5, 1.5], "correlation": {"rho": 0.5}},
+            "light_temperature": {"range": [2000, 10000], "distribution": "normal",
+                                  "correlation": {"rho": 0.4, "pairs": {
+                                      "cube": [2000, 4000], "sphere": [4000, 6000],
+                                      "cylinder": [6000, 8000], "cone": [8000, 10000]}}},
+            "jpeg_quality": {"range": [10, 90], "correlation": {"rho": 0.7}},
+            "camera_distance": {"range": [0.8, 2.0], "distribution": "loguniform",
+                                "correlation": {"rho": 0.2}},
+            "material": {"levels": ["matte", "glossy", "metal"]},
+        }))
+    return exp, sample_scenes(exp)
+
+
+@pytest.mark.parametrize("name", ["color", "texture", "size", "light_temperature",
+                                  "jpeg_quality", "camera_distance"])
+def test_correlation_agreement_within_002_of_its_specification(big, name):
+    exp, df = big
+    train = df[df.split == "train"]
+    assert len(train) == 10_000
+    expected = expected_agreement(exp, name)
+    assert abs(agreement(train, exp, name) - expected) <= 0.02
+    # and it is not trivially satisfied: a shuffled label breaks it for rho > 0
+    shuffled = train.assign(label=np.random.default_rng(0).permutation(train.label.to_numpy()))
+    assert abs(agreement(shuffled, exp, name) - expected) > 0.02
+
+
+def test_uncorrelated_factor_is_independent_of_the_label(big):
+    _, df = big
+    table = pd.crosstab(df.label, df.material, normalize="index")
+    assert np.allclose(table.to_numpy(), 1 / 3, atol=0.03)
+
+
+def test_values_in_domain_and_typed(big, tiny):
+    for exp, df in (big, tiny):
+        for name in FACTOR_NAMES:
+            f, spec = REGISTRY[name], exp.factors.get(name)
+            values = df[name]
+            assert values.notna().all()
+            if f.is_categorical:
+                assert all(f.accepts(v) for v in values.unique())
+            else:
+                assert values.dtype == (np.int64 if f.integer else np.float64)
+                lo, hi = spec.range if spec and spec.range else (f.low, f.high)
+                assert values.between(lo, hi).all()
+
+
+def test_split_sizes_exact_ids_unique_classes_balanced(tiny):
+    exp, df = tiny
+    assert list(df.columns) == COLUMNS
+    assert df.image_id.is_unique
+    counts = df.split.value_counts().to_dict()
+    assert counts == exp.row_counts()
+    train = df[df.split == "train"]
+    assert train.label.value_counts().tolist() == [10, 10, 10]
+    # the label factor's column names the class
+    assert (np.asarray(exp.classes, dtype=object)[df.label] == df["shape"].to_numpy()).all()
+
+
+def test_sweep_pairs_differ_only_in_the_swept_factor(tiny):
+    exp, df = tiny
+    sweeps = df[df.split == "sweep"]
+    for sweep in exp.sweeps:
+        rows = sweeps[sweeps.sweep == sweep.factor]
+        levels = exp.sweep_levels(sweep)
+        assert len(rows) == sweep.base_scenes * len(levels)
+        for base_id, pair in rows.groupby("base_id"):
+            assert sorted(pair[sweep.factor].tolist()) == sorted(levels)
+            others = [c for c in FACTOR_NAMES + ("seed", "label") if c != sweep.factor]
+            assert (pair[others].nunique() == 1).all(), (base_id, pair[others].nunique())
+
+
+def test_sensor_sweeps_reuse_one_render_scene_sweeps_do_not(tiny):
+    _, df = tiny
+    iso = df[df.sweep == "iso"].groupby("base_id").render_id.nunique()
+    color = df[df.sweep == "color"].groupby("base_id").render_id.nunique()
+    assert (iso == 1).all() and (color == 4).all()
+    # rows that differ in any scene factor never share a render
+    scene = df.drop_duplicates("render_id")[list(SCENE_FACTOR_NAMES) + ["seed"]]
+    assert not scene.astype(str).duplicated().any()
+
+
+def test_probes_are_decorrelated():
+    exp = experiment_from_dict(bare_experiment(
+        factors={"color": {"levels": ["red", "green", "blue"], "correlation": {"rho": 1.0}}},
+        sweeps=[{"factor": "size", "levels": [0.5, 1.0], "base_scenes": 3000}]))
+    df = sample_scenes(exp)
+    assert agreement(df[df.split == "train"], exp, "color") == 1.0
+    base = df[(df.split == "sweep") & (df.level == "0.5")]
+    assert abs(agreement(base, exp, "color") - 1 / 3) < 0.03
+
+
+def test_conflict_rows_are_in_conflict(tiny):
+    exp, df = tiny
+    rows = df[df.split == "conflict"]
+    assert len(rows) == 12 and (rows.conflict == "shape_vs_color").all()
+    assert (rows.class_a != rows.class_b).all()
+    pairs = exp.pairs("color")
+    for _, r in rows.iterrows():
+        assert r["shape"] == exp.classes[r.class_a] and r.label == r.class_a
+        assert r["color"] == pairs[r.class_b]
+    # each ordered pair of classes appears: conflicts cover the confusion matrix
+    many = sample_scenes(experiment_from_dict(tiny_experiment(
+        conflicts=[{"factors": ["color", "texture"], "images": 600}])))
+    rows = many[many.split == "conflict"]
+    assert len(rows.groupby(["class_a", "class_b"])) == 6
+    tex = experiment_from_dict(tiny_experiment()).pairs("texture")
+    assert (rows.texture.to_numpy() == np.asarray(tex, dtype=object)[rows.class_b]).all()
+
+
+def test_background_protocol_variants(tiny):
+    exp, df = tiny
+    rows = df[df.split == "protocol"]
+    assert sorted(rows.variant.unique()) == sorted(exp.background_protocol.variants)
+    assert (rows[rows.variant == "only_fg"].background == "black").all()
+    for _, group in rows.groupby("base_id"):
+        others = [c for c in FACTOR_NAMES if c != "background"] + ["seed", "label"]
+        assert (group[others].nunique() == 1).all()
+
+
+def test_background_protocol_follows_class_conditionals():
+    exp = experiment_from_dict(bare_experiment(
+        factors={"background": {"levels": ["studio", "sky", "sunset"],
+                                "correlation": {"rho": 1.0}}},
+        background_protocol={"base_scenes": 600}))
+    rows = sample_scenes(exp).query("split == 'protocol'")
+    same = rows[rows.variant == "mixed_same"]
+    rand = rows[rows.variant == "mixed_rand"]
+    assert agreement(same, exp, "background") == 1.0
+    assert abs(agreement(rand, exp, "background") - 1 / 3) < 0.06
+
+
+def test_deterministic_byte_identical_tables(tmp_path, tiny_params):
+    a = sample(tiny_params, tmp_path / "a.parquet")
+    b = sample(tiny_params, tmp_path / "b.parquet")
+    assert (tmp_path / "a.parquet").read_bytes() == (tmp_path / "b.parquet").read_bytes()
+    assert a.rows == b.rows and not list(tmp_path.glob(".*tmp"))
+
+
+def test_a_row_depends_only_on_seed_group_and_index():
+    small = sample_scenes(experiment_from_dict(tiny_experiment()))
+    bigger = sample_scenes(experiment_from_dict(tiny_experiment(
+        splits={"train": 90, "val": 6, "test": 20},
+        sweeps=[{"factor": "iso", "levels": [0, 1600], "base_scenes": 4}])))
+    key = small.set_index("image_id")
+    other = bigger.set_index("image_id")
+    shared = key.index.intersection(other.index)
+    assert len(shared) == len(key) - 5 * 4 - 3 * 3  # all but the dropped sweeps
+    pd.testing.assert_frame_equal(key.loc[shared], other.loc[shared])
+    # another seed gives another table
+    reseeded = sample_scenes(experiment_from_dict(tiny_experiment(seed=4)))
+    assert not reseeded.seed.equals(small.seed)
