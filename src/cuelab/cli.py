@@ -4,6 +4,7 @@ function, the same one DVC, the Kubeflow components and the tests call."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -37,6 +38,17 @@ def cmd_sample(args: argparse.Namespace) -> None:
     print(sample(args.params, args.out))
 
 
+def cmd_render(args: argparse.Namespace) -> None:
+    if args.contact_sheet:
+        from .render.contact_sheet import contact_sheet
+
+        print(contact_sheet(args.params, args.contact_sheet_out, workers=args.workers))
+        return
+    from .render import render
+
+    print(render(args.params, args.scenes, args.out, workers=args.workers, shard=args.shard))
+
+
 def cmd_pipeline(args: argparse.Namespace) -> None:
     from .pipeline import compile_pipeline, run_local
 
@@ -64,6 +76,19 @@ def build_parser() -> argparse.ArgumentParser:
     _params_arg(p)
     p.add_argument("--out", default="data/scenes.parquet", type=Path)
     p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser("render", help="scenes table -> clean renders + exact object masks")
+    _params_arg(p)
+    p.add_argument("--scenes", default="data/scenes.parquet", type=Path)
+    p.add_argument("--out", default="data/renders", type=Path)
+    p.add_argument("--workers", default=os.cpu_count() or 1, type=int,
+                   help="worker processes, each with its own Blender (default: %(default)s)")
+    p.add_argument("--shard", default="0/1", metavar="I/N",
+                   help="render only chunks I, I+N, ... (default: all)")
+    p.add_argument("--contact-sheet", action="store_true",
+                   help="instead: render every scene factor's levels side by side")
+    p.add_argument("--contact-sheet-out", default="reports/render_contact_sheet.png", type=Path)
+    p.set_defaults(func=cmd_render)
 
     p = sub.add_parser("pipeline", help="the Kubeflow pipeline: compile, or run it locally")
     p.add_argument("action", choices=["compile", "run-local"])

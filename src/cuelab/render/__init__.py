@@ -1,0 +1,249 @@
+"""The render step: scenes table -> clean renders and exact object masks.
+
+Each distinct `render_id` of the table is rendered once (rows that differ only in sensor factors
+share it). Renders are grouped in chunks of `CHUNK` in table order; a chunk is one `.npz` (RGB,
+mask, visible fraction) and one manifest, written under a temporary name and renamed, so a killed
+run leaves only whole chunks and a rerun renders only the missing ones. `--shard I/N` takes chunks
+I, I+N, I+2N, ...: shards are disjoint and their union is the whole set.
+
+This module does not import bpy: the workers (separate processes) do, in `studio.py`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import multiprocessing
+import os
+import time
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..config import Experiment, RenderSettings, load_experiment
+from ..errors import CuelabError
+from ..factors import REGISTRY, SCENE_FACTOR_NAMES
+from ..sampling import read_scenes
+
+CHUNK = 128
+ROW_FIELDS = list(SCENE_FACTOR_NAMES) + ["seed"]
+
+
+# --- planning ----------------------------------------------------------------------------------
+
+def plan_chunks(scenes: pd.DataFrame, chunk: int = CHUNK) -> list[pd.DataFrame]:
+    """Distinct renders in table order, cut into chunks."""
+    renders = scenes.drop_duplicates("render_id")[["render_id"] + ROW_FIELDS]
+    return [renders.iloc[i: i + chunk] for i in range(0, len(renders), chunk)]
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    try:
+        i, n = (int(x) for x in text.split("/"))
+        assert n >= 1 and 0 <= i < n
+    except (ValueError, AssertionError):
+        raise CuelabError(f"--shard: got {text!r}; I/N with 0 <= I < N, e.g. 0/4") from None
+    return i, n
+
+
+def check_rows(scenes: pd.DataFrame) -> None:
+    """Every scene value renderable, every file there: fail before any rendering starts."""
+    problems = []
+    for name in SCENE_FACTOR_NAMES:
+        if name not in scenes:
+            problems.append(f"column {name!r} is missing from the scenes table")
+            continue
+        f = REGISTRY[name]
+        for value in scenes[name].unique():
+            v = value.item() if hasattr(value, "item") else value
+            row = scenes.index[scenes[name] == value][0]
+            where = f"row {row} ({scenes.at[row, 'image_id']}): {name} = {v!r}"
+            if not f.accepts(v):
+                problems.append(f"{where}: not allowed; {name} must be {f.domain_text()}")
+            elif isinstance(v, str) and v.startswith(("mesh:", "image:")):
+                path = Path(v.split(":", 1)[1])
+                if not path.is_file():
+                    problems.append(f"{where}: no such file {path.resolve()} (paths are "
+                                    "relative to the directory cuelab runs in)")
+    if problems:
+        shown = problems[:10] + ([f"... and {len(problems) - 10} more"] if len(problems) > 10
+                                 else [])
+        raise CuelabError("the scenes table cannot be rendered:\n  - " + "\n  - ".join(shown))
+
+
+# --- chunk files -------------------------------------------------------------------------------
+
+def chunk_paths(out: Path, k: int) -> tuple[Path, Path]:
+    return out / f"chunk-{k:05d}.npz", out / f"chunk-{k:05d}.json"
+
+
+def _manifest(k: int, rows: pd.DataFrame, settings: RenderSettings) -> dict:
+    return {"chunk": k, "renders": len(rows), "render_ids": rows.render_id.tolist(),
+            "render_settings": settings.model_dump()}
+
+
+def chunk_is_done(out: Path, k: int, rows: pd.DataFrame, settings: RenderSettings) -> bool:
+    data, meta = chunk_paths(out, k)
+    if not (data.is_file() and meta.is_file()):
+        return False
+    try:
+        written = json.loads(meta.read_text())
+    except (OSError, ValueError):
+        return False
+    expected = _manifest(k, rows, settings)
+    return (all(written.get(key) == value for key, value in expected.items())
+            and written.get("sha256") == _sha256(data))
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
+    """An .npz without timestamps, so the same renders give the same bytes."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zf:
+        for name, arr in arrays.items():
+            with zf.open(zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0)),
+                         "w") as f:
+                np.lib.format.write_array(f, np.ascontiguousarray(arr), allow_pickle=False)
+    return buf.getvalue()
+
+
+def read_renders(out: str | Path) -> dict[str, np.ndarray]:
+    """Every chunk of a render directory: render_id, rgb, mask, visible_fraction."""
+    files = sorted(Path(out).glob("chunk-*.npz"))
+    if not files:
+        raise CuelabError(f"no renders in {out}: run `cuelab render` first")
+    parts = [np.load(f) for f in files]
+    return {key: np.concatenate([p[key] for p in parts]) for key in parts[0].files}
+
+
+# --- workers (separate processes; each builds its studio once) ------------------------------------
+
+_studio = None
+_studio_args: tuple = ()
+
+
+def _init_worker(settings_json: str, meshes: list[str], images: list[str]) -> None:
+    global _studio_args
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)  # Blender prints a line per file it writes
+    _studio_args = (settings_json, meshes, images)
+
+
+def _get_studio():
+    """Built on the first chunk, not in the pool initializer: an error there would make the
+    pool restart workers forever instead of reporting it."""
+    global _studio
+    if _studio is None:
+        from .studio import Studio  # bpy: only in workers
+
+        settings_json, meshes, images = _studio_args
+        _studio = Studio(RenderSettings.model_validate_json(settings_json), meshes, images)
+    return _studio
+
+
+def _render_chunk(job: tuple) -> tuple[int, int]:
+    k, records, out, settings_json = job
+    rows = pd.DataFrame.from_records(records)
+    studio = _get_studio()
+    rgbs, masks, visible = [], [], []
+    for row in records:
+        rgb, mask, frac = studio.render_row(row)
+        rgbs.append(rgb)
+        masks.append(mask)
+        visible.append(frac)
+    data, meta = chunk_paths(Path(out), k)
+    payload = _npz_bytes({"render_id": rows.render_id.to_numpy(dtype="U16"),
+                          "rgb": np.stack(rgbs), "mask": np.stack(masks),
+                          "visible_fraction": np.asarray(visible, np.float32)})
+    _write_atomic(data, payload)
+    import bpy
+
+    manifest = _manifest(k, rows, RenderSettings.model_validate_json(settings_json))
+    manifest.update(blender=bpy.app.version_string, device=studio.device,
+                    sha256=hashlib.sha256(payload).hexdigest())
+    _write_atomic(meta, json.dumps(manifest, indent=1).encode())  # last: marks the chunk done
+    return k, len(records)
+
+
+# --- the step ----------------------------------------------------------------------------------
+
+@dataclass
+class RenderSummary:
+    out: Path
+    rendered: int
+    reused: int
+    chunks: int
+    seconds: float
+    workers: int
+
+    def __str__(self) -> str:
+        rate = self.rendered / self.seconds if self.seconds and self.rendered else 0
+        return (f"rendered {self.rendered} images ({rate:.0f}/s on {self.workers} worker"
+                f"{'s' if self.workers > 1 else ''}), reused {self.reused} from an earlier run; "
+                f"{self.chunks} chunks in {self.out} ({self.seconds:.1f} s)")
+
+
+def render(params: str | Path | Experiment, scenes: str | Path | pd.DataFrame, out: str | Path,
+           workers: int = 1, shard: str = "0/1", progress: bool = True) -> RenderSummary:
+    """The `render` step: every distinct scene of the table -> RGB + exact mask, in chunks."""
+    start = time.perf_counter()
+    exp = params if isinstance(params, Experiment) else load_experiment(params)
+    table = scenes if isinstance(scenes, pd.DataFrame) else read_scenes(scenes)
+    check_rows(table)
+    index, count = parse_shard(shard)
+    if workers < 1:
+        raise CuelabError(f"--workers: got {workers}; at least 1")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    chunks = plan_chunks(table)
+    mine = [k for k in range(len(chunks)) if k % count == index]
+    todo = [k for k in mine if not chunk_is_done(out, k, chunks[k], exp.render)]
+    reused = sum(len(chunks[k]) for k in mine if k not in todo)
+    rendered = sum(len(chunks[k]) for k in todo)
+    if todo:
+        _run_workers(exp.render, table, chunks, todo, out, min(workers, len(todo)), progress)
+    if count == 1:  # a whole run owns the directory: drop chunks of an older, larger table
+        for stale in out.glob("chunk-*"):
+            if int(stale.name[6:11]) >= len(chunks):
+                stale.unlink()
+    return RenderSummary(out, rendered, reused, len(mine), time.perf_counter() - start,
+                         min(workers, max(len(todo), 1)))
+
+
+def _run_workers(settings: RenderSettings, table: pd.DataFrame, chunks, todo, out: Path,
+                 workers: int, progress: bool) -> None:
+    from tqdm import tqdm
+
+    values = {v for name in ("shape", "background") for v in table[name].unique()}
+    meshes = sorted(v.split(":", 1)[1] for v in values if v.startswith("mesh:"))
+    images = sorted(v.split(":", 1)[1] for v in values if v.startswith("image:"))
+    settings_json = settings.model_dump_json()
+    jobs = [(k, _records(chunks[k]), str(out), settings_json) for k in todo]
+    ctx = multiprocessing.get_context("spawn")  # a fresh interpreter: bpy wants its own
+    total = sum(len(chunks[k]) for k in todo)
+    with ctx.Pool(workers, _init_worker, (settings_json, meshes, images)) as pool, \
+            tqdm(total=total, unit="img", desc="render", disable=not progress) as bar:
+        for _, n in pool.imap_unordered(_render_chunk, jobs):
+            bar.update(n)
+
+
+def _records(rows: pd.DataFrame) -> list[dict]:
+    records = rows.to_dict("records")
+    for r in records:  # plain Python values for the workers
+        for key, value in r.items():
+            if hasattr(value, "item"):
+                r[key] = value.item()
+    return records

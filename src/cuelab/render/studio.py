@@ -1,0 +1,529 @@
+"""The studio: the only module that imports bpy.
+
+A `Studio` builds one Blender scene per worker process (every shape, the occluders, the lights,
+the camera, the node graphs) and, per row of the scenes table, only updates values: which shape is
+visible, node inputs, transforms. Each scene factor has one apply function in `APPLY`.
+
+Determinism: Cycles' seed is fixed and persistent data is on, so a row's pixels depend on the row
+alone (our own randomness, such as where an occluder stands, comes from the row's seed).
+"""
+
+from __future__ import annotations
+
+import colorsys
+import math
+import os
+import tempfile
+from pathlib import Path
+
+import bpy  # noqa: I001  (bpy first: it makes bmesh and mathutils importable)
+import bmesh
+import numpy as np
+from mathutils import Matrix, Vector
+from PIL import Image
+
+from ..config import RenderSettings
+from ..factors.scene import PALETTE
+
+TARGET, OCCLUDER = 1, 2          # object pass indices
+BASE_DISTANCE = 4.6              # camera distance (m) at 50 mm where the object fills ~half the frame
+SUN_STRENGTH = 3.0               # W/m^2 at light_intensity 1
+AMBIENT = (0.12, 0.12, 0.12)     # what non-camera rays see: backgrounds never light the object
+
+# Backgrounds in linear RGB: (kind, colour A, colour B)
+BACKGROUNDS = {
+    "studio": ("solid", (0.18, 0.18, 0.18), None),
+    "white": ("solid", (0.85, 0.85, 0.85), None),
+    "black": ("solid", (0.0, 0.0, 0.0), None),
+    "sky": ("gradient", (0.55, 0.7, 0.9), (0.05, 0.18, 0.6)),
+    "sunset": ("gradient", (0.9, 0.35, 0.05), (0.2, 0.05, 0.3)),
+    "checker": ("checker", (0.7, 0.7, 0.65), (0.1, 0.1, 0.12)),
+    "noise": ("noise", (0.45, 0.35, 0.2), (0.05, 0.08, 0.05)),
+    "voronoi": ("voronoi", (0.1, 0.35, 0.4), (0.6, 0.8, 0.7)),
+    "wave": ("wave", (0.5, 0.2, 0.45), (0.08, 0.05, 0.2)),
+    "bricks": ("bricks", (0.45, 0.15, 0.08), (0.6, 0.55, 0.5)),
+}
+PROCEDURAL_BG = ("checker", "noise", "voronoi", "wave", "bricks")
+OBJECT_TEXTURES = ("checker", "stripes", "dots", "noise", "voronoi", "wave")
+MATERIALS = {  # Principled BSDF inputs
+    "matte": {"Roughness": 0.9, "Metallic": 0.0, "Specular IOR Level": 0.2, "Coat Weight": 0.0},
+    "glossy": {"Roughness": 0.12, "Metallic": 0.0, "Specular IOR Level": 0.6, "Coat Weight": 1.0},
+    "metal": {"Roughness": 0.25, "Metallic": 1.0, "Specular IOR Level": 0.5, "Coat Weight": 0.0},
+    "rubber": {"Roughness": 0.55, "Metallic": 0.0, "Specular IOR Level": 0.35,
+               "Coat Weight": 0.0},
+}
+
+
+def srgb_to_linear(c: float) -> float:
+    return c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4
+
+
+def color_of(value: str) -> tuple[float, float, float]:
+    if value.startswith("hsv:"):
+        h, s, v = (float(x) for x in value[4:].split(","))
+        rgb = colorsys.hsv_to_rgb(h / 360, s, v)
+    else:
+        rgb = tuple(x / 255 for x in PALETTE[value])
+    return tuple(srgb_to_linear(x) for x in rgb)
+
+
+class Studio:
+    def __init__(self, settings: RenderSettings, meshes=(), images=()):
+        bpy.ops.wm.read_factory_settings(use_empty=True)
+        self.scene = bpy.context.scene
+        self.device = _setup_device(self.scene, settings.device)
+        self._setup_render(settings)
+        self.shapes = _make_shapes()
+        for path in meshes:
+            self.shapes[f"mesh:{path}"] = _import_mesh(path)
+        self._target_material()
+        for ob in self.shapes.values():
+            ob.pass_index = TARGET
+            ob.data.materials.clear()
+            ob.data.materials.append(self.material)
+        self.occluders = _make_occluders(self.scene)
+        self._camera_and_light()
+        self._world()
+        self.images = {f"image:{p}": bpy.data.images.load(str(Path(p).resolve()))
+                       for p in images}  # loaded once: loading per row leaks
+        self._compositor()
+        self.state: dict = {}
+
+    # -- per row ---------------------------------------------------------------------------------
+
+    def render_row(self, row: dict) -> tuple[np.ndarray, np.ndarray, float]:
+        """RGB (H, W, 3) uint8, the target's exact visible mask (H, W) bool, visible fraction."""
+        self.state = {"seed": int(row["seed"])}
+        for name, apply in APPLY.items():
+            apply(self, row[name])
+        self._place_camera_and_light()
+        self._place_occluder(row["occluder"])
+        rgb, mask = self._render()
+        if row["occluder"] == "none":
+            return rgb, mask, 1.0
+        # the unoccluded silhouette, from a 1-sample render without the occluder
+        for ob in self.occluders.values():
+            ob.hide_render = True
+        samples = self.scene.cycles.samples
+        self.scene.cycles.samples = 1
+        _, full = self._render()
+        self.scene.cycles.samples = samples
+        return rgb, mask, float(mask.sum() / max(full.sum(), 1))
+
+    def _render(self) -> tuple[np.ndarray, np.ndarray]:
+        bpy.ops.render.render(write_still=False)  # the File Output node writes both PNGs
+        with Image.open(self.io / "rgb.png") as im:
+            rgb = np.asarray(im.convert("RGB"))
+        with Image.open(self.io / "mask.png") as im:
+            mask = np.asarray(im) > 127
+        return rgb, mask
+
+    # -- building --------------------------------------------------------------------------------
+
+    def _setup_render(self, s: RenderSettings) -> None:
+        sc, r, cy = self.scene, self.scene.render, self.scene.cycles
+        r.engine = "CYCLES"
+        cy.samples = s.samples
+        cy.use_adaptive_sampling = False
+        cy.use_denoising = s.denoise
+        cy.seed = 0                          # fixed: persistent data ignores later changes
+        cy.use_animated_seed = False
+        cy.max_bounces = s.max_bounces
+        cy.diffuse_bounces = min(2, s.max_bounces)
+        cy.glossy_bounces = min(2, s.max_bounces)
+        cy.transmission_bounces = cy.volume_bounces = 0
+        cy.transparent_max_bounces = 1
+        cy.caustics_reflective = cy.caustics_refractive = False
+        r.resolution_x = r.resolution_y = s.resolution
+        r.resolution_percentage = 100
+        r.use_persistent_data = True         # keep BVH and shaders between rows
+        r.film_transparent = False
+        r.use_compositing = True
+        sc.view_settings.view_transform = "Standard"  # AgX would shift the palette
+        sc.view_settings.look = "None"
+        sc.view_layers[0].use_pass_object_index = True
+
+    def _target_material(self) -> None:
+        m = self.material = bpy.data.materials.new("target")
+        nt = m.node_tree
+        N, L = nt.nodes, nt.links
+        self.bsdf = N["Principled BSDF"]
+        coords = N.new("ShaderNodeTexCoord")
+        self.mapping = N.new("ShaderNodeMapping")
+        L.new(coords.outputs["Object"], self.mapping.inputs["Vector"])
+        vec = self.mapping.outputs["Vector"]
+        self.base = N.new("ShaderNodeRGB")
+        self.dark = N.new("ShaderNodeRGB")  # the pattern's colour: a dark shade of the base
+        patterns = {
+            "checker": _out(N, L, "ShaderNodeTexChecker", vec, "Fac", scale=3.0),
+            "stripes": _threshold(N, L, _out(N, L, "ShaderNodeTexWave", vec, "Fac", scale=1.5,
+                                             wave_type="BANDS"), 0.5),
+            "dots": _threshold(N, L, _out(N, L, "ShaderNodeTexVoronoi", vec, "Distance",
+                                          scale=4.0), 0.28, "LESS_THAN"),
+            "noise": _threshold(N, L, _out(N, L, "ShaderNodeTexNoise", vec, "Fac", scale=4.0,
+                                           Detail=4.0), 0.5),
+            "voronoi": _threshold(N, L, _out(N, L, "ShaderNodeTexVoronoi", vec, "Distance",
+                                             scale=3.0, feature="DISTANCE_TO_EDGE"),
+                                  0.07, "LESS_THAN"),
+            "wave": _out(N, L, "ShaderNodeTexWave", vec, "Fac", scale=1.2, wave_type="RINGS"),
+        }
+        self.texture_switch = {}
+        color = self.base.outputs[0]
+        for name, fac in patterns.items():  # a chain of mixes; one switch is on at a time
+            switch = N.new("ShaderNodeMath")
+            switch.operation = "MULTIPLY"
+            L.new(fac, switch.inputs[0])
+            color = _mix(N, L, color, self.dark.outputs[0], switch.outputs[0])
+            self.texture_switch[name] = switch.inputs[1]
+        L.new(color, self.bsdf.inputs["Base Color"])
+
+    def _camera_and_light(self) -> None:
+        cam = bpy.data.cameras.new("camera")
+        cam.sensor_fit = "HORIZONTAL"
+        cam.sensor_width = 36
+        self.camera = bpy.data.objects.new("camera", cam)
+        self.scene.collection.objects.link(self.camera)
+        self.scene.camera = self.camera
+        sun = bpy.data.lights.new("key", "SUN")
+        sun.angle = math.radians(3)
+        sun.use_temperature = True
+        self.sun = bpy.data.objects.new("key", sun)
+        self.scene.collection.objects.link(self.sun)
+
+    def _world(self) -> None:
+        w = self.scene.world = bpy.data.worlds.new("world")
+        # no importance map: rebuilding it for every background change costs ~0.8 s, and only
+        # camera rays see the backdrop anyway
+        w.cycles.sampling_method = "NONE"
+        N, L = w.node_tree.nodes, w.node_tree.links
+        window = N.new("ShaderNodeTexCoord").outputs["Window"]
+        self.bg_a, self.bg_b = N.new("ShaderNodeRGB"), N.new("ShaderNodeRGB")
+        a, b = self.bg_a.outputs[0], self.bg_b.outputs[0]
+        self.bg_switch = {}
+        y = N.new("ShaderNodeSeparateXYZ")
+        L.new(window, y.inputs[0])
+        color = a                                                        # solid
+        sources = {
+            "gradient": y.outputs["Y"],
+            "checker": _out(N, L, "ShaderNodeTexChecker", window, "Fac", scale=6.0),
+            "noise": _out(N, L, "ShaderNodeTexNoise", window, "Fac", scale=5.0, Detail=6.0),
+            "voronoi": _out(N, L, "ShaderNodeTexVoronoi", window, "Distance", scale=6.0),
+            "wave": _out(N, L, "ShaderNodeTexWave", window, "Fac", scale=4.0),
+            "bricks": _out(N, L, "ShaderNodeTexBrick", window, "Fac", scale=6.0),
+        }
+        for kind, fac in sources.items():
+            pattern = _mix(N, L, a, b, fac)
+            switch = N.new("ShaderNodeValue")
+            color = _mix(N, L, color, pattern, switch.outputs[0])
+            self.bg_switch[kind] = switch.outputs[0]
+        self.bg_image = N.new("ShaderNodeTexImage")
+        self.bg_image.extension = "EXTEND"
+        L.new(window, self.bg_image.inputs["Vector"])
+        switch = N.new("ShaderNodeValue")
+        color = _mix(N, L, color, self.bg_image.outputs["Color"], switch.outputs[0])
+        self.bg_switch["image"] = switch.outputs[0]
+        # camera rays see the backdrop; every other ray sees a constant ambient, so a
+        # background change leaves the object's shading untouched (a clean counterfactual)
+        ambient = N.new("ShaderNodeRGB")
+        ambient.outputs[0].default_value = (*AMBIENT, 1)
+        is_camera = N.new("ShaderNodeLightPath").outputs["Is Camera Ray"]
+        L.new(_mix(N, L, ambient.outputs[0], color, is_camera), N["Background"].inputs["Color"])
+
+    def _compositor(self) -> None:
+        self.io = Path(tempfile.mkdtemp(prefix="cuelab-render-",
+                                        dir="/dev/shm" if os.path.isdir("/dev/shm") else None))
+        ng = bpy.data.node_groups.new("composite", "CompositorNodeTree")
+        self.scene.compositing_node_group = ng
+        ng.interface.new_socket("Image", in_out="OUTPUT", socket_type="NodeSocketColor")
+        N, L = ng.nodes, ng.links
+        layers = N.new("CompositorNodeRLayers")
+        idmask = N.new("CompositorNodeIDMask")  # exact: the object-index pass, no anti-aliasing
+        idmask.inputs["Index"].default_value = TARGET
+        idmask.inputs["Anti-Alias"].default_value = False
+        L.new(layers.outputs["Object Index"], idmask.inputs["ID value"])
+        L.new(layers.outputs["Image"], N.new("NodeGroupOutput").inputs[0])
+        out = N.new("CompositorNodeOutputFile")
+        out.directory = str(self.io) + "/"
+        out.file_name = ""
+        out.format.media_type = "IMAGE"
+        out.format.file_format = "PNG"
+        out.format.color_depth = "8"
+        out.format.compression = 0
+        out.format.color_mode = "RGB"
+        out.file_output_items.new("RGBA", "rgb")
+        item = out.file_output_items.new("FLOAT", "mask")
+        item.override_node_format = True
+        item.format.media_type = "IMAGE"
+        item.format.file_format = "PNG"
+        item.format.color_mode = "BW"
+        item.format.color_depth = "8"
+        item.format.compression = 0
+        item.save_as_render = False
+        L.new(layers.outputs["Image"], out.inputs["rgb"])
+        L.new(idmask.outputs[0], out.inputs["mask"])
+
+    # -- placing things ------------------------------------------------------------------------
+
+    def _place_camera_and_light(self) -> None:
+        s = self.state
+        focal = s["focal_length"]
+        distance = BASE_DISTANCE * s["camera_distance"] * focal / 50  # dolly zoom: size kept
+        el, az = math.radians(s["camera_elevation"]), math.radians(s["camera_azimuth"])
+        direction = Vector((math.cos(el) * math.sin(az), -math.cos(el) * math.cos(az),
+                            math.sin(el)))
+        self.camera.location = direction * distance
+        self.camera.rotation_euler = (-direction).to_track_quat("-Z", "Y").to_euler()
+        cam = self.camera.data
+        cam.lens = focal
+        cam.clip_end = distance * 4
+        # position in frame: a lens shift moves the image without changing the perspective
+        cam.shift_x = -s["position_x"] / 2
+        cam.shift_y = -s["position_y"] / 2
+        el = math.radians(s["light_elevation"])
+        az = math.radians(s["camera_azimuth"] + s["light_azimuth"])  # 0: from the camera side
+        to_light = Vector((math.cos(el) * math.sin(az), -math.cos(el) * math.cos(az),
+                           math.sin(el)))
+        self.sun.rotation_euler = (-to_light).to_track_quat("-Z", "Y").to_euler()
+
+    def _place_occluder(self, kind: str) -> None:
+        for name, ob in self.occluders.items():
+            ob.hide_render = name != kind
+        if kind == "none":
+            return
+        # between camera and object, offset so that it covers part of the target; where
+        # exactly comes from the row's seed
+        rng = np.random.default_rng(self.state["seed"])
+        cam = self.camera
+        forward = cam.rotation_euler.to_matrix() @ Vector((0, 0, -1))
+        right = cam.rotation_euler.to_matrix() @ Vector((1, 0, 0))
+        up = cam.rotation_euler.to_matrix() @ Vector((0, 1, 0))
+        angle = rng.uniform(0, 2 * math.pi)
+        offset = rng.uniform(0.45, 0.8) * self.state["size"]
+        ob = self.occluders[kind]
+        ob.location = (cam.location + forward * (cam.location.length * 0.45)
+                       + (right * math.cos(angle) + up * math.sin(angle)) * offset * 0.55)
+        ob.rotation_euler = cam.rotation_euler.copy()
+        ob.rotation_euler.rotate_axis("Z", angle)
+
+
+# --- one apply function per scene factor -----------------------------------------------------
+
+def _apply_shape(st: Studio, value: str) -> None:
+    for name, ob in st.shapes.items():
+        ob.hide_render = name != value
+    st.target = st.shapes[value]
+
+
+def _apply_size(st: Studio, value: float) -> None:
+    st.state["size"] = value
+    st.target.scale = (value,) * 3
+
+
+def _apply_color(st: Studio, value: str) -> None:
+    rgb = color_of(value)
+    st.base.outputs[0].default_value = (*rgb, 1)
+    st.dark.outputs[0].default_value = (*(0.12 * c for c in rgb), 1)
+
+
+def _apply_texture(st: Studio, value: str) -> None:
+    for name, switch in st.texture_switch.items():
+        switch.default_value = 1.0 if name == value else 0.0
+
+
+def _apply_material(st: Studio, value: str) -> None:
+    for key, v in MATERIALS[value].items():
+        st.bsdf.inputs[key].default_value = v
+
+
+def _apply_rotation(st: Studio, value: float) -> None:
+    st.target.rotation_euler = (0, 0, math.radians(value))
+
+
+def _apply_background(st: Studio, value: str) -> None:
+    if value.startswith("image:"):
+        kind, a, b = "image", (0, 0, 0), (0, 0, 0)
+        st.bg_image.image = st.images[value]
+    else:
+        kind, a, b = BACKGROUNDS[value]
+    for name, switch in st.bg_switch.items():
+        switch.default_value = 1.0 if name == kind else 0.0
+    st.bg_a.outputs[0].default_value = (*a, 1)
+    st.bg_b.outputs[0].default_value = (*(b or a), 1)
+
+
+def _apply_light_intensity(st: Studio, value: float) -> None:
+    st.sun.data.energy = SUN_STRENGTH * value
+
+
+def _apply_light_temperature(st: Studio, value: float) -> None:
+    st.sun.data.temperature = value
+
+
+def _remember(name: str):
+    """Factors that act together (camera, light direction, position) are placed at the end."""
+    def apply(st: Studio, value) -> None:
+        st.state[name] = value
+    return apply
+
+
+APPLY = {
+    "shape": _apply_shape,
+    "size": _apply_size,
+    "color": _apply_color,
+    "texture": _apply_texture,
+    "material": _apply_material,
+    "rotation": _apply_rotation,
+    "position_x": _remember("position_x"),
+    "position_y": _remember("position_y"),
+    "background": _apply_background,
+    "occluder": _remember("occluder"),
+    "light_elevation": _remember("light_elevation"),
+    "light_azimuth": _remember("light_azimuth"),
+    "light_intensity": _apply_light_intensity,
+    "light_temperature": _apply_light_temperature,
+    "camera_distance": _remember("camera_distance"),
+    "camera_elevation": _remember("camera_elevation"),
+    "camera_azimuth": _remember("camera_azimuth"),
+    "focal_length": _remember("focal_length"),
+}
+
+
+# --- building blocks -------------------------------------------------------------------------
+
+def _out(N, L, kind: str, vector, output: str, scale: float = 1.0, **props):
+    node = N.new(kind)
+    L.new(vector, node.inputs["Vector"])
+    node.inputs["Scale"].default_value = scale
+    for key, value in props.items():
+        if key in node.inputs:
+            node.inputs[key].default_value = value
+        else:
+            setattr(node, key, value)
+    return node.outputs[output]
+
+
+def _threshold(N, L, value, edge: float, op: str = "GREATER_THAN"):
+    node = N.new("ShaderNodeMath")
+    node.operation = op
+    L.new(value, node.inputs[0])
+    node.inputs[1].default_value = edge
+    return node.outputs[0]
+
+
+def _mix(N, L, a, b, factor):
+    node = N.new("ShaderNodeMix")
+    node.data_type = "RGBA"
+    L.new(factor, node.inputs["Factor"])
+    L.new(a, node.inputs[6])
+    L.new(b, node.inputs[7])
+    return node.outputs[2]
+
+
+def _mesh_object(name: str, build) -> bpy.types.Object:
+    me = bpy.data.meshes.new(name)
+    bm = bmesh.new()
+    build(bm)
+    bm.to_mesh(me)
+    bm.free()
+    ob = bpy.data.objects.new(name, me)
+    bpy.context.scene.collection.objects.link(ob)
+    return ob
+
+
+def _capsule(bm) -> None:
+    bmesh.ops.create_uvsphere(bm, u_segments=24, v_segments=16, radius=0.55)
+    for v in bm.verts:  # push the hemispheres apart
+        if abs(v.co.z) > 1e-6:
+            v.co.z += math.copysign(0.4, v.co.z)
+
+
+def _make_shapes() -> dict:
+    shapes = {
+        "cube": _mesh_object("cube", lambda bm: bmesh.ops.create_cube(bm, size=1.3)),
+        "sphere": _mesh_object("sphere", lambda bm: bmesh.ops.create_uvsphere(
+            bm, u_segments=32, v_segments=16, radius=0.85)),
+        "cylinder": _mesh_object("cylinder", lambda bm: bmesh.ops.create_cone(
+            bm, cap_ends=True, segments=32, radius1=0.65, radius2=0.65, depth=1.5)),
+        "cone": _mesh_object("cone", lambda bm: bmesh.ops.create_cone(
+            bm, cap_ends=True, segments=32, radius1=0.85, radius2=0.0, depth=1.6)),
+        "icosphere": _mesh_object("icosphere", lambda bm: bmesh.ops.create_icosphere(
+            bm, subdivisions=1, radius=0.95)),
+        "capsule": _mesh_object("capsule", _capsule),
+    }
+    bpy.ops.mesh.primitive_torus_add(major_radius=0.7, minor_radius=0.28, major_segments=48,
+                                     minor_segments=16, rotation=(math.radians(60), 0, 0))
+    shapes["torus"] = bpy.context.active_object
+    bpy.ops.mesh.primitive_monkey_add(size=1.5)
+    shapes["monkey"] = bpy.context.active_object
+    for name, ob in shapes.items():
+        ob.name = name
+        for p in ob.data.polygons:
+            p.use_smooth = name in ("sphere", "capsule", "torus", "monkey")
+    return shapes
+
+
+def _import_mesh(path: str) -> bpy.types.Object:
+    importer = {".obj": bpy.ops.wm.obj_import, ".ply": bpy.ops.wm.ply_import,
+                ".stl": bpy.ops.wm.stl_import}[Path(path).suffix.lower()]
+    before = set(bpy.data.objects)
+    importer(filepath=str(Path(path).resolve()))
+    new = [ob for ob in bpy.data.objects if ob not in before and ob.type == "MESH"]
+    ob = new[0]
+    for extra in new[1:]:  # one object per file: join the parts
+        bpy.data.objects.remove(extra)
+    # centre it and scale it to the primitives' size (about 1.6 across)
+    corners = [ob.matrix_world @ Vector(c) for c in ob.bound_box]
+    centre = sum(corners, Vector()) / 8
+    extent = max((max(c[i] for c in corners) - min(c[i] for c in corners)) for i in range(3))
+    ob.data.transform(Matrix.Translation(-centre))
+    ob.data.transform(Matrix.Scale(1.6 / max(extent, 1e-6), 4))
+    ob.location = (0, 0, 0)
+    ob.rotation_euler = (0, 0, 0)
+    ob.scale = (1, 1, 1)
+    return ob
+
+
+def _make_occluders(scene) -> dict:
+    obs = {
+        "bar": _mesh_object("occluder-bar", lambda bm: bmesh.ops.create_cube(bm, size=1.0)),
+        "box": _mesh_object("occluder-box", lambda bm: bmesh.ops.create_cube(bm, size=0.7)),
+        "ball": _mesh_object("occluder-ball", lambda bm: bmesh.ops.create_uvsphere(
+            bm, u_segments=24, v_segments=12, radius=0.4)),
+    }
+    obs["bar"].data.transform(Matrix.Diagonal((0.22, 0.22, 2.4, 1)))
+    m = bpy.data.materials.new("occluder")
+    m.node_tree.nodes["Principled BSDF"].inputs["Base Color"].default_value = (0.3, 0.28, 0.25, 1)
+    for ob in obs.values():
+        ob.pass_index = OCCLUDER
+        ob.data.materials.append(m)
+        ob.hide_render = True
+    return obs
+
+
+def _setup_device(scene, device: str) -> str:
+    """CUDA/OptiX when asked for (gpu) or available (auto); otherwise the CPU."""
+    scene.cycles.device = "CPU"
+    if device == "cpu":
+        return "CPU"
+    try:
+        prefs = bpy.context.preferences.addons["cycles"].preferences
+    except KeyError:
+        return "CPU"
+    for backend in ("OPTIX", "CUDA", "HIP", "ONEAPI"):
+        try:
+            prefs.compute_device_type = backend
+        except TypeError:  # not built into this Blender
+            continue
+        prefs.refresh_devices()
+        gpus = [d for d in prefs.devices if d.type == backend]
+        if gpus:
+            for d in prefs.devices:
+                d.use = d.type == backend
+            scene.cycles.device = "GPU"
+            return f"GPU ({backend}: {', '.join(d.name for d in gpus)})"
+    prefs.compute_device_type = "NONE"
+    if device == "gpu":
+        from ..errors import CuelabError
+        raise CuelabError("render.device is 'gpu' but Blender found no CUDA/OptiX/HIP/oneAPI "
+                          "device; use 'auto' to fall back to the CPU")
+    return "CPU"
