@@ -6,6 +6,7 @@ Run here:  cuelab pipeline run-local      (kfp.local.SubprocessRunner)
 
 from kfp import dsl
 
+from components.render import merge_renders, render, shard_indices
 from components.sample import sample
 
 
@@ -13,7 +14,17 @@ from components.sample import sample
     name="cuelab",
     description="Render a controlled synthetic dataset, train a CNN, and trace which cues it uses.",
 )
-def cuelab_pipeline(params_yaml: str) -> dsl.Dataset:
-    """params_yaml: the experiment, the text of a params.yaml file. Returns the scenes table."""
+def cuelab_pipeline(params_yaml: str, render_shards: int = 2) -> dsl.Dataset:
+    """params_yaml: the experiment, the text of a params.yaml file; render_shards: how many
+    pods render in parallel. Returns the merged renders."""
     scenes = sample(params_yaml=params_yaml).set_display_name("sample scenes")
-    return scenes.outputs["scenes"]
+    shards = shard_indices(shards=render_shards).set_display_name("plan render shards")
+    with dsl.ParallelFor(shards.output, name="render-shards") as shard:
+        part = (render(params_yaml=params_yaml, scenes=scenes.outputs["scenes"], shard=shard,
+                       shards=render_shards)
+                .set_display_name("render shard")
+                .set_retry(num_retries=2)
+                .set_cpu_limit("4").set_memory_limit("8G"))
+    merged = merge_renders(params_yaml=params_yaml, scenes=scenes.outputs["scenes"],
+                           parts=dsl.Collected(part.outputs["renders"]))
+    return merged.set_display_name("merge renders").outputs["renders"]

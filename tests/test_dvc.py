@@ -3,10 +3,12 @@
 import os
 import subprocess
 
+import pandas as pd
 import pytest
 import yaml
 
 from conftest import BIN, copy_project, tiny_experiment
+from cuelab.render import read_renders
 from cuelab.sampling import sample
 
 
@@ -24,7 +26,9 @@ def repo(tmp_path):
     root = tmp_path / "project"
     root.mkdir()
     copy_project(root)
-    (root / "params.yaml").write_text(yaml.safe_dump(tiny_experiment(), sort_keys=False))
+    (root / "params.yaml").write_text(yaml.safe_dump(tiny_experiment(
+        render={"resolution": 32, "samples": 2, "device": "cpu", "chunk_size": 32}),
+        sort_keys=False))
     sh("git", "init", "-q", cwd=root)
     sh("dvc", "init", "-q", cwd=root)
     sh("git", "add", "-A", cwd=root)
@@ -32,23 +36,34 @@ def repo(tmp_path):
     return root
 
 
-def test_dvc_repro_samples_and_is_incremental(repo, tmp_path):
+def test_dvc_repro_runs_the_stages_and_is_incremental(repo, tmp_path):
     out = sh("dvc", "repro", cwd=repo)
-    assert "Running stage 'sample'" in out
+    assert "Running stage 'sample'" in out and "Running stage 'render'" in out
     scenes = repo / "data" / "scenes.parquet"
     sample(repo / "params.yaml", tmp_path / "direct.parquet")
     assert scenes.read_bytes() == (tmp_path / "direct.parquet").read_bytes()
-    assert "Stage 'sample' didn't change" in sh("dvc", "repro", cwd=repo)
+    renders = read_renders(repo / "data" / "renders")
+    assert len(renders["render_id"]) == pd.read_parquet(scenes).render_id.nunique()
+    assert renders["rgb"].shape[1:] == (32, 32, 3)
+    unchanged = sh("dvc", "repro", cwd=repo)
+    assert "Stage 'sample' didn't change" in unchanged and "Stage 'render' didn't change" in unchanged
 
-    # a parameter the sample stage does not read changes nothing
+    # a parameter no stage reads yet changes nothing
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["train"] = {"epochs": 3}
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    assert "Stage 'sample' didn't change" in sh("dvc", "repro", cwd=repo)
+    assert "Running stage" not in sh("dvc", "repro", cwd=repo)
 
-    # one it reads reruns it
+    # a render setting reruns only the render stage
+    params["render"]["samples"] = 1
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    out = sh("dvc", "repro", cwd=repo)
+    assert "Stage 'sample' didn't change" in out and "Running stage 'render'" in out
+
+    # the seed reruns both
     params["seed"] = 11
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    assert "Running stage 'sample'" in sh("dvc", "repro", cwd=repo)
+    out = sh("dvc", "repro", cwd=repo)
+    assert "Running stage 'sample'" in out and "Running stage 'render'" in out
     assert scenes.read_bytes() != (tmp_path / "direct.parquet").read_bytes()
     assert "up to date" in sh("dvc", "status", cwd=repo)

@@ -3,8 +3,9 @@
 import os
 import subprocess
 
-from conftest import BIN, ROOT
+from conftest import BIN, ROOT, tiny_experiment, write_params
 from cuelab.pipeline import compile_pipeline, run_local
+from cuelab.render import render
 from cuelab.sampling import sample
 
 
@@ -16,18 +17,28 @@ def test_compiled_pipeline_is_in_sync_with_the_code(tmp_path, monkeypatch):
     assert fresh == committed, "run `cuelab pipeline compile` and commit the YAML"
 
 
-def test_pipeline_runs_in_kfp_local_and_matches_the_step(tmp_path, tiny_params, monkeypatch):
+def test_pipeline_runs_in_kfp_local_and_matches_the_steps(tmp_path, monkeypatch):
     monkeypatch.chdir(ROOT)
-    run = run_local(tiny_params, tmp_path / "kfp")
-    scenes = run.outputs["Output"]
-    assert scenes.is_relative_to(tmp_path / "kfp")
-    direct = tmp_path / "direct.parquet"
-    sample(tiny_params, direct)
-    assert scenes.read_bytes() == direct.read_bytes()
+    params = write_params(tmp_path / "params.yaml", tiny_experiment(
+        render={"resolution": 32, "samples": 2, "device": "cpu", "chunk_size": 16}))
+    run = run_local(params, tmp_path / "kfp")  # two render shards in a ParallelFor, merged
+    merged = run.outputs["Output"]
+    assert merged.is_relative_to(tmp_path / "kfp")
+    shards = list((tmp_path / "kfp").glob("*/for-loop-*/render/renders"))
+    assert len(shards) == 2 and all(any(s.iterdir()) for s in shards)
+    sample(params, tmp_path / "scenes.parquet")
+    render(params, tmp_path / "scenes.parquet", tmp_path / "direct", progress=False)
+    direct = sorted(f.name for f in (tmp_path / "direct").iterdir())
+    assert sorted(f.name for f in merged.iterdir()) == direct
+    for name in direct:
+        assert (merged / name).read_bytes() == (tmp_path / "direct" / name).read_bytes()
 
 
-def test_cli_run_local(tmp_path, tiny_params):
-    r = subprocess.run([BIN / "cuelab", "pipeline", "run-local", "--params", str(tiny_params),
+def test_cli_run_local(tmp_path):
+    params = write_params(tmp_path / "params.yaml", tiny_experiment(
+        splits={"train": 3, "val": 1, "test": 1}, sweeps=[], conflicts=[],
+        render={"resolution": 32, "samples": 1, "device": "cpu"}))
+    r = subprocess.run([BIN / "cuelab", "pipeline", "run-local", "--params", str(params),
                         "--workdir", str(tmp_path / "kfp")], cwd=ROOT, capture_output=True,
                        text=True, env={**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"})
     assert r.returncode == 0, r.stderr[-2000:]

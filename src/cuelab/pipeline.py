@@ -64,8 +64,9 @@ def run_local(params: str | Path, workdir: str | Path) -> LocalRun:
     workdir.mkdir(parents=True, exist_ok=True)
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(workdir))
     start = time.perf_counter()
-    with warnings.catch_warnings():  # kfp warns that our image name does not say "python"
-        warnings.simplefilter("ignore", RuntimeWarning)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # our image's name lacks "python"
+        warnings.filterwarnings("ignore", ".*no effect in the current local runner")
         run = load_pipeline()(params_yaml=Path(params).read_text())
     outputs = {name: Path(artifact.path) for name, artifact in run.outputs.items()}
     return LocalRun(outputs, time.perf_counter() - start)

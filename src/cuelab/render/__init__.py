@@ -1,7 +1,7 @@
 """The render step: scenes table -> clean renders and exact object masks.
 
 Each distinct `render_id` of the table is rendered once (rows that differ only in sensor factors
-share it). Renders are grouped in chunks of `CHUNK` in table order; a chunk is one `.npz` (RGB,
+share it). Renders are grouped in chunks (`render.chunk_size`) in table order; a chunk is one `.npz` (RGB,
 mask, visible fraction) and one manifest, written under a temporary name and renamed, so a killed
 run leaves only whole chunks and a rerun renders only the missing ones. `--shard I/N` takes chunks
 I, I+N, I+2N, ...: shards are disjoint and their union is the whole set.
@@ -29,13 +29,12 @@ from ..errors import CuelabError
 from ..factors import REGISTRY, SCENE_FACTOR_NAMES
 from ..sampling import read_scenes
 
-CHUNK = 128
 ROW_FIELDS = list(SCENE_FACTOR_NAMES) + ["seed"]
 
 
 # --- planning ----------------------------------------------------------------------------------
 
-def plan_chunks(scenes: pd.DataFrame, chunk: int = CHUNK) -> list[pd.DataFrame]:
+def plan_chunks(scenes: pd.DataFrame, chunk: int) -> list[pd.DataFrame]:
     """Distinct renders in table order, cut into chunks."""
     renders = scenes.drop_duplicates("render_id")[["render_id"] + ROW_FIELDS]
     return [renders.iloc[i: i + chunk] for i in range(0, len(renders), chunk)]
@@ -208,8 +207,11 @@ def render(params: str | Path | Experiment, scenes: str | Path | pd.DataFrame, o
         raise CuelabError(f"--workers: got {workers}; at least 1")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    chunks = plan_chunks(table)
+    chunks = plan_chunks(table, exp.render.chunk_size)
     mine = [k for k in range(len(chunks)) if k % count == index]
+    for k in mine:  # half-written files of a killed run (only our shard's: others may be live)
+        for leftover in out.glob(f".chunk-{k:05d}.*.tmp"):
+            leftover.unlink(missing_ok=True)
     todo = [k for k in mine if not chunk_is_done(out, k, chunks[k], exp.render)]
     reused = sum(len(chunks[k]) for k in mine if k not in todo)
     rendered = sum(len(chunks[k]) for k in todo)

@@ -1,0 +1,225 @@
+"""The renderer, with the real Blender at 32x32: each factor's effect on the pixels, exact
+masks, determinism, resume after a kill, shards."""
+
+import os
+import signal
+import subprocess
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from PIL import Image
+
+from conftest import BIN, bare_experiment
+from cuelab.config import experiment_from_dict
+from cuelab.errors import CuelabError
+from cuelab.factors import REGISTRY, SCENE_FACTOR_NAMES
+from cuelab.render import read_renders, render
+from cuelab.sampling import _render_ids, sample_scenes
+
+pytestmark = pytest.mark.slow
+RENDER = {"resolution": 32, "samples": 2, "device": "cpu", "chunk_size": 4}
+
+
+def experiment(**render):
+    return experiment_from_dict(bare_experiment(render={**RENDER, **render}))
+
+
+def table(rows: list[dict]) -> pd.DataFrame:
+    """A scenes table of hand-made rows: registry defaults plus the given values."""
+    full = []
+    for i, row in enumerate(rows):
+        base = {n: REGISTRY[n].default for n in SCENE_FACTOR_NAMES}
+        base.update(image_id=f"t-{i:03d}", seed=1000 + i)
+        base.update(row)
+        full.append(base)
+    df = pd.DataFrame(full)
+    df["render_id"] = _render_ids(df)
+    return df
+
+
+CASES = {
+    "base": {},
+    "red": {"color": "red"},
+    "blue": {"color": "blue"},
+    "small": {"size": 0.5},
+    "large": {"size": 1.5},
+    "sky": {"background": "sky"},
+    "checker_bg": {"background": "checker"},
+    "occluded": {"occluder": "box"},
+    "white_on_black": {"color": "white", "background": "black", "material": "matte"},
+    "sphere": {"shape": "sphere"},
+    "left": {"position_x": -0.5},
+    "dim": {"light_intensity": 0.2},
+}
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory):
+    out = tmp_path_factory.mktemp("renders")
+    df = table(list(CASES.values()))
+    render(experiment(), df, out, workers=2, progress=False)
+    r = read_renders(out)
+    index = {rid: i for i, rid in enumerate(r["render_id"])}
+    return {name: {k: r[k][index[rid]] for k in ("rgb", "mask", "visible_fraction")}
+            for name, rid in zip(CASES, df.render_id)}
+
+
+def test_outputs_have_the_right_shape_and_type(rendered):
+    img = rendered["base"]
+    assert img["rgb"].shape == (32, 32, 3) and img["rgb"].dtype == np.uint8
+    assert img["mask"].shape == (32, 32) and img["mask"].dtype == bool
+    assert 30 < img["mask"].sum() < 32 * 32 / 2
+
+
+def test_colour_reaches_the_object_pixels(rendered):
+    for name, channel in (("red", 0), ("blue", 2)):
+        px = rendered[name]["rgb"][rendered[name]["mask"]].astype(float).mean(axis=0)
+        assert px.argmax() == channel and px[channel] > 1.5 * np.delete(px, channel).max()
+
+
+def test_size_changes_the_mask(rendered):
+    assert rendered["large"]["mask"].sum() > 2 * rendered["small"]["mask"].sum()
+
+
+def test_background_changes_pixels_but_not_the_mask_or_the_object(rendered):
+    base = rendered["base"]
+    for name in ("sky", "checker_bg"):
+        other = rendered[name]
+        assert np.array_equal(other["mask"], base["mask"])
+        background = ~base["mask"]
+        assert np.abs(other["rgb"][background].astype(int) - base["rgb"][background]).mean() > 20
+        # the object is lit the same way: backgrounds are not light sources
+        diff = np.abs(other["rgb"][base["mask"]].astype(int) - base["rgb"][base["mask"]])
+        assert diff.mean() < 3
+
+
+def test_occluder_lowers_the_visible_fraction(rendered):
+    occ, base = rendered["occluded"], rendered["base"]
+    assert 0.05 < occ["visible_fraction"] < 0.95
+    assert base["visible_fraction"] == 1.0
+    # the visible mask is the unoccluded silhouette minus what the occluder hides
+    assert occ["mask"].sum() < base["mask"].sum()
+    assert not (occ["mask"] & ~base["mask"]).any()
+    assert occ["visible_fraction"] == pytest.approx(occ["mask"].sum() / base["mask"].sum(),
+                                                    abs=0.02)
+
+
+def test_mask_is_exactly_the_object(rendered):
+    img = rendered["white_on_black"]
+    bright = img["rgb"].max(axis=2) > 40
+    assert (bright & img["mask"]).sum() / (bright | img["mask"]).sum() > 0.9
+    # beyond the mask's anti-aliased one-pixel rim, only the black background
+    m = img["mask"]
+    rim = m.copy()
+    rim[1:] |= m[:-1]
+    rim[:-1] |= m[1:]
+    rim[:, 1:] |= m[:, :-1]
+    rim[:, :-1] |= m[:, 1:]
+    assert img["rgb"][~rim].max() <= 2 and img["rgb"][m].min() > 40
+
+
+def test_shape_position_and_light(rendered):
+    base = rendered["base"]
+    assert not np.array_equal(rendered["sphere"]["mask"], base["mask"])
+    cols = np.nonzero(rendered["left"]["mask"].any(axis=0))[0]
+    base_cols = np.nonzero(base["mask"].any(axis=0))[0]
+    assert cols.mean() < base_cols.mean() - 4
+    assert rendered["dim"]["rgb"][base["mask"]].mean() < 0.6 * base["rgb"][base["mask"]].mean()
+
+
+def test_deterministic_and_independent_of_order_and_chunking(tmp_path):
+    df = table(list(CASES.values())[:6])
+    render(experiment(), df, tmp_path / "a", progress=False)
+    render(experiment(), df, tmp_path / "b", progress=False)
+    for f in sorted((tmp_path / "a").iterdir()):
+        assert f.read_bytes() == (tmp_path / "b" / f.name).read_bytes(), f.name
+    # the same rows in reverse order and other chunks give the same pixels per render
+    render(experiment(chunk_size=5), df.iloc[::-1], tmp_path / "c", progress=False)
+    a, c = read_renders(tmp_path / "a"), read_renders(tmp_path / "c")
+    order = {rid: i for i, rid in enumerate(c["render_id"])}
+    for i, rid in enumerate(a["render_id"]):
+        assert np.array_equal(a["rgb"][i], c["rgb"][order[rid]])
+        assert np.array_equal(a["mask"][i], c["mask"][order[rid]])
+
+
+def test_shards_are_disjoint_and_their_union_is_the_whole(tmp_path):
+    df = table([{"rotation": float(r)} for r in range(0, 360, 30)])  # 12 renders, 3 chunks
+    render(experiment(), df, tmp_path / "whole", progress=False)
+    first = render(experiment(), df, tmp_path / "sharded", shard="0/2", progress=False)
+    names = {f.name for f in (tmp_path / "sharded").iterdir()}
+    assert names == {"chunk-00000.npz", "chunk-00000.json", "chunk-00002.npz",
+                     "chunk-00002.json"}
+    second = render(experiment(), df, tmp_path / "sharded", shard="1/2", progress=False)
+    assert first.rendered + second.rendered == 12 and second.reused == 0
+    for f in (tmp_path / "whole").iterdir():
+        assert f.read_bytes() == (tmp_path / "sharded" / f.name).read_bytes()
+
+
+def test_resume_after_kill_renders_only_what_is_missing(tmp_path):
+    exp = bare_experiment(splits={"train": 40, "val": 1, "test": 1},
+                          factors={"rotation": {"range": [0, 360]}},
+                          render={**RENDER, "chunk_size": 6})
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump(exp))
+    scenes = tmp_path / "scenes.parquet"
+    subprocess.run([BIN / "cuelab", "sample", "--params", params, "--out", scenes], check=True)
+    cmd = [BIN / "cuelab", "render", "--params", params, "--scenes", scenes, "--workers", "1"]
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(cmd + ["--out", killed], start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not (killed / "chunk-00001.json").exists() and time.time() < deadline:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done = {f.name for f in killed.glob("chunk-*.json")}
+    assert 2 <= len(done) < 7, done  # killed part-way
+    r = subprocess.run(cmd + ["--out", killed], capture_output=True, text=True, check=True)
+    reused = int(r.stdout.split("reused ")[1].split()[0])
+    assert reused == 6 * len(done)
+    subprocess.run(cmd + ["--out", tmp_path / "whole"], capture_output=True, check=True)
+    whole = sorted(f.name for f in (tmp_path / "whole").iterdir())
+    assert sorted(f.name for f in killed.iterdir()) == whole  # no leftovers
+    for name in whole:
+        assert (killed / name).read_bytes() == (tmp_path / "whole" / name).read_bytes()
+
+
+def test_user_mesh_and_image_background(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "tetra.obj").write_text(
+        "v 0 0 0\nv 1 0 0\nv 0 1 0\nv 0 0 1\nf 1 3 2\nf 1 2 4\nf 1 4 3\nf 2 3 4\n")
+    stripes = np.zeros((32, 32, 3), np.uint8)
+    stripes[:, ::4] = (255, 0, 0)
+    Image.fromarray(stripes).save(tmp_path / "bg.png")
+    df = table([{"shape": "mesh:tetra.obj", "background": "image:bg.png"}, {}])
+    render(experiment(), df, tmp_path / "out", progress=False)
+    r = read_renders(tmp_path / "out")
+    tetra, cube = r["mask"][0], r["mask"][1]
+    assert tetra.sum() > 20 and not np.array_equal(tetra, cube)
+    background = r["rgb"][0][~tetra].astype(int)
+    assert background[:, 0].max() > 200 and background[:, 0].min() < 60  # the stripes show
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"shape": "banana"}, "row 1 (t-001): shape = 'banana': not allowed"),
+    ({"shape": "mesh:missing.obj"}, "row 1 (t-001): shape = 'mesh:missing.obj': no such file"),
+    ({"background": "image:nowhere.png"}, "background = 'image:nowhere.png': no such file"),
+])
+def test_impossible_rows_fail_before_any_rendering(tmp_path, change, message):
+    df = table([{}, change])
+    with pytest.raises(CuelabError) as err:
+        render(experiment(), df, tmp_path / "out", progress=False)
+    assert message in str(err.value)
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_sensor_rows_share_renders(tmp_path):
+    exp = experiment_from_dict(bare_experiment(
+        splits={"train": 2, "val": 1, "test": 1}, render=RENDER,
+        sweeps=[{"factor": "jpeg_quality", "levels": [0, 50, 10], "base_scenes": 2}]))
+    df = sample_scenes(exp)
+    summary = render(exp, df, tmp_path / "out", progress=False)
+    assert summary.rendered == 4 + 2 == df.render_id.nunique() < len(df)
