@@ -49,6 +49,17 @@ def cmd_render(args: argparse.Namespace) -> None:
     print(render(args.params, args.scenes, args.out, workers=args.workers, shard=args.shard))
 
 
+def cmd_sensor(args: argparse.Namespace) -> None:
+    if args.contact_sheet:
+        from .sensor.contact_sheet import contact_sheet
+
+        print(contact_sheet(args.params, args.renders, args.contact_sheet_out))
+        return
+    from .sensor import sensor
+
+    print(sensor(args.params, args.scenes, args.renders, args.out))
+
+
 def cmd_pipeline(args: argparse.Namespace) -> None:
     from .pipeline import compile_pipeline, run_local
 
@@ -89,6 +100,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="instead: render every scene factor's levels side by side")
     p.add_argument("--contact-sheet-out", default="reports/render_contact_sheet.png", type=Path)
     p.set_defaults(func=cmd_render)
+
+    p = sub.add_parser("sensor", help="clean renders -> final images (the simulated camera)")
+    _params_arg(p)
+    p.add_argument("--scenes", default="data/scenes.parquet", type=Path)
+    p.add_argument("--renders", default="data/renders", type=Path)
+    p.add_argument("--out", default="data/images", type=Path)
+    p.add_argument("--contact-sheet", action="store_true",
+                   help="instead: one render through each sensor factor's levels")
+    p.add_argument("--contact-sheet-out", default="reports/sensor_contact_sheet.png", type=Path)
+    p.set_defaults(func=cmd_sensor)
 
     p = sub.add_parser("pipeline", help="the Kubeflow pipeline: compile, or run it locally")
     p.add_argument("action", choices=["compile", "run-local"])

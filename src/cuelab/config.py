@@ -99,7 +99,7 @@ class RenderSettings(Strict):
 class SensorSettings(Strict):
     """The simulated camera's constants; the per-image settings are sensor factors."""
     base_iso: int = Field(default=100, ge=50, le=800)
-    full_well: float = Field(default=6000.0, gt=0, description="electrons at base ISO")
+    full_well: float = Field(default=20000.0, gt=0, description="electrons at base ISO")
     read_noise: float = Field(default=3.0, ge=0, description="electrons RMS at base ISO")
     bit_depth: int = Field(default=12, ge=8, le=16)
 
