@@ -8,6 +8,7 @@ from kfp import dsl
 
 from components.render import merge_renders, render, shard_indices
 from components.sample import sample
+from components.sensor import sensor
 
 
 @dsl.pipeline(
@@ -16,7 +17,7 @@ from components.sample import sample
 )
 def cuelab_pipeline(params_yaml: str, render_shards: int = 2) -> dsl.Dataset:
     """params_yaml: the experiment, the text of a params.yaml file; render_shards: how many
-    pods render in parallel. Returns the merged renders."""
+    pods render in parallel. Returns the dataset (the final images)."""
     scenes = sample(params_yaml=params_yaml).set_display_name("sample scenes")
     shards = shard_indices(shards=render_shards).set_display_name("plan render shards")
     with dsl.ParallelFor(shards.output, name="render-shards") as shard:
@@ -27,4 +28,7 @@ def cuelab_pipeline(params_yaml: str, render_shards: int = 2) -> dsl.Dataset:
                 .set_cpu_limit("4").set_memory_limit("8G"))
     merged = merge_renders(params_yaml=params_yaml, scenes=scenes.outputs["scenes"],
                            parts=dsl.Collected(part.outputs["renders"]))
-    return merged.set_display_name("merge renders").outputs["renders"]
+    merged.set_display_name("merge renders")
+    images = sensor(params_yaml=params_yaml, scenes=scenes.outputs["scenes"],
+                    renders=merged.outputs["renders"]).set_display_name("camera simulation")
+    return images.outputs["images"]

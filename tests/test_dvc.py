@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from conftest import BIN, copy_project, tiny_experiment
+from cuelab.data import read_index
 from cuelab.render import read_renders
 from cuelab.sampling import sample
 
@@ -27,8 +28,8 @@ def repo(tmp_path):
     root.mkdir()
     copy_project(root)
     (root / "params.yaml").write_text(yaml.safe_dump(tiny_experiment(
-        render={"resolution": 32, "samples": 2, "device": "cpu", "chunk_size": 32}),
-        sort_keys=False))
+        render={"resolution": 32, "samples": 2, "device": "cpu", "chunk_size": 32},
+        sensor={"read_noise": 3.0}), sort_keys=False))
     sh("git", "init", "-q", cwd=root)
     sh("dvc", "init", "-q", cwd=root)
     sh("git", "add", "-A", cwd=root)
@@ -38,27 +39,43 @@ def repo(tmp_path):
 
 def test_dvc_repro_runs_the_stages_and_is_incremental(repo, tmp_path):
     out = sh("dvc", "repro", cwd=repo)
-    assert "Running stage 'sample'" in out and "Running stage 'render'" in out
+    for stage in ("sample", "render", "sensor"):
+        assert f"Running stage '{stage}'" in out
     scenes = repo / "data" / "scenes.parquet"
     sample(repo / "params.yaml", tmp_path / "direct.parquet")
     assert scenes.read_bytes() == (tmp_path / "direct.parquet").read_bytes()
     renders = read_renders(repo / "data" / "renders")
     assert len(renders["render_id"]) == pd.read_parquet(scenes).render_id.nunique()
     assert renders["rgb"].shape[1:] == (32, 32, 3)
-    unchanged = sh("dvc", "repro", cwd=repo)
-    assert "Stage 'sample' didn't change" in unchanged and "Stage 'render' didn't change" in unchanged
+    index = read_index(repo / "data" / "images")
+    assert index.image_id.tolist() == pd.read_parquet(scenes).image_id.tolist()
+    assert "Running stage" not in sh("dvc", "repro", cwd=repo)
+
+    # a new level in a sensor sweep: new rows, the same scenes; nothing is re-rendered
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["sweeps"][1]["levels"] = [0, 1600, 6400]
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    out = sh("dvc", "repro", cwd=repo)
+    assert "rendered 0 images" in out and "acquired" in out
+    assert len(read_index(repo / "data" / "images")) == len(index) + 4
 
     # a parameter no stage reads yet changes nothing
-    params = yaml.safe_load((repo / "params.yaml").read_text())
     params["train"] = {"epochs": 3}
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     assert "Running stage" not in sh("dvc", "repro", cwd=repo)
 
-    # a render setting reruns only the render stage
+    # a render setting reruns rendering and what follows, not sampling
     params["render"]["samples"] = 1
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     out = sh("dvc", "repro", cwd=repo)
     assert "Stage 'sample' didn't change" in out and "Running stage 'render'" in out
+    assert "Running stage 'sensor'" in out
+
+    # a camera constant reruns only the camera
+    params["sensor"] = {"read_noise": 5.0}
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    out = sh("dvc", "repro", cwd=repo)
+    assert "Running stage 'sensor'" in out and "Running stage 'render'" not in out
 
     # the seed reruns both
     params["seed"] = 11

@@ -7,6 +7,7 @@ from conftest import BIN, ROOT, tiny_experiment, write_params
 from cuelab.pipeline import compile_pipeline, run_local
 from cuelab.render import render
 from cuelab.sampling import sample
+from cuelab.sensor import sensor
 
 
 def test_compiled_pipeline_is_in_sync_with_the_code(tmp_path, monkeypatch):
@@ -22,16 +23,22 @@ def test_pipeline_runs_in_kfp_local_and_matches_the_steps(tmp_path, monkeypatch)
     params = write_params(tmp_path / "params.yaml", tiny_experiment(
         render={"resolution": 32, "samples": 2, "device": "cpu", "chunk_size": 16}))
     run = run_local(params, tmp_path / "kfp")  # two render shards in a ParallelFor, merged
-    merged = run.outputs["Output"]
-    assert merged.is_relative_to(tmp_path / "kfp")
+    images = run.outputs["Output"]
+    assert images.is_relative_to(tmp_path / "kfp")
     shards = list((tmp_path / "kfp").glob("*/for-loop-*/render/renders"))
     assert len(shards) == 2 and all(any(s.iterdir()) for s in shards)
+    merged = next((tmp_path / "kfp").glob("*/merge-renders/renders"))
+    # the same steps, called directly
     sample(params, tmp_path / "scenes.parquet")
     render(params, tmp_path / "scenes.parquet", tmp_path / "direct", progress=False)
     direct = sorted(f.name for f in (tmp_path / "direct").iterdir())
     assert sorted(f.name for f in merged.iterdir()) == direct
     for name in direct:
         assert (merged / name).read_bytes() == (tmp_path / "direct" / name).read_bytes()
+    sensor(params, tmp_path / "scenes.parquet", tmp_path / "direct", tmp_path / "images",
+           progress=False)
+    for f in (tmp_path / "images").iterdir():
+        assert (images / f.name).read_bytes() == f.read_bytes(), f.name
 
 
 def test_cli_run_local(tmp_path):

@@ -1,0 +1,172 @@
+"""The simulated camera: photon transfer, JPEG, distortion against OpenCV, identity,
+determinism; and the step, which reuses renders and writes the dataset."""
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import bare_experiment
+from cuelab.config import SensorSettings, experiment_from_dict
+from cuelab.data import load_split, read_index
+from cuelab.errors import CuelabError
+from cuelab.factors import REGISTRY, SENSOR_FACTOR_NAMES
+from cuelab.render import _npz_bytes
+from cuelab.sensor import sensor
+from cuelab.sensor.camera import (acquire, bayer_masks, camera_matrix, demosaic,
+                                  distort_points, expose, jpeg, jpeg_encode, sensor_gain)
+
+IDENTITY = {n: REGISTRY[n].default for n in SENSOR_FACTOR_NAMES} | {"seed": 5}
+
+
+def make_image():
+    """A render-like picture: smooth shading, edges and texture."""
+    y, x = np.mgrid[0:64, 0:64] / 63
+    img = np.stack([0.2 + 0.6 * x, 0.3 + 0.4 * y, 0.5 - 0.3 * x * y], -1)
+    img[16:48, 20:44] = [0.8, 0.2, 0.1]
+    img[16:48:4, 20:44] *= 0.3
+    return (img * 255).astype(np.uint8), np.pad(np.ones((32, 24), bool), ((16, 16), (20, 20)))
+
+
+@pytest.mark.parametrize("iso", [400, 1600, 6400])
+def test_photon_transfer_curve_has_the_slope_of_the_gain(iso):
+    s = SensorSettings()
+    rng = np.random.default_rng(0)
+    means, variances = [], []
+    for level in np.linspace(0.05, 0.8, 8):  # flat fields below saturation
+        dn = expose(np.full((256, 256), level), iso, s, rng)
+        means.append(dn.mean())
+        variances.append(dn.var())
+    slope = np.polyfit(means, variances, 1)[0]
+    assert slope == pytest.approx(sensor_gain(iso, s), rel=0.05)
+    # and the intercept is the read noise (plus quantisation), in DN^2
+    intercept = np.polyfit(means, variances, 1)[1]
+    expected = (s.read_noise * sensor_gain(iso, s)) ** 2 + 1 / 12
+    assert intercept == pytest.approx(expected, rel=0.5, abs=0.5)
+
+
+def test_jpeg_error_and_size_are_monotone_in_quality():
+    img, _ = make_image()
+    qualities = [5, 20, 40, 60, 80, 95]
+    errors = [np.abs(jpeg(img, q, "4:2:0").astype(float) - img).mean() for q in qualities]
+    sizes = [len(jpeg_encode(img, q, "4:2:0")) for q in qualities]
+    assert errors == sorted(errors, reverse=True) and len(set(errors)) == len(errors)
+    assert sizes == sorted(sizes) and len(set(sizes)) == len(sizes)
+    # chroma subsampling costs colour detail
+    e444 = np.abs(jpeg(img, 90, "4:4:4").astype(float) - img).mean()
+    assert e444 < errors[-2]
+
+
+@pytest.mark.parametrize("k", [(-0.3, 0.05, 0.0, 0.0), (0.25, -0.1, 0.01, -0.02),
+                               (0.0, 0.0, 0.03, 0.02), (-0.1, 0.0, -0.01, 0.01)])
+def test_distortion_agrees_with_opencv(k):
+    h = w = 64
+    rng = np.random.default_rng(1)
+    ideal = rng.uniform(2, 61, (200, 2))
+    distorted = distort_points(ideal, np.array(k), h, w)
+    K = camera_matrix(h, w)
+    recovered = cv2.undistortPoints(distorted.reshape(-1, 1, 2), K, np.array(k), P=K)
+    assert np.abs(recovered.reshape(-1, 2) - ideal).max() < 0.05
+
+
+def test_distortion_warps_image_and_mask_together():
+    img, mask = make_image()
+    out, warped = acquire(img, mask, IDENTITY | {"lens_k1": 0.4}, SensorSettings())
+    _, barrel = acquire(img, mask, IDENTITY | {"lens_k1": -0.4}, SensorSettings())
+    assert barrel.sum() < mask.sum() < warped.sum()  # pincushion magnifies, barrel shrinks
+    red = (out[..., 0] > 150) & (out[..., 1] < 100) & (out[..., 2] < 100)
+    assert (red & warped).sum() / red.sum() > 0.9
+
+
+def test_identity_parameters_return_the_clean_render():
+    img, mask = make_image()
+    rng = np.random.default_rng(2)
+    noise = rng.integers(0, 256, img.shape, dtype=np.uint8)
+    for picture in (img, noise):
+        out, m = acquire(picture, mask, IDENTITY, SensorSettings())
+        assert np.abs(out.astype(int) - picture).max() <= 1
+        assert np.array_equal(m, mask)
+
+
+@pytest.mark.parametrize("change", [
+    {"lens_k1": -0.2}, {"vignetting": 0.5}, {"chromatic_aberration": 2.0}, {"blur_sigma": 1.5},
+    {"motion_blur_length": 6.0, "motion_blur_angle": 30.0}, {"iso": 3200},
+    {"demosaic": "bilinear"}, {"demosaic": "malvar"}, {"white_balance": 3000.0},
+    {"resample_scale": 0.5, "resample_method": "bicubic"}, {"jpeg_quality": 30}])
+def test_each_factor_changes_the_image_deterministically(change):
+    img, mask = make_image()
+    row = IDENTITY | change
+    a, _ = acquire(img, mask, row, SensorSettings())
+    b, _ = acquire(img, mask, row, SensorSettings())
+    assert np.array_equal(a, b)
+    assert np.abs(a.astype(int) - img).mean() > 0.5
+    if "iso" in change:  # the noise comes from the row's seed
+        c, _ = acquire(img, mask, row | {"seed": 6}, SensorSettings())
+        assert not np.array_equal(a, c)
+
+
+def test_better_demosaicing_is_better():
+    # Malvar-He-Cutler assumes what natural images (and our renders) have: colour channels
+    # that share their detail. So: textured shading under a smooth colour, band-limited.
+    y, x = np.mgrid[0:64, 0:64] / 63
+    shading = 0.4 + 0.4 * np.sin(x * 25) * np.cos(y * 17)
+    colour = np.stack([0.9 - 0.5 * x, 0.6 + 0.2 * y, 0.3 + 0.4 * x * y], -1)
+    img = cv2.GaussianBlur(shading[..., None] * colour, (0, 0), 0.8).astype(np.float32)
+    raw = (img * bayer_masks(64, 64)).sum(-1)
+    err = {m: ((demosaic(raw, m) - img) ** 2)[2:-2, 2:-2].mean()
+           for m in ("bilinear", "malvar")}
+    assert err["malvar"] < 0.8 * err["bilinear"]
+    # at the photosites a mosaic keeps, both give back exactly what was recorded
+    for m in err:
+        assert np.allclose((demosaic(raw, m) * bayer_masks(64, 64)).sum(-1), raw, atol=1e-6)
+
+
+@pytest.fixture
+def renders_dir(tmp_path):
+    """A render directory made from arrays (the sensor step does not care who rendered)."""
+    img, mask = make_image()
+    ids = np.array(["r0", "r1"], dtype="U16")
+    payload = _npz_bytes({"render_id": ids, "rgb": np.stack([img, img[::-1]]),
+                          "mask": np.stack([mask, mask[::-1]]),
+                          "visible_fraction": np.ones(2, np.float32)})
+    (tmp_path / "renders").mkdir()
+    (tmp_path / "renders" / "chunk-00000.npz").write_bytes(payload)
+    return tmp_path / "renders"
+
+
+def scenes(rows):
+    base = {n: REGISTRY[n].default for n in SENSOR_FACTOR_NAMES}
+    return pd.DataFrame([base | {"seed": 1, "label": 0} | r for r in rows])
+
+
+def test_step_acquires_many_from_one_render_and_is_deterministic(tmp_path, renders_dir):
+    exp = experiment_from_dict(bare_experiment())
+    table = scenes([{"image_id": "a", "split": "train", "render_id": "r0"},
+                    {"image_id": "b", "split": "train", "render_id": "r1"},
+                    {"image_id": "c", "split": "sweep", "render_id": "r0", "iso": 800},
+                    {"image_id": "d", "split": "sweep", "render_id": "r0", "iso": 6400}])
+    summary = sensor(exp, table, renders_dir, tmp_path / "images", progress=False)
+    assert summary.images == {"train": 2, "sweep": 2} and summary.renders_used == 2
+    train, sweep = (load_split(tmp_path / "images", s) for s in ("train", "sweep"))
+    assert list(train.image_ids) == ["a", "b"] and train.images.shape == (2, 64, 64, 3)
+    img, mask = make_image()
+    assert np.abs(train.images[0].astype(int) - img).max() <= 1
+    assert np.array_equal(train.masks[1], mask[::-1])
+    noisy = [np.abs(sweep.images[i].astype(int) - img).mean() for i in range(2)]
+    assert 0 < noisy[0] < noisy[1]
+    mapped = load_split(tmp_path / "images", "sweep", mmap=True)
+    assert isinstance(mapped.images, np.memmap) and np.array_equal(mapped.images, sweep.images)
+    first = {f.name: f.read_bytes() for f in (tmp_path / "images").iterdir()}
+    sensor(exp, table, renders_dir, tmp_path / "images", progress=False)
+    assert {f.name: f.read_bytes() for f in (tmp_path / "images").iterdir()} == first
+    assert set(read_index(tmp_path / "images").columns) >= {"image_id", "split", "label"}
+
+
+def test_a_missing_render_names_the_image(tmp_path, renders_dir):
+    exp = experiment_from_dict(bare_experiment())
+    table = scenes([{"image_id": "a", "split": "train", "render_id": "r0"},
+                    {"image_id": "lost-7", "split": "train", "render_id": "nope"}])
+    with pytest.raises(CuelabError, match="lost-7"):
+        sensor(exp, table, renders_dir, tmp_path / "images", progress=False)
+    assert not (tmp_path / "images").exists()
+    assert not list(tmp_path.glob(".images*"))  # nothing half-written left behind
