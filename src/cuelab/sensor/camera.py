@@ -5,7 +5,7 @@ blur) -> raw sensor (into the camera's colour space, Bayer mosaic, shot and read
 row's ISO, quantisation) -> ISP (demosaicing, white balance, colour matrix, gamma) -> resampling ->
 JPEG. Each stage is a plain function of numpy arrays and the row's sensor factors; a stage whose
 factors are at their identity values is skipped, so identity factors return the clean render
-(within 1 LSB: the round trip through linear light is the only arithmetic left).
+(exactly when no stage is on; within 1 LSB through the linear-light round trip).
 
 Geometry (distortion, resampling) is applied to the object mask too, with nearest-neighbour
 sampling, so the mask keeps marking the object's pixels in the final image.
@@ -44,6 +44,21 @@ def srgb_to_linear(x: np.ndarray) -> np.ndarray:
 def linear_to_srgb(x: np.ndarray) -> np.ndarray:
     x = np.clip(x, 0, 1)
     return np.where(x <= 0.0031308, 12.92 * x, 1.055 * x ** (1 / 2.4) - 0.055).astype(np.float32)
+
+
+# Lookup tables for the two conversions on the hot path: 8-bit sRGB -> linear, and linear
+# quantised to 16 bits (0.05 LSB of sRGB at worst) -> 8-bit sRGB.
+_TO_LINEAR = srgb_to_linear(np.arange(256, dtype=np.float32) / 255)
+_TO_SRGB8 = np.round(linear_to_srgb(np.arange(65536, dtype=np.float32) / 65535) * 255
+                     ).astype(np.uint8)
+
+
+def decode_srgb8(rgb: np.ndarray) -> np.ndarray:
+    return _TO_LINEAR[rgb]
+
+
+def encode_srgb8(linear: np.ndarray) -> np.ndarray:
+    return _TO_SRGB8[(np.clip(linear, 0, 1) * 65535 + 0.5).astype(np.uint16)]
 
 
 @lru_cache(maxsize=256)
@@ -174,6 +189,7 @@ def motion_blur(img: np.ndarray, length: float, angle: float) -> np.ndarray:
 
 # --- raw sensor -----------------------------------------------------------------------------------
 
+@lru_cache(maxsize=16)
 def bayer_masks(h: int, w: int) -> np.ndarray:
     """(h, w, 3) one-hot: which colour each photosite of an RGGB mosaic records."""
     m = np.zeros((h, w, 3), np.float32)
@@ -181,6 +197,7 @@ def bayer_masks(h: int, w: int) -> np.ndarray:
     m[0::2, 1::2, 1] = 1
     m[1::2, 0::2, 1] = 1
     m[1::2, 1::2, 2] = 1
+    m.flags.writeable = False
     return m
 
 
@@ -189,13 +206,23 @@ def sensor_gain(iso: int, s: SensorSettings) -> float:
     return (2 ** s.bit_depth - 1) / (s.full_well * s.base_iso / iso)
 
 
+POISSON_BELOW = 20.0  # electrons: below this, shot noise is drawn exactly from a Poisson law
+
+
 def expose(signal: np.ndarray, iso: int, s: SensorSettings, rng: np.random.Generator):
-    """Relative exposure (0..1 of full scale) -> digital numbers, with Poisson shot noise,
-    Gaussian read noise and quantisation. The photon-transfer curve has slope = gain."""
+    """Relative exposure (0..1 of full scale) -> digital numbers, with shot noise (Poisson in
+    the electron count), Gaussian read noise and quantisation. The photon-transfer curve has
+    slope = gain. Where a photosite collects POISSON_BELOW electrons or more, shot and read noise
+    are drawn together as one normal of the same mean and variance (a Poisson law that large
+    is normal to within a fraction of a percent); below it, exactly."""
     gain = sensor_gain(iso, s)
-    electrons = rng.poisson(np.clip(signal, 0, None) * (2 ** s.bit_depth - 1) / gain)
-    electrons = electrons + rng.normal(0.0, s.read_noise, signal.shape)
-    return np.clip(np.round(electrons * gain), 0, 2 ** s.bit_depth - 1)
+    mean = np.clip(signal, 0, None).astype(np.float32) * np.float32((2 ** s.bit_depth - 1) / gain)
+    z = rng.standard_normal(mean.shape, dtype=np.float32)
+    electrons = mean + np.sqrt(mean + np.float32(s.read_noise ** 2)) * z
+    dark = mean < POISSON_BELOW
+    if dark.any():
+        electrons[dark] = rng.poisson(mean[dark]) + s.read_noise * z[dark]
+    return np.clip(np.round(electrons * np.float32(gain)), 0, 2 ** s.bit_depth - 1)
 
 
 def demosaic(raw: np.ndarray, method: str) -> np.ndarray:
@@ -241,7 +268,26 @@ def demosaic(raw: np.ndarray, method: str) -> np.ndarray:
 def acquire(rgb: np.ndarray, mask: np.ndarray, row: dict, s: SensorSettings
             ) -> tuple[np.ndarray, np.ndarray]:
     """One clean render (uint8 sRGB) + its mask -> the final image (uint8) + mask."""
-    img = srgb_to_linear(rgb.astype(np.float32) / 255)
+    out = acquire_linear(rgb, mask, row, s) if needs_linear(row) else (rgb, mask)
+    out, mask = out
+    # resampling and compression, on the 8-bit image as a camera's encoder sees it
+    if row["resample_scale"] < 1:
+        out, mask = resample(out, mask, row["resample_scale"], row["resample_method"])
+    if row["jpeg_quality"] > 0:
+        out = jpeg(out, int(row["jpeg_quality"]), row["jpeg_subsampling"])
+    return out, mask
+
+
+def needs_linear(row: dict) -> bool:
+    """Is any stage that works in linear light switched on?"""
+    return bool(row["lens_k1"] or row["lens_k2"] or row["lens_p1"] or row["lens_p2"]
+                or row["chromatic_aberration"] > 0 or row["vignetting"] > 0
+                or row["blur_sigma"] > 0 or row["motion_blur_length"] >= 1 or row["iso"] > 0
+                or row["demosaic"] != "none" or row["white_balance"] != 6500)
+
+
+def acquire_linear(rgb: np.ndarray, mask: np.ndarray, row: dict, s: SensorSettings):
+    img = decode_srgb8(rgb)
     # lens
     k = (row["lens_k1"], row["lens_k2"], row["lens_p1"], row["lens_p2"])
     if any(k):
@@ -268,13 +314,7 @@ def acquire(rgb: np.ndarray, mask: np.ndarray, row: dict, s: SensorSettings
         img = cam.astype(np.float32) @ CCM.T
     if row["white_balance"] != 6500:
         img = img * white_balance_gains(row["white_balance"])
-    out = np.round(linear_to_srgb(img) * 255).astype(np.uint8)
-    # resampling and compression
-    if row["resample_scale"] < 1:
-        out, mask = resample(out, mask, row["resample_scale"], row["resample_method"])
-    if row["jpeg_quality"] > 0:
-        out = jpeg(out, int(row["jpeg_quality"]), row["jpeg_subsampling"])
-    return out, mask
+    return encode_srgb8(img), mask
 
 
 def resample(img: np.ndarray, mask: np.ndarray, scale: float, method: str):
