@@ -16,6 +16,7 @@ import io
 import json
 import multiprocessing
 import os
+import tempfile
 import time
 import zipfile
 from dataclasses import dataclass
@@ -134,11 +135,11 @@ _studio = None
 _studio_args: tuple = ()
 
 
-def _init_worker(settings_json: str, meshes: list[str], images: list[str]) -> None:
+def _init_worker(settings_json: str, meshes: list[str], images: list[str], scratch: str) -> None:
     global _studio_args
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)  # Blender prints a line per file it writes
-    _studio_args = (settings_json, meshes, images)
+    _studio_args = (settings_json, meshes, images, scratch)
 
 
 def _get_studio():
@@ -148,8 +149,9 @@ def _get_studio():
     if _studio is None:
         from .studio import Studio  # bpy: only in workers
 
-        settings_json, meshes, images = _studio_args
-        _studio = Studio(RenderSettings.model_validate_json(settings_json), meshes, images)
+        settings_json, meshes, images, scratch = _studio_args
+        _studio = Studio(RenderSettings.model_validate_json(settings_json), meshes, images,
+                         scratch)
     return _studio
 
 
@@ -236,7 +238,9 @@ def _run_workers(settings: RenderSettings, table: pd.DataFrame, chunks, todo, ou
     jobs = [(k, _records(chunks[k]), str(out), settings_json) for k in todo]
     ctx = multiprocessing.get_context("spawn")  # a fresh interpreter: bpy wants its own
     total = sum(len(chunks[k]) for k in todo)
-    with ctx.Pool(workers, _init_worker, (settings_json, meshes, images)) as pool, \
+    ram = "/dev/shm" if os.path.isdir("/dev/shm") else None
+    with tempfile.TemporaryDirectory(prefix="cuelab-render-", dir=ram) as scratch, \
+            ctx.Pool(workers, _init_worker, (settings_json, meshes, images, scratch)) as pool, \
             tqdm(total=total, unit="img", desc="render", disable=not progress) as bar:
         for _, n in pool.imap_unordered(_render_chunk, jobs):
             bar.update(n)

@@ -68,7 +68,7 @@ def color_of(value: str) -> tuple[float, float, float]:
 
 
 class Studio:
-    def __init__(self, settings: RenderSettings, meshes=(), images=()):
+    def __init__(self, settings: RenderSettings, meshes=(), images=(), scratch: str | None = None):
         bpy.ops.wm.read_factory_settings(use_empty=True)
         self.scene = bpy.context.scene
         self.device = _setup_device(self.scene, settings.device)
@@ -86,7 +86,7 @@ class Studio:
         self._world()
         self.images = {f"image:{p}": bpy.data.images.load(str(Path(p).resolve()))
                        for p in images}  # loaded once: loading per row leaks
-        self._compositor()
+        self._compositor(scratch)
         self.state: dict = {}
 
     # -- per row ---------------------------------------------------------------------------------
@@ -229,9 +229,9 @@ class Studio:
         is_camera = N.new("ShaderNodeLightPath").outputs["Is Camera Ray"]
         L.new(_mix(N, L, ambient.outputs[0], color, is_camera), N["Background"].inputs["Color"])
 
-    def _compositor(self) -> None:
-        self.io = Path(tempfile.mkdtemp(prefix="cuelab-render-",
-                                        dir="/dev/shm" if os.path.isdir("/dev/shm") else None))
+    def _compositor(self, scratch: str | None) -> None:
+        # Blender can only hand its passes over as files: a RAM disk keeps that cheap
+        self.io = Path(tempfile.mkdtemp(prefix="cuelab-render-", dir=scratch or _ram_disk()))
         ng = bpy.data.node_groups.new("composite", "CompositorNodeTree")
         self.scene.compositing_node_group = ng
         ng.interface.new_socket("Image", in_out="OUTPUT", socket_type="NodeSocketColor")
@@ -304,6 +304,10 @@ class Studio:
                        + (right * math.cos(angle) + up * math.sin(angle)) * offset * 0.55)
         ob.rotation_euler = cam.rotation_euler.copy()
         ob.rotation_euler.rotate_axis("Z", angle)
+
+
+def _ram_disk() -> str | None:
+    return "/dev/shm" if os.path.isdir("/dev/shm") else None
 
 
 # --- one apply function per scene factor -----------------------------------------------------
