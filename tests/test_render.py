@@ -17,6 +17,7 @@ from cuelab.config import experiment_from_dict
 from cuelab.errors import CuelabError
 from cuelab.factors import REGISTRY, SCENE_FACTOR_NAMES
 from cuelab.render import read_renders, render
+from cuelab.render.contact_sheet import contact_sheet
 from cuelab.sampling import _render_ids, sample_scenes
 
 pytestmark = pytest.mark.slow
@@ -223,3 +224,12 @@ def test_sensor_rows_share_renders(tmp_path):
     df = sample_scenes(exp)
     summary = render(exp, df, tmp_path / "out", progress=False)
     assert summary.rendered == 4 + 2 == df.render_id.nunique() < len(df)
+
+
+def test_contact_sheet_has_a_row_per_scene_factor(tmp_path):
+    out = tmp_path / "sheet.png"
+    contact_sheet(experiment(), out, workers=2)
+    sheet = np.asarray(Image.open(out))
+    assert sheet.shape[0] == len(SCENE_FACTOR_NAMES) * (96 + 14)
+    tiles = sheet[:96, 150:150 + 96 * 8]  # the shape row: eight different silhouettes
+    assert len({tiles[:, i * 96:(i + 1) * 96].tobytes() for i in range(8)}) == 8

@@ -170,3 +170,16 @@ def test_a_missing_render_names_the_image(tmp_path, renders_dir):
         sensor(exp, table, renders_dir, tmp_path / "images", progress=False)
     assert not (tmp_path / "images").exists()
     assert not list(tmp_path.glob(".images*"))  # nothing half-written left behind
+
+
+def test_contact_sheet_has_a_row_per_sensor_factor(tmp_path, renders_dir):
+    from PIL import Image
+
+    from cuelab.sensor.contact_sheet import contact_sheet
+
+    contact_sheet(experiment_from_dict(bare_experiment()), renders_dir, tmp_path / "s.png")
+    sheet = np.asarray(Image.open(tmp_path / "s.png"))
+    assert sheet.shape[0] == len(SENSOR_FACTOR_NAMES) * (128 + 14)
+    iso_row = SENSOR_FACTOR_NAMES.index("iso") * (128 + 14)
+    first, last = sheet[iso_row:iso_row + 128, 150:278], sheet[iso_row:iso_row + 128, -128:]
+    assert np.abs(first.astype(int) - last).mean() > 5  # noise grows along the row
