@@ -233,3 +233,17 @@ def test_contact_sheet_has_a_row_per_scene_factor(tmp_path):
     assert sheet.shape[0] == len(SCENE_FACTOR_NAMES) * (96 + 14)
     tiles = sheet[:96, 150:150 + 96 * 8]  # the shape row: eight different silhouettes
     assert len({tiles[:, i * 96:(i + 1) * 96].tobytes() for i in range(8)}) == 8
+
+
+def test_chunks_from_another_renderer_are_rendered_again(tmp_path):
+    import json
+
+    df = table([{"rotation": float(r)} for r in range(0, 120, 30)])  # one chunk of 4
+    render(experiment(), df, tmp_path, progress=False)
+    assert render(experiment(), df, tmp_path, progress=False).reused == 4
+    manifest = tmp_path / "chunk-00000.json"
+    written = json.loads(manifest.read_text())
+    assert written["renderer"].startswith("bpy 5.0.1, studio ")
+    manifest.write_text(json.dumps(written | {"renderer": "bpy 4.2, studio 0000"}))
+    again = render(experiment(), df, tmp_path, progress=False)
+    assert again.rendered == 4 and again.reused == 0

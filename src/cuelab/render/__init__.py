@@ -11,6 +11,7 @@ This module does not import bpy: the workers (separate processes) do, in `studio
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
@@ -83,7 +84,16 @@ def chunk_paths(out: Path, k: int) -> tuple[Path, Path]:
 
 def _manifest(k: int, rows: pd.DataFrame, settings: RenderSettings) -> dict:
     return {"chunk": k, "renders": len(rows), "render_ids": rows.render_id.tolist(),
-            "render_settings": settings.model_dump()}
+            "render_settings": settings.model_dump(), "renderer": renderer_fingerprint()}
+
+
+@functools.lru_cache(maxsize=1)
+def renderer_fingerprint() -> str:
+    """The studio's code and Blender's version: chunks made by another renderer are redone."""
+    from importlib.metadata import version
+
+    code = (Path(__file__).parent / "studio.py").read_bytes()
+    return f"bpy {version('bpy')}, studio {hashlib.sha256(code).hexdigest()[:16]}"
 
 
 def chunk_is_done(out: Path, k: int, rows: pd.DataFrame, settings: RenderSettings) -> bool:
