@@ -206,6 +206,7 @@ def test_user_mesh_and_image_background(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("change,message", [
     ({"shape": "banana"}, "row 1 (t-001): shape = 'banana': not allowed"),
+    ({"size": 9.0}, "row 1 (t-001): size = 9.0: not allowed; size must be a number from 0.3"),
     ({"shape": "mesh:missing.obj"}, "row 1 (t-001): shape = 'mesh:missing.obj': no such file"),
     ({"background": "image:nowhere.png"}, "background = 'image:nowhere.png': no such file"),
 ])
