@@ -18,7 +18,7 @@ from cuelab.errors import CuelabError
 from cuelab.factors import REGISTRY, SCENE_FACTOR_NAMES
 from cuelab.render import read_renders, render
 from cuelab.render.contact_sheet import contact_sheet
-from cuelab.sampling import _render_ids, sample_scenes
+from cuelab.sampling import render_ids, sample_scenes
 
 pytestmark = pytest.mark.slow
 RENDER = {"resolution": 32, "samples": 2, "device": "cpu", "chunk_size": 4}
@@ -37,7 +37,7 @@ def table(rows: list[dict]) -> pd.DataFrame:
         base.update(row)
         full.append(base)
     df = pd.DataFrame(full)
-    df["render_id"] = _render_ids(df)
+    df["render_id"] = render_ids(df)
     return df
 
 

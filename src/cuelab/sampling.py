@@ -238,11 +238,11 @@ def sample_scenes(exp: Experiment) -> pd.DataFrame:
         if REGISTRY[col].is_categorical:
             df[col] = df[col].astype("string")
     df = df.astype(_NULLABLE_TYPES)
-    df.insert(df.columns.get_loc("seed") + 1, "render_id", _render_ids(df))
+    df.insert(df.columns.get_loc("seed") + 1, "render_id", render_ids(df))
     return df[COLUMNS]
 
 
-def _render_ids(df: pd.DataFrame) -> list[str]:
+def render_ids(df: pd.DataFrame) -> list[str]:
     """Rows with the same scene and seed share one render (sensor sweeps reuse renders)."""
     columns = [df[c].astype(str).tolist() for c in SCENE_FACTOR_NAMES + ("seed",)]
     return [hashlib.blake2b("|".join(key).encode(), digest_size=8).hexdigest()

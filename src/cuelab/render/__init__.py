@@ -184,11 +184,8 @@ def _render_chunk(job: tuple) -> tuple[int, int]:
                           "rgb": np.stack(rgbs), "mask": np.stack(masks),
                           "visible_fraction": np.asarray(visible, np.float32)})
     _write_atomic(data, payload)
-    import bpy
-
     manifest = _manifest(k, rows, RenderSettings.model_validate_json(settings_json))
-    manifest.update(blender=bpy.app.version_string, device=studio.device,
-                    sha256=hashlib.sha256(payload).hexdigest())
+    manifest.update(device=studio.device, sha256=hashlib.sha256(payload).hexdigest())
     _write_atomic(meta, json.dumps(manifest, indent=1).encode())  # last: marks the chunk done
     return k, len(records)
 

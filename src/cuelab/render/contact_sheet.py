@@ -12,7 +12,7 @@ import pandas as pd
 from ..config import Experiment, load_experiment
 from ..contact_sheet import save_contact_sheet
 from ..factors import REGISTRY, SCENE_FACTOR_NAMES
-from ..sampling import _render_ids
+from ..sampling import render_ids
 from . import read_renders, render
 
 # a base scene that shows every factor's effect: a lit, coloured, slightly turned object
@@ -35,7 +35,7 @@ def sheet_rows() -> pd.DataFrame:
                                "level": level if isinstance(level, str) else f"{level:g}",
                                "seed": 1})
     df = pd.DataFrame(rows)
-    df["render_id"] = _render_ids(df)
+    df["render_id"] = render_ids(df)
     return df
 
 
