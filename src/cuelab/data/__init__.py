@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .errors import CuelabError
+from ..errors import CuelabError
 
 SHARD_SIZE = 2048
 
@@ -93,3 +93,4 @@ def load_split(root: str | Path, split: str, mmap: bool = False) -> Split:
         return Split(rows.image_id.to_numpy(), rows.label.to_numpy(), images[0], masks[0])
     return Split(rows.image_id.to_numpy(), rows.label.to_numpy(), np.concatenate(images),
                  np.concatenate(masks))
+
