@@ -67,3 +67,23 @@ def copy_project(dest: Path) -> Path:
         shutil.copytree(ROOT / name, dest / name,
                         ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     return dest
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory) -> dict[str, Path]:
+    """The tiny experiment, really sampled, rendered (32 px, Blender) and acquired, once per
+    session: {"params", "scenes", "renders", "images"}. Tests must not modify it; copy first."""
+    from cuelab.render import render
+    from cuelab.sampling import sample
+    from cuelab.sensor import sensor
+
+    root = tmp_path_factory.mktemp("tiny_dataset")
+    exp = tiny_experiment(render={"resolution": 32, "samples": 2, "device": "cpu",
+                                  "chunk_size": 16})
+    paths = {"params": write_params(root / "params.yaml", exp),
+             "scenes": root / "scenes.parquet", "renders": root / "renders",
+             "images": root / "images"}
+    sample(paths["params"], paths["scenes"])
+    render(paths["params"], paths["scenes"], paths["renders"], workers=2, progress=False)
+    sensor(paths["params"], paths["scenes"], paths["renders"], paths["images"], progress=False)
+    return paths
