@@ -9,6 +9,7 @@ from kfp import dsl
 from components.render import merge_renders, render, shard_indices
 from components.sample import sample
 from components.sensor import sensor
+from components.validate import validate
 
 
 @dsl.pipeline(
@@ -31,4 +32,6 @@ def cuelab_pipeline(params_yaml: str, render_shards: int = 2) -> dsl.Dataset:
     merged.set_display_name("merge renders")
     images = sensor(params_yaml=params_yaml, scenes=scenes.outputs["scenes"],
                     renders=merged.outputs["renders"]).set_display_name("camera simulation")
+    gate = validate(params_yaml=params_yaml, scenes=scenes.outputs["scenes"],
+                    images=images.outputs["images"]).set_display_name("validate data (gate)")
     return images.outputs["images"]

@@ -1,12 +1,13 @@
 """The Kubeflow pipeline: the committed YAML matches the code, and it runs in kfp.local."""
 
+import json
 import os
 import subprocess
 
 from conftest import BIN, ROOT, tiny_experiment, write_params
 from cuelab.pipeline import compile_pipeline, run_local
 from cuelab.render import render
-from cuelab.sampling import sample
+from cuelab.sampling import read_scenes, sample
 from cuelab.sensor import sensor
 
 
@@ -39,6 +40,10 @@ def test_pipeline_runs_in_kfp_local_and_matches_the_steps(tmp_path, monkeypatch)
            progress=False)
     for f in (tmp_path / "images").iterdir():
         assert (images / f.name).read_bytes() == f.read_bytes(), f.name
+    # the gate ran on them and passed, with its Data Docs as the dashboard's HTML
+    gate = json.loads(next((tmp_path / "kfp").glob("*/validate/validation.json")).read_text())
+    assert gate["passed"] and gate["images"] == len(read_scenes(tmp_path / "scenes.parquet"))
+    assert "Great Expectations" in next((tmp_path / "kfp").glob("*/validate/docs")).read_text()
 
 
 def test_cli_run_local(tmp_path):

@@ -60,11 +60,23 @@ def cmd_sensor(args: argparse.Namespace) -> None:
     print(sensor(args.params, args.scenes, args.renders, args.out))
 
 
+def cmd_validate(args: argparse.Namespace) -> None:
+    from .validate import validate
+
+    print(validate(args.params, args.scenes, args.images, args.docs, args.summary))
+
+
 def cmd_pipeline(args: argparse.Namespace) -> None:
-    from .pipeline import compile_pipeline, run_local
+    from .pipeline import compile_pipeline, run_local, submit
 
     if args.action == "compile":
         print(f"wrote {compile_pipeline(args.out)}")
+    elif args.action == "submit":
+        if not args.host:
+            raise CuelabError("submit needs --host URL, the address of Kubeflow Pipelines (e.g. "
+                              "http://localhost:8080 after `kubectl port-forward -n kubeflow "
+                              "svc/ml-pipeline-ui 8080:80`)")
+        print(submit(args.host, args.params, args.experiment, args.run_name))
     else:
         print(run_local(args.params, args.workdir))
 
@@ -111,13 +123,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--contact-sheet-out", default="reports/sensor_contact_sheet.png", type=Path)
     p.set_defaults(func=cmd_sensor)
 
-    p = sub.add_parser("pipeline", help="the Kubeflow pipeline: compile, or run it locally")
-    p.add_argument("action", choices=["compile", "run-local"])
+    p = sub.add_parser("validate", help="the data gate: Great Expectations over table and images")
+    _params_arg(p)
+    p.add_argument("--scenes", default="data/scenes.parquet", type=Path)
+    p.add_argument("--images", default="data/images", type=Path)
+    p.add_argument("--docs", default="reports/validation", type=Path,
+                   help="where the Data Docs (HTML) go (default: %(default)s)")
+    p.add_argument("--summary", default="metrics/validation.json", type=Path)
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("pipeline",
+                       help="the Kubeflow pipeline: compile, run it locally, or submit it")
+    p.add_argument("action", choices=["compile", "run-local", "submit"])
     _params_arg(p)
     p.add_argument("--out", default="pipelines/cuelab_pipeline.yaml", type=Path,
                    help="compile: where the pipeline YAML goes (default: %(default)s)")
     p.add_argument("--workdir", default="runs/kfp-local", type=Path,
                    help="run-local: where kfp.local keeps its outputs (default: %(default)s)")
+    p.add_argument("--host", metavar="URL",
+                   help="submit: the Kubeflow Pipelines UI or API, e.g. http://localhost:8080")
+    p.add_argument("--experiment", metavar="NAME",
+                   help="submit: the KFP experiment to run in (default: the params' name)")
+    p.add_argument("--run-name", metavar="NAME", help="submit: the run's name (default: KFP's)")
     p.set_defaults(func=cmd_pipeline)
     return parser
 

@@ -1,0 +1,468 @@
+"""The data gate: a Great Expectations suite built from the experiment, run before training.
+
+Nothing broken may reach training. The experiment says what the data must look like (which
+columns, which factor values, how many rows per split, how balanced, how correlated, which sweep
+pairs and conflicts), so the suite is derived from it rather than written by hand. Each check is a
+GX expectation over one table, every table keyed by an id column, so a failure names the
+offending images (or splits, sweep pairs, ...):
+
+    scenes        the scenes table: columns, types, no nulls, factor values in their domains
+    images        one row per scene (plus any image without one): readable, right shape and
+                  dtype, not blank, the target visible, labels consistent, no content shared
+                  across splits; per-split pixel statistics recorded
+    splits        rows per split as specified
+    balance       each class's share of each split, within sampling tolerance
+    correlations  each correlated factor's agreement with the label, within tolerance of its rho
+    sweeps        every base scene at every level, all else equal
+    conflicts     conflict rows really in conflict
+
+Data Docs (HTML) go to reports/validation/, a JSON summary to metrics/validation.json.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .config import Experiment, load_experiment
+from .data import read_index
+from .errors import CuelabError
+from .factors import FACTOR_NAMES, REGISTRY
+from .sampling import COLUMNS, SPLITS, agreement, expected_agreement, read_scenes
+
+BLANK_STD = 2.0          # DN: a picture with less contrast than this is blank (constant)
+CLEVR_VISIBLE = 200 / (320 * 240)  # CLEVR's generator: 200 visible pixels at 320x240
+TOLERANCE_SIGMAS = 4     # sampling tolerance of shares and agreements, in binomial std devs
+SHOW_IDS = 10            # offending ids listed per failed expectation
+
+
+class ValidationFailed(CuelabError):
+    """The data broke the experiment's expectations. Exit status 1: the pipeline stops."""
+
+    exit_code = 1
+
+
+@dataclass
+class Failure:
+    table: str
+    expectation: str
+    description: str
+    ids: list[str]
+
+    def __str__(self) -> str:
+        shown = ", ".join(self.ids[:SHOW_IDS])
+        more = f" and {len(self.ids) - SHOW_IDS} more" if len(self.ids) > SHOW_IDS else ""
+        return f"  ✗ {self.table}: {self.description}\n      {shown}{more}"
+
+
+@dataclass
+class ValidationSummary:
+    passed: bool
+    expectations: int
+    failures: list[Failure]
+    images: int
+    pixel_stats: dict[str, dict[str, float]]
+    docs: Path
+    summary: Path
+    seconds: float = 0.0
+    tables: dict[str, int] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        head = (f"validated {self.images} images and the scenes table: "
+                f"{self.expectations - len(self.failures)}/{self.expectations} expectations "
+                f"passed in {self.seconds:.1f} s")
+        lines = [head]
+        if self.failures:
+            lines.append(f"{len(self.failures)} failed (offending ids below):")
+            lines += [str(f) for f in self.failures]
+        lines.append("per-split pixels (mean ± std over images): " + "; ".join(
+            f"{s} {v['mean']:.1f} ± {v['std_of_means']:.1f}" for s, v in self.pixel_stats.items()))
+        lines.append(f"Data Docs: {self.docs / 'index.html'}; summary: {self.summary}")
+        return "\n".join(lines)
+
+
+# --- the step ------------------------------------------------------------------------------------
+
+def validate(params: str | Path | Experiment, scenes: str | Path | pd.DataFrame,
+             images: str | Path, docs: str | Path = "reports/validation",
+             summary: str | Path = "metrics/validation.json",
+             progress: bool = True) -> ValidationSummary:
+    """The `validate` step. Writes Data Docs and the summary either way; raises
+    `ValidationFailed` (listing each failed expectation and its offending ids) if any fails."""
+    start = time.perf_counter()
+    exp = params if isinstance(params, Experiment) else load_experiment(params)
+    table = scenes if isinstance(scenes, pd.DataFrame) else read_scenes(scenes)
+    stats = image_stats(images, progress=progress)
+    tables = build_tables(exp, table, stats)
+    failures, n = run_suite(exp, tables, Path(docs))
+    result = ValidationSummary(
+        passed=not failures, expectations=n, failures=failures,
+        images=int(tables["images"]["has_image"].sum()), pixel_stats=pixel_stats(tables["images"]),
+        docs=Path(docs), summary=Path(summary), seconds=time.perf_counter() - start,
+        tables={k: len(v) for k, v in tables.items()})
+    _write_json(Path(summary), {
+        "passed": result.passed, "expectations": n, "failed": len(failures),
+        "images": result.images, "pixel_stats": result.pixel_stats,
+        "failures": [{"table": f.table, "expectation": f.expectation,
+                      "description": f.description, "ids": f.ids} for f in failures]})
+    if failures:
+        raise ValidationFailed(str(result))
+    return result
+
+
+# --- per-image statistics ------------------------------------------------------------------------
+
+def image_stats(root: str | Path, progress: bool = True) -> pd.DataFrame:
+    """One row per image of the dataset: readable?, format, contrast, visible target pixels,
+    mean intensity, content hash. A shard that cannot be read marks all its images unreadable."""
+    from tqdm import tqdm
+
+    root = Path(root)
+    index = read_index(root)
+    parts = []
+    for shard, rows in tqdm(index.groupby("shard", sort=False), desc="validate images",
+                            unit="shard", disable=not progress):
+        part = rows[["image_id", "split", "label"]].rename(columns={"label": "stored_label"})
+        try:
+            images = np.load(root / f"{shard}.images.npy", mmap_mode="r")
+            masks = np.load(root / f"{shard}.masks.npy", mmap_mode="r")
+            offsets = rows.offset.to_numpy()
+            if offsets.max(initial=-1) >= min(len(images), len(masks)):
+                raise ValueError(f"holds {len(images)} images and {len(masks)} masks, the "
+                                 f"index points at offset {offsets.max()}")
+            images, masks = np.asarray(images[offsets]), np.asarray(masks[offsets])
+        except (OSError, ValueError) as e:
+            parts.append(part.assign(has_image=False, problem=f"{shard}: {e}"))
+            continue
+        flat = images.reshape(len(images), -1).astype(np.float32)
+        parts.append(part.assign(
+            has_image=True, problem="",
+            image_format=_format(images), mask_format=_format(masks),
+            std=flat.std(1), mean=flat.mean(1),
+            visible_pixels=masks.reshape(len(masks), -1).sum(1) if masks.dtype == bool
+            else np.nan,
+            content=[hashlib.blake2b(im.tobytes(), digest_size=16).hexdigest()
+                     for im in images]))
+    return pd.concat(parts, ignore_index=True)
+
+
+def _format(a: np.ndarray) -> str:
+    return "x".join(map(str, a.shape[1:])) + f" {a.dtype}"
+
+
+# --- the tables the suite runs over --------------------------------------------------------------
+
+def build_tables(exp: Experiment, scenes: pd.DataFrame, stats: pd.DataFrame
+                 ) -> dict[str, pd.DataFrame]:
+    return {"scenes": scenes, "images": _images_table(exp, scenes, stats),
+            "splits": _splits_table(exp, scenes), "balance": _balance_table(exp, scenes),
+            "correlations": _correlations_table(exp, scenes), "sweeps": _sweeps_table(exp, scenes),
+            "conflicts": _conflicts_table(exp, scenes)}
+
+
+def _images_table(exp, scenes, stats) -> pd.DataFrame:
+    lookup = {c: i for i, c in enumerate(exp.classes)}
+    ids = scenes[["image_id", "split", "label", exp.label.factor]].copy()
+    ids["label_of_factor"] = ids[exp.label.factor].map(lookup).astype("Int64")
+    ids["has_scene"] = True
+    t = ids.drop(columns=exp.label.factor).merge(
+        stats.rename(columns={"split": "stored_split"}), on="image_id", how="outer")
+    t["has_scene"] = t["has_scene"].fillna(False).astype(bool)
+    t["has_image"] = t["has_image"].fillna(False).astype(bool)
+    t["split"] = t["split"].fillna(t["stored_split"])
+    t["problem"] = t["problem"].fillna("no image in the dataset")
+    # a content hash seen in more than one split: the same picture in training and test
+    splits_per_content = t.groupby("content")["split"].nunique()
+    t["splits_sharing_content"] = t["content"].map(splits_per_content).astype("Int64")
+    return t
+
+
+def _splits_table(exp, scenes) -> pd.DataFrame:
+    counts = scenes["split"].value_counts()
+    return pd.DataFrame({"id": list(SPLITS),
+                         "rows": [int(counts.get(s, 0)) for s in SPLITS],
+                         "expected": [getattr(exp.splits, s) for s in SPLITS]})
+
+
+def _tolerance(p: float, n: int) -> float:
+    return TOLERANCE_SIGMAS * np.sqrt(max(p * (1 - p), 1e-12) / max(n, 1)) + 1 / max(n, 1)
+
+
+def _balance_table(exp, scenes) -> pd.DataFrame:
+    k = len(exp.classes)
+    w = np.asarray(exp.label.weights or [1.0] * k, float)
+    w /= w.sum()
+    rows = []
+    for s in SPLITS:
+        labels = scenes.loc[scenes.split == s, "label"].to_numpy()
+        n = len(labels)
+        for c, name in enumerate(exp.classes):
+            share = float(np.mean(labels == c)) if n else 0.0
+            # without weights the sampler cycles through the classes: balanced to one row
+            tol = _tolerance(w[c], n) if exp.label.weights else 1 / max(n, 1)
+            rows.append({"id": f"{s}/{name}", "share": share, "expected": w[c],
+                         "deviation": abs(share - w[c]), "tolerance": tol})
+    return pd.DataFrame(rows)
+
+
+def _correlations_table(exp, scenes) -> pd.DataFrame:
+    rows = []
+    for name, spec in exp.factors.items():
+        if spec.correlation is None:
+            continue
+        p = expected_agreement(exp, name)
+        for s in SPLITS:
+            part = scenes[scenes.split == s]
+            got = agreement(part, exp, name) if len(part) else 0.0
+            rows.append({"id": f"{s}/{name}", "agreement": got, "expected": p,
+                         "deviation": abs(got - p), "tolerance": _tolerance(p, len(part))})
+    return pd.DataFrame(rows, columns=["id", "agreement", "expected", "deviation", "tolerance"])
+
+
+def _sweeps_table(exp, scenes) -> pd.DataFrame:
+    """One row per (sweep, base scene) the experiment asks for: its levels present, and how many
+    different scenes its rows describe once the swept factor is set aside (1: all else equal)."""
+    rows = []
+    probe = scenes[scenes.split == "sweep"]
+    for sweep in exp.sweeps:
+        name = sweep.factor
+        part = probe[probe.sweep == name]
+        others = [c for c in FACTOR_NAMES if c != name
+                  and not (name == exp.label.factor and c == "label")] + ["seed"]
+        scene_key = pd.util.hash_pandas_object(part[others].astype(str), index=False)
+        grouped = pd.DataFrame({"base_id": part.base_id, "level": part.level,
+                                "scene": scene_key.to_numpy()}).groupby("base_id")
+        levels, variants = grouped["level"].nunique(), grouped["scene"].nunique()
+        for b in range(sweep.base_scenes):
+            base = f"sweep-{name}-{b:04d}"
+            rows.append({"id": base, "levels": int(levels.get(base, 0)),
+                         "expected_levels": len(exp.sweep_levels(sweep)),
+                         "scenes": int(variants.get(base, 0))})
+    return pd.DataFrame(rows, columns=["id", "levels", "expected_levels", "scenes"])
+
+
+def _conflicts_table(exp, scenes) -> pd.DataFrame:
+    part = scenes[scenes.split == "conflict"]
+    ok = []
+    for row in part.itertuples(index=False):
+        row = row._asdict()
+        a, b = next(c.factors for c in exp.conflicts
+                    if f"{c.factors[0]}_vs_{c.factors[1]}" == row["conflict"])
+        ca, cb = row["class_a"], row["class_b"]
+        ok.append(ca != cb and _says(exp, a, row[a], ca) and _says(exp, b, row[b], cb)
+                  and row["label"] == (ca if a == exp.label.factor else
+                                       cb if b == exp.label.factor else row["label"]))
+    return pd.DataFrame({"id": part.image_id.to_numpy(), "in_conflict": ok})
+
+
+def _says(exp: Experiment, factor: str, value, cls: int) -> bool:
+    """Does this factor's value indicate class `cls`?"""
+    if factor == exp.label.factor:
+        return value == exp.classes[cls]
+    pair = exp.pairs(factor)[cls]
+    if isinstance(pair, tuple):
+        return pair[0] <= value <= pair[1]
+    return value == pair
+
+
+def pixel_stats(images: pd.DataFrame) -> dict[str, dict[str, float]]:
+    ok = images[images.has_image]
+    return {s: {"images": int(len(g)), "mean": float(g["mean"].mean()),
+                "std_of_means": float(g["mean"].std(ddof=0)), "mean_contrast": float(g["std"].mean())}
+            for s, g in ok.groupby("split", sort=False)}
+
+
+# --- the suite -----------------------------------------------------------------------------------
+
+def domains(exp: Experiment) -> dict[str, list | tuple[float, float]]:
+    """Each factor's declared domain in this experiment: the levels (or range) the experiment
+    gives it, else its registry default; plus its sweep levels and the protocol's black."""
+    out = {}
+    for name in FACTOR_NAMES:
+        f, spec = REGISTRY[name], exp.factors.get(name)
+        if name == exp.label.factor:
+            values = list(exp.classes)
+        elif spec is not None and spec.levels is not None:
+            values = list(spec.levels)
+        elif spec is not None and spec.range is not None:
+            values = list(spec.range)
+        else:
+            values = [f.default]
+        values += [v for s in exp.sweeps if s.factor == name for v in exp.sweep_levels(s)]
+        if name == "background" and exp.background_protocol is not None:
+            values.append("black")
+        out[name] = sorted(set(values)) if f.is_categorical else (min(values), max(values))
+    return out
+
+
+def _type_name(name: str) -> str:
+    f = REGISTRY[name]
+    return "str" if f.is_categorical else "int64" if f.integer else "float64"
+
+
+def expectations(exp: Experiment, tables: dict[str, pd.DataFrame]) -> dict[str, list]:
+    """The suite, table by table, derived from the experiment."""
+    import great_expectations.expectations as E
+    from great_expectations.expectations.row_conditions import Column
+
+    res = exp.render.resolution
+    min_visible = int(np.ceil(CLEVR_VISIBLE * res * res))
+    types = {"image_id": "str", "split": "str", "label": "int64", "seed": "int64",
+             "render_id": "str", **{n: _type_name(n) for n in FACTOR_NAMES}}
+    scenes = [E.ExpectTableColumnsToMatchOrderedList(
+        column_list=COLUMNS, description="the scenes table has exactly the cuelab columns")]
+    for col, t in types.items():
+        scenes.append(E.ExpectColumnValuesToBeOfType(
+            column=col, type_=t, description=f"`{col}` is of type {t}"))
+        scenes.append(E.ExpectColumnValuesToNotBeNull(
+            column=col, description=f"`{col}` has a value in every row"))
+    for name, domain in domains(exp).items():
+        if isinstance(domain, tuple):
+            scenes.append(E.ExpectColumnValuesToBeBetween(
+                column=name, min_value=domain[0], max_value=domain[1],
+                description=f"`{name}` within its declared range {domain[0]:g}..{domain[1]:g}"))
+        else:
+            scenes.append(E.ExpectColumnValuesToBeInSet(
+                column=name, value_set=domain,
+                description=f"`{name}` is one of its declared levels: {', '.join(map(str, domain))}"))
+    scenes.append(E.ExpectColumnValuesToBeUnique(column="image_id",
+                                                 description="image ids are unique"))
+
+    images = [
+        E.ExpectColumnValuesToBeInSet(column="has_image", value_set=[True],
+                                      description="every scene has a readable image and mask"),
+        E.ExpectColumnValuesToBeInSet(column="has_scene", value_set=[True],
+                                      description="every image has a row in the scenes table"),
+        E.ExpectColumnValuesToBeInSet(column="image_format", value_set=[f"{res}x{res}x3 uint8"],
+                                      description=f"images are {res}x{res}x3 uint8"),
+        E.ExpectColumnValuesToBeInSet(column="mask_format", value_set=[f"{res}x{res} bool"],
+                                      description=f"masks are {res}x{res} bool"),
+        E.ExpectColumnValuesToBeBetween(column="std", min_value=BLANK_STD, description=(
+            f"no blank images: pixel standard deviation at least {BLANK_STD:g}")),
+        E.ExpectColumnValuesToBeBetween(column="visible_pixels", min_value=min_visible,
+                                        description=f"the target shows in at least {min_visible} "
+                                        f"pixels (CLEVR's 200 at 320x240, scaled to {res}x{res})"),
+        E.ExpectColumnPairValuesToBeEqual(column_A="label", column_B="stored_label",
+                                          ignore_row_if="either_value_is_missing",
+                                          description="the dataset's label is the scene's label"),
+        E.ExpectColumnPairValuesToBeEqual(column_A="label", column_B="label_of_factor",
+                                          ignore_row_if="either_value_is_missing",
+                                          description=f"the label is the class of the "
+                                          f"`{exp.label.factor}` value"),
+        E.ExpectColumnValuesToBeInSet(column="splits_sharing_content", value_set=[1],
+                                      description="no identical image in two splits"),
+    ]
+    for s in tables["images"]["split"].dropna().unique():
+        images.append(E.ExpectColumnMeanToBeBetween(
+            column="mean", min_value=1, max_value=254, row_condition=Column("split") == s,
+            description=f"{s}: mean pixel value recorded (neither all black nor all white)"))
+    return {
+        "scenes": scenes,
+        "images": images,
+        "splits": [E.ExpectColumnPairValuesToBeEqual(
+            column_A="rows", column_B="expected", description="each split has its specified size")],
+        "balance": [E.ExpectColumnPairValuesAToBeGreaterThanB(
+            column_A="tolerance", column_B="deviation", or_equal=True,
+            description="each class's share of each split within tolerance of the label weights")],
+        "correlations": [E.ExpectColumnPairValuesAToBeGreaterThanB(
+            column_A="tolerance", column_B="deviation", or_equal=True,
+            description="each correlated factor agrees with the label as its rho says")],
+        "sweeps": [
+            E.ExpectColumnPairValuesToBeEqual(column_A="levels", column_B="expected_levels",
+                                              description="every base scene at every level"),
+            E.ExpectColumnValuesToBeInSet(column="scenes", value_set=[1], description=(
+                "sweep pairs change only the swept factor (all else equal)"))],
+        "conflicts": [E.ExpectColumnValuesToBeInSet(
+            column="in_conflict", value_set=[True],
+            description="conflict rows: each cue says its own class, and they differ")],
+    }
+
+
+ID_COLUMN = {"scenes": "image_id", "images": "image_id"}
+
+
+def run_suite(exp: Experiment, tables: dict[str, pd.DataFrame], docs: Path
+              ) -> tuple[list[Failure], int]:
+    """Run every expectation (one GX validation definition per table) and write the Data Docs
+    to `docs` (built once, at the end: building them is the slow part)."""
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    ctx = gx.get_context(mode="ephemeral")
+    ctx.variables.progress_bars = ProgressBarsConfig(globally=False)
+    source = ctx.data_sources.add_pandas("cuelab")
+    tmp = Path(tempfile.mkdtemp(prefix=f".{docs.name}.", dir=_mkdir(docs.parent)))
+    ctx.add_data_docs_site(site_name="cuelab", site_config={
+        "class_name": "SiteBuilder", "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+        "store_backend": {"class_name": "TupleFilesystemStoreBackend",
+                          "base_directory": str(tmp)}})
+    failures, n = [], 0
+    try:
+        for name, exps in expectations(exp, tables).items():
+            key, table = ID_COLUMN.get(name, "id"), tables[name]
+            batch = source.add_dataframe_asset(name).add_batch_definition_whole_dataframe(name)
+            suite = ctx.suites.add(gx.ExpectationSuite(name=f"{exp.name}.{name}",
+                                                       expectations=exps))
+            definition = ctx.validation_definitions.add(
+                gx.ValidationDefinition(name=name, data=batch, suite=suite))
+            result = definition.run(batch_parameters={"dataframe": table}, result_format={
+                "result_format": "COMPLETE", "unexpected_index_column_names": [key]})
+            for r in result.results:
+                n += 1
+                if not r.success:
+                    failures.append(Failure(name, r.expectation_config.type,
+                                            r.expectation_config.description or "",
+                                            _offending(r, key, table)))
+        ctx.build_data_docs(site_names=["cuelab"])
+        _swap_in(tmp, docs)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return failures, n
+
+
+def _offending(result, key: str, table: pd.DataFrame) -> list[str]:
+    found = result.result.get("unexpected_index_list") or []
+    ids = [str(row[key]) for row in found if isinstance(row, dict) and key in row]
+    if ids:
+        return list(dict.fromkeys(ids))
+    if "observed_value" in result.result:  # a table-level expectation: say what was seen
+        return [f"observed {result.result['observed_value']!r}"]
+    return [f"{len(table)} rows"]
+
+
+# --- writing -------------------------------------------------------------------------------------
+
+def _mkdir(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _swap_in(tmp: Path, out: Path) -> None:
+    old = out.with_name(f".{out.name}.old-{os.getpid()}")
+    if out.exists():
+        out.rename(old)
+    tmp.rename(out)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _write_json(path: Path, data: dict) -> None:
+    _mkdir(path.parent)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=_plain) + "\n")
+    tmp.replace(path)
+
+
+def _plain(x):
+    if isinstance(x, (np.integer, np.floating)):
+        return x.item()
+    raise TypeError(type(x))

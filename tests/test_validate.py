@@ -1,0 +1,172 @@
+"""The data gate: clean data passes; each injected fault fails, naming what broke and where."""
+
+import json
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+from conftest import BIN
+from cuelab.data import load_split, read_index
+from cuelab.sampling import read_scenes, write_table
+from cuelab.validate import ValidationFailed, validate
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def data(tiny_dataset, tmp_path):
+    """A private copy of the tiny dataset, to break."""
+    shutil.copytree(tiny_dataset["images"], tmp_path / "images")
+    shutil.copy(tiny_dataset["scenes"], tmp_path / "scenes.parquet")
+    return {"params": tiny_dataset["params"], "scenes": tmp_path / "scenes.parquet",
+            "images": tmp_path / "images", "docs": tmp_path / "docs",
+            "summary": tmp_path / "validation.json"}
+
+
+def run(d):
+    return validate(d["params"], d["scenes"], d["images"], d["docs"], d["summary"],
+                    progress=False)
+
+
+def failures_of(d) -> dict[str, list[str]]:
+    """{description: offending ids} of a run that must fail."""
+    with pytest.raises(ValidationFailed) as e:
+        run(d)
+    summary = json.loads(d["summary"].read_text())
+    assert not summary["passed"] and summary["failed"] == len(summary["failures"]) > 0
+    assert (d["docs"] / "index.html").is_file()  # the Data Docs say why, too
+    for f in summary["failures"]:
+        assert f["description"] in str(e.value)
+    return {f["description"]: f["ids"] for f in summary["failures"]}
+
+
+def edit_scenes(d, change):
+    t = read_scenes(d["scenes"])
+    change(t)
+    write_table(t, d["scenes"])
+
+
+def shard_of(d, image_id):
+    row = read_index(d["images"]).set_index("image_id").loc[image_id]
+    return d["images"] / f"{row.shard}.images.npy", int(row.offset)
+
+
+def test_clean_data_passes_and_records_pixel_statistics(data):
+    summary = run(data)
+    assert summary.passed and summary.failures == []
+    assert summary.expectations > 50
+    saved = json.loads(data["summary"].read_text())
+    assert saved["passed"] and saved["images"] == len(read_scenes(data["scenes"]))
+    train = load_split(data["images"], "train")
+    assert saved["pixel_stats"]["train"]["mean"] == pytest.approx(train.images.mean(), rel=1e-4)
+    assert (data["docs"] / "index.html").is_file()
+    assert "passed" in str(summary) and "Data Docs" in str(summary)
+
+
+def test_truncated_image_file(data):
+    path, _ = shard_of(data, "train-000000")
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    failed = failures_of(data)
+    ids = failed["every scene has a readable image and mask"]
+    assert "train-000000" in ids and "train-000029" in ids  # the whole shard is unreadable
+
+
+def test_blank_image(data):
+    path, offset = shard_of(data, "val-000002")
+    images = np.load(path)
+    images[offset] = 90
+    np.save(path, images)
+    failed = failures_of(data)
+    assert [ids for desc, ids in failed.items() if desc.startswith("no blank")] == [
+        ["val-000002"]]
+
+
+def test_missing_image(data):
+    index = read_index(data["images"])
+    index[index.image_id != "test-000003"].to_parquet(data["images"] / "index.parquet",
+                                                      index=False)
+    assert failures_of(data) == {"every scene has a readable image and mask": ["test-000003"]}
+
+
+def test_wrong_label(data):
+    def relabel(t):
+        t.loc[t.image_id == "train-000004", "label"] = (t.loc[t.image_id == "train-000004",
+                                                              "label"] + 1) % 3
+    edit_scenes(data, relabel)
+    failed = failures_of(data)
+    assert failed["the dataset's label is the scene's label"] == ["train-000004"]
+    assert failed["the label is the class of the `shape` value"] == ["train-000004"]
+
+
+def test_imbalanced_split(data):
+    # five cubes become spheres, consistently everywhere: only the balance is wrong
+    t = read_scenes(data["scenes"])
+    cubes = t[(t.split == "train") & (t.label == 0)].image_id.head(5)
+    t.loc[t.image_id.isin(cubes), ["shape", "label"]] = ["sphere", 1]
+    write_table(t, data["scenes"])
+    index = read_index(data["images"])
+    index.loc[index.image_id.isin(cubes), "label"] = 1
+    index.to_parquet(data["images"] / "index.parquet", index=False)
+    failed = failures_of(data)
+    ids = failed["each class's share of each split within tolerance of the label weights"]
+    assert ids == ["train/cube", "train/sphere"]
+
+
+def test_out_of_domain_factor_value(data):
+    edit_scenes(data, lambda t: t.__setitem__(
+        "color", t["color"].where(t.image_id != "val-000001", "purple")))
+    failed = failures_of(data)
+    assert list(failed) == ["`color` is one of its declared levels: blue, green, orange, red"]
+    assert failed[next(iter(failed))] == ["val-000001"]
+
+
+def test_duplicate_across_splits(data):
+    src, i = shard_of(data, "train-000007")
+    dst, j = shard_of(data, "test-000001")
+    picture = np.load(src)[i]
+    images = np.load(dst)
+    images[j] = picture
+    np.save(dst, images)
+    failed = failures_of(data)
+    assert sorted(failed["no identical image in two splits"]) == ["test-000001", "train-000007"]
+
+
+def test_broken_sweep_pair(data):
+    def break_pairs(t):
+        # one level of one base scene lost, and another pair no longer "all else equal"
+        t.drop(t.index[t.image_id == "sweep-color-0001-02"], inplace=True)
+        t.loc[t.image_id == "sweep-color-0003-01", "size"] = 1.1
+    edit_scenes(data, break_pairs)
+    failed = failures_of(data)
+    assert failed["every base scene at every level"] == ["sweep-color-0001"]
+    assert failed["sweep pairs change only the swept factor (all else equal)"] == [
+        "sweep-color-0003"]
+    # and the image with no scene row is named too
+    assert failed["every image has a row in the scenes table"] == ["sweep-color-0001-02"]
+
+
+def test_wrong_split_size_and_conflict_not_in_conflict(data):
+    def change(t):
+        t.drop(t.index[t.image_id == "val-000005"], inplace=True)
+        row = t.image_id == "conflict-shape_vs_color-0000"
+        t.loc[row, "class_b"] = t.loc[row, "class_a"]
+    edit_scenes(data, change)
+    failed = failures_of(data)
+    assert failed["each split has its specified size"] == ["val"]
+    assert failed["conflict rows: each cue says its own class, and they differ"] == [
+        "conflict-shape_vs_color-0000"]
+
+
+def test_cli_exits_non_zero_and_lists_the_failures(data, tmp_path):
+    path, offset = shard_of(data, "train-000001")
+    images = np.load(path)
+    images[offset] = 0
+    np.save(path, images)
+    cmd = [str(BIN / "cuelab"), "validate", "--params", str(data["params"]), "--scenes",
+           str(data["scenes"]), "--images", str(data["images"]), "--docs", str(data["docs"]),
+           "--summary", str(data["summary"])]
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 1
+    assert "no blank images" in done.stderr and "train-000001" in done.stderr
