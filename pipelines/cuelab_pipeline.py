@@ -10,15 +10,17 @@ from components.render import merge_renders, render, shard_indices
 from components.sample import sample
 from components.sensor import sensor
 from components.validate import validate
+from components.version_dataset import version_dataset
 
 
 @dsl.pipeline(
     name="cuelab",
     description="Render a controlled synthetic dataset, train a CNN, and trace which cues it uses.",
 )
-def cuelab_pipeline(params_yaml: str, render_shards: int = 2) -> dsl.Dataset:
+def cuelab_pipeline(params_yaml: str, render_shards: int = 2, dvc_remote: str = "") -> dsl.Dataset:
     """params_yaml: the experiment, the text of a params.yaml file; render_shards: how many
-    pods render in parallel. Returns the dataset (the final images)."""
+    pods render in parallel; dvc_remote: a DVC remote (folder or URL) the validated dataset is
+    pushed to (empty: not pushed). Returns the dataset (the final images)."""
     scenes = sample(params_yaml=params_yaml).set_display_name("sample scenes")
     shards = shard_indices(shards=render_shards).set_display_name("plan render shards")
     with dsl.ParallelFor(shards.output, name="render-shards") as shard:
@@ -34,4 +36,7 @@ def cuelab_pipeline(params_yaml: str, render_shards: int = 2) -> dsl.Dataset:
                     renders=merged.outputs["renders"]).set_display_name("camera simulation")
     gate = validate(params_yaml=params_yaml, scenes=scenes.outputs["scenes"],
                     images=images.outputs["images"]).set_display_name("validate data (gate)")
+    with dsl.If(dvc_remote != "", name="push-dataset"):
+        (version_dataset(images=images.outputs["images"], dvc_remote=dvc_remote)
+         .after(gate).set_display_name("push dataset to DVC"))
     return images.outputs["images"]

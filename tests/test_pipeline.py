@@ -4,11 +4,14 @@ import json
 import os
 import subprocess
 
+import yaml
+
 from conftest import BIN, ROOT, tiny_experiment, write_params
 from cuelab.pipeline import compile_pipeline, run_local
 from cuelab.render import render
 from cuelab.sampling import read_scenes, sample
 from cuelab.sensor import sensor
+from cuelab.tracking import dataset_version
 
 
 def test_compiled_pipeline_is_in_sync_with_the_code(tmp_path, monkeypatch):
@@ -23,7 +26,8 @@ def test_pipeline_runs_in_kfp_local_and_matches_the_steps(tmp_path, monkeypatch)
     monkeypatch.chdir(ROOT)
     params = write_params(tmp_path / "params.yaml", tiny_experiment(
         render={"resolution": 32, "samples": 2, "device": "cpu", "chunk_size": 16}))
-    run = run_local(params, tmp_path / "kfp")  # two render shards in a ParallelFor, merged
+    # two render shards in a ParallelFor, merged; the validated dataset pushed to a DVC remote
+    run = run_local(params, tmp_path / "kfp", dvc_remote=str(tmp_path / "remote"))
     images = run.outputs["Output"]
     assert images.is_relative_to(tmp_path / "kfp")
     shards = list((tmp_path / "kfp").glob("*/for-loop-*/render/renders"))
@@ -44,6 +48,9 @@ def test_pipeline_runs_in_kfp_local_and_matches_the_steps(tmp_path, monkeypatch)
     gate = json.loads(next((tmp_path / "kfp").glob("*/validate/validation.json")).read_text())
     assert gate["passed"] and gate["images"] == len(read_scenes(tmp_path / "scenes.parquet"))
     assert "Great Expectations" in next((tmp_path / "kfp").glob("*/validate/docs")).read_text()
+    pointer = yaml.safe_load(next((tmp_path / "kfp").glob("*/version-dataset/pointer")).read_text())
+    assert pointer["outs"][0]["md5"] == dataset_version(images)
+    assert any((tmp_path / "remote").rglob("*"))
 
 
 def test_cli_run_local(tmp_path):

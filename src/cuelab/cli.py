@@ -66,6 +66,19 @@ def cmd_validate(args: argparse.Namespace) -> None:
     print(validate(args.params, args.scenes, args.images, args.docs, args.summary))
 
 
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from .evaluate import evaluate
+
+    print(evaluate(args.params, args.scenes, args.images, args.models, args.out, args.metrics,
+                   args.plots))
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    from .report import report
+
+    print(report(args.params, args.evaluation, args.out, args.validation, args.train_metrics))
+
+
 def cmd_pipeline(args: argparse.Namespace) -> None:
     from .pipeline import compile_pipeline, run_local, submit
 
@@ -78,7 +91,7 @@ def cmd_pipeline(args: argparse.Namespace) -> None:
                               "svc/ml-pipeline-ui 8080:80`)")
         print(submit(args.host, args.params, args.experiment, args.run_name))
     else:
-        print(run_local(args.params, args.workdir))
+        print(run_local(args.params, args.workdir, args.dvc_remote))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -132,6 +145,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--summary", default="metrics/validation.json", type=Path)
     p.set_defaults(func=cmd_validate)
 
+    p = sub.add_parser("evaluate", help="the model on every probe: sweeps, flip rates, cue "
+                       "preferences, backgrounds, attribution")
+    _params_arg(p)
+    p.add_argument("--scenes", default="data/scenes.parquet", type=Path)
+    p.add_argument("--images", default="data/images", type=Path)
+    p.add_argument("--models", default="models", type=Path,
+                   help="the trained model's folder (default: %(default)s)")
+    p.add_argument("--out", default="reports/evaluation", type=Path,
+                   help="results.json, figures, summary page (default: %(default)s)")
+    p.add_argument("--metrics", default="metrics/evaluate.json", type=Path)
+    p.add_argument("--plots", default="metrics/plots", type=Path,
+                   help="plot data for `dvc plots` (default: %(default)s)")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("report", help="the trace report: one self-contained HTML page, the "
+                       "factors ranked with their evidence")
+    _params_arg(p)
+    p.add_argument("--evaluation", default="reports/evaluation", type=Path,
+                   help="what `cuelab evaluate` wrote (default: %(default)s)")
+    p.add_argument("--out", default="reports/trace_report.html", type=Path)
+    p.add_argument("--validation", default="metrics/validation.json", type=Path,
+                   help="the data gate's summary, shown if present (default: %(default)s)")
+    p.add_argument("--train-metrics", default="metrics/train.json", type=Path,
+                   help="training's summary, shown if present (default: %(default)s)")
+    p.set_defaults(func=cmd_report)
+
     p = sub.add_parser("pipeline",
                        help="the Kubeflow pipeline: compile, run it locally, or submit it")
     p.add_argument("action", choices=["compile", "run-local", "submit"])
@@ -140,6 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="compile: where the pipeline YAML goes (default: %(default)s)")
     p.add_argument("--workdir", default="runs/kfp-local", type=Path,
                    help="run-local: where kfp.local keeps its outputs (default: %(default)s)")
+    p.add_argument("--dvc-remote", default="",
+                   help="run-local: push the validated dataset to this DVC remote (folder or URL)")
     p.add_argument("--host", metavar="URL",
                    help="submit: the Kubeflow Pipelines UI or API, e.g. http://localhost:8080")
     p.add_argument("--experiment", metavar="NAME",

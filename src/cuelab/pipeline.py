@@ -59,8 +59,9 @@ class LocalRun:
         return "\n".join(lines)
 
 
-def run_local(params: str | Path, workdir: str | Path) -> LocalRun:
-    """Run the whole pipeline with kfp.local's SubprocessRunner, in this Python environment."""
+def run_local(params: str | Path, workdir: str | Path, dvc_remote: str = "") -> LocalRun:
+    """Run the whole pipeline with kfp.local's SubprocessRunner, in this Python environment;
+    with `dvc_remote`, the validated dataset is pushed there."""
     from kfp import local
 
     load_experiment(params)  # fail here, with the usual message, not inside a component
@@ -71,7 +72,7 @@ def run_local(params: str | Path, workdir: str | Path) -> LocalRun:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # our image's name lacks "python"
         warnings.filterwarnings("ignore", ".*no effect in the current local runner")
-        run = load_pipeline()(params_yaml=Path(params).read_text())
+        run = load_pipeline()(params_yaml=Path(params).read_text(), dvc_remote=dvc_remote)
     outputs = {name: Path(artifact.path) for name, artifact in run.outputs.items()}
     return LocalRun(outputs, time.perf_counter() - start)
 
