@@ -87,3 +87,51 @@ def tiny_dataset(tmp_path_factory) -> dict[str, Path]:
     render(paths["params"], paths["scenes"], paths["renders"], workers=2, progress=False)
     sensor(paths["params"], paths["scenes"], paths["renders"], paths["images"], progress=False)
     return paths
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory) -> str:
+    """A real MLflow tracking server on 127.0.0.1 for the session (SQLite store, artifacts
+    served by the server itself); its URI. Point a step at it with
+    `monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)`."""
+    import signal
+    import subprocess
+    import time
+    import urllib.request
+
+    root = tmp_path_factory.mktemp("mlflow_server")
+    uri = f"http://127.0.0.1:{free_port()}"
+    log = open(root / "server.log", "w")
+    server = subprocess.Popen(
+        [BIN / "mlflow", "server", "--host", "127.0.0.1", "--port", uri.rsplit(":", 1)[1],
+         "--workers", "1", "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
+         "--artifacts-destination", str(root / "artifacts")],
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"})
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            urllib.request.urlopen(f"{uri}/health", timeout=2).close()
+            break
+        except OSError:
+            if server.poll() is not None or time.monotonic() > deadline:
+                os.killpg(server.pid, signal.SIGKILL)
+                pytest.fail("mlflow server did not start:\n"
+                            + (root / "server.log").read_text()[-3000:])
+            time.sleep(0.3)
+    yield uri
+    os.killpg(server.pid, signal.SIGTERM)  # the server and its workers: its own session
+    try:
+        server.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(server.pid, signal.SIGKILL)
+        server.wait()
+    log.close()

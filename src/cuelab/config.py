@@ -121,8 +121,10 @@ class TrainSettings(Strict):
     schedule: Literal["constant", "cosine", "step"] = "cosine"
     augment: Augment = Augment()
     mitigation: Literal["none", "random_background"] = "none"
-    patience: int = Field(default=5, ge=1)
-    device: Literal["auto", "cpu", "gpu"] = "auto"
+    # epochs without reaching the best validation accuracy before stopping; a short run first
+    # learns the shortcut (colour), then the shape: stopping at the first plateau is too soon
+    patience: int = Field(default=10, ge=1)
+    device: Literal["auto", "cpu", "gpu"] = "auto"  # auto: a CUDA GPU when present
 
 
 class EvaluateSettings(Strict):

@@ -1,0 +1,173 @@
+"""MLflow as every step uses it: where the tracking store is, a connection that fails fast, runs
+(nested ones for evaluation), figures, and the provenance recorded with a run (the git commit of
+the code, the DVC hash of the data).
+
+The embedded default is a SQLite file in the working directory (`mlflow ui --backend-store-uri
+sqlite:///mlflow.db` browses it); `MLFLOW_TRACKING_URI` points every step at a shared server.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import urllib.error
+import urllib.request
+from pathlib import Path
+from urllib.parse import urlparse
+
+from .errors import CuelabError
+
+DEFAULT_DB = "mlflow.db"
+# MLflow's HTTP client retries 7 times with exponential backoff and waits 120 s per request:
+# a vanished server would stall a step for many minutes. These defaults fail within a minute;
+# the environment still overrides them.
+HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
+                 "MLFLOW_DISABLE_TELEMETRY": "true"}
+
+
+def tracking_uri() -> str:
+    """`MLFLOW_TRACKING_URI` if set, else the SQLite file mlflow.db in the working directory
+    (as an absolute URI, so that a model's config still finds it from elsewhere)."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / DEFAULT_DB}"
+
+
+def connect(uri: str | None = None, timeout: float = 10.0) -> str:
+    """Point MLflow at the tracking store (default: `tracking_uri()`) and check that it answers.
+    An unreachable server raises `CuelabError` within about 2 x `timeout` seconds."""
+    import mlflow
+
+    for key, value in HTTP_DEFAULTS.items():
+        os.environ.setdefault(key, value)
+    uri = uri or tracking_uri()
+    scheme = urlparse(uri).scheme
+    if scheme in ("http", "https"):
+        _probe(uri, timeout)
+    elif scheme == "sqlite":
+        db = Path(uri.removeprefix("sqlite:///"))
+        if not db.parent.is_dir():
+            raise CuelabError(f"MLFLOW_TRACKING_URI: got {uri!r}; the directory {db.parent} "
+                              "does not exist")
+    mlflow.set_tracking_uri(uri)
+    return uri
+
+
+def _probe(uri: str, timeout: float) -> None:
+    health = uri.rstrip("/") + "/health"
+    how_to = ("start it (`mlflow server --host 127.0.0.1 --port 5000`), point "
+              "MLFLOW_TRACKING_URI at a running server, or unset MLFLOW_TRACKING_URI to track "
+              f"in ./{DEFAULT_DB}")
+    try:
+        with urllib.request.urlopen(health, timeout=timeout) as response:
+            response.read(64)
+    except urllib.error.HTTPError as e:
+        raise CuelabError(f"the MLflow tracking server {uri} answers GET /health with HTTP "
+                          f"{e.code}: is it an MLflow server? {how_to}") from None
+    except (urllib.error.URLError, OSError) as e:
+        reason = getattr(e, "reason", e)
+        raise CuelabError(f"the MLflow tracking server {uri} is unreachable ({reason}): "
+                          f"{how_to}") from None
+
+
+@contextlib.contextmanager
+def mlflow_errors(what: str):
+    """Turns MLflow's exceptions into a CuelabError that says what failed, and where."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    try:
+        yield
+    except MlflowException as e:
+        raise CuelabError(f"MLflow ({mlflow.get_tracking_uri()}): {what} failed: "
+                          f"{e.message}") from None
+
+
+def experiment_id(name: str) -> str:
+    """The MLflow experiment of this name (one per cuelab experiment), created if missing."""
+    import mlflow
+
+    with mlflow_errors(f"opening the experiment {name!r}"):
+        return mlflow.set_experiment(name).experiment_id
+
+
+def start_run(experiment: str | None = None, run_id: str | None = None,
+              parent_run_id: str | None = None, run_name: str | None = None,
+              tags: dict[str, str] | None = None):
+    """`mlflow.start_run` on a connected store, as a context manager: a new run in the MLflow
+    experiment `experiment`, or `run_id` reopened, or a run nested under `parent_run_id` (in the
+    parent's experiment; evaluation nests under the training run named in models/model.json)."""
+    import mlflow
+
+    with mlflow_errors("starting a run"):
+        exp_id = None
+        if parent_run_id is not None:
+            exp_id = mlflow.get_run(parent_run_id).info.experiment_id
+        elif experiment is not None and run_id is None:
+            exp_id = experiment_id(experiment)
+        return mlflow.start_run(run_id=run_id, experiment_id=exp_id,
+                                parent_run_id=parent_run_id, run_name=run_name, tags=tags)
+
+
+def log_figure(figure, name: str) -> None:
+    """Log a matplotlib figure as an artifact of the active run (e.g. "train_samples.png")
+    and close it."""
+    import matplotlib.pyplot as plt
+    import mlflow
+
+    try:
+        mlflow.log_figure(figure, name)
+    finally:
+        plt.close(figure)
+
+
+def flatten(params: dict, prefix: str = "") -> dict[str, str]:
+    """Nested settings -> {"train.lr": "0.001", ...}: MLflow parameters are flat strings."""
+    flat: dict[str, str] = {}
+    for key, value in params.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            flat |= flatten(value, f"{name}.")
+        else:
+            flat[name] = value if isinstance(value, str) else json.dumps(value)
+    return flat
+
+
+def dataset_version(path: str | Path) -> str:
+    """The DVC hash of a directory (or file): the md5 that `dvc.lock` records for it, e.g.
+    '9a96f739afbcc4ae31a08e6f1477574b.dir'; computed with DVC's own hashing, no repo needed."""
+    import tempfile
+
+    from dvc_data.hashfile.build import build
+    from dvc_data.hashfile.db import HashFileDB
+    from dvc_objects.fs.local import LocalFileSystem
+
+    path = Path(path).resolve()
+    if not path.exists():
+        raise CuelabError(f"{path} does not exist: no dataset to version")
+    fs = LocalFileSystem()
+    with tempfile.TemporaryDirectory() as scratch:  # dry run: nothing is written to it
+        _, _, obj = build(HashFileDB(fs, scratch), str(path), fs, "md5", dry_run=True)
+    return obj.hash_info.value
+
+
+def git_commit(where: str | Path | None = None) -> str | None:
+    """The commit of the code that runs: `CUELAB_GIT_COMMIT` (set it when building an image),
+    else `git rev-parse HEAD` where the cuelab package lives (or `where`), with '-dirty' when
+    tracked files have uncommitted changes; None outside a git checkout."""
+    if os.environ.get("CUELAB_GIT_COMMIT"):
+        return os.environ["CUELAB_GIT_COMMIT"]
+    cwd = Path(where) if where is not None else Path(__file__).parent
+
+    def git(*args: str) -> str | None:
+        try:
+            r = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True,
+                               timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return r.stdout.strip() if r.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    if commit and git("status", "--porcelain", "--untracked-files=no"):
+        commit += "-dirty"
+    return commit

@@ -1,0 +1,55 @@
+"""Training: the CNNs (`models`), in-memory augmented batches (`batches`) and the step (`loop`);
+and the two functions the later steps use, `load_model` and `predict`.
+
+    models/model.pt     the state_dict (torch.load(..., weights_only=True): no pickled code)
+    models/model.json   architecture, width, input_size, num_classes, classes, experiment,
+                        seed, dataset_version, tracking_uri, experiment_id, run_id,
+                        registered_model, model_version, best_epoch, train (the settings)
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import CuelabError
+from .loop import CONFIG, WEIGHTS, TrainSummary, train
+from .models import ARCHITECTURES, build_model
+
+__all__ = ["ARCHITECTURES", "TrainSummary", "build_model", "load_model", "predict", "train"]
+
+
+def load_model(models_dir: str | Path, device: str | torch.device = "cpu"
+               ) -> tuple[torch.nn.Module, dict]:
+    """The trained network in eval mode on `device`, and its config (models/model.json)."""
+    models_dir = Path(models_dir)
+    if not (models_dir / CONFIG).is_file():
+        raise CuelabError(f"no model in {models_dir} ({CONFIG} is missing): run "
+                          "`cuelab train` first")
+    config = json.loads((models_dir / CONFIG).read_text())
+    model = build_model(config["architecture"], config["num_classes"], config["width"],
+                        config["input_size"])
+    weights = torch.load(models_dir / WEIGHTS, map_location=device, weights_only=True)
+    model.load_state_dict(weights)
+    return model.to(device).eval(), config
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """Logits (n, classes) float32 for uint8 images (n, H, W, 3), in batches on the model's
+    device."""
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
+        raise CuelabError(f"predict: got images {images.dtype} {images.shape}; uint8 "
+                          "(n, height, width, 3)")
+    model.eval()
+    device = next(model.parameters()).device
+    out = []
+    for i in range(0, len(images), batch_size):
+        x = torch.from_numpy(np.ascontiguousarray(images[i:i + batch_size])).to(device)
+        out.append(model(x.permute(0, 3, 1, 2).float() / 255).float().cpu())
+    if not out:  # no images: still (0, classes)
+        out.append(model(torch.zeros((0, 3) + images.shape[1:3], device=device)).cpu())
+    return torch.cat(out).numpy()

@@ -1,0 +1,389 @@
+"""The train step: the dataset -> a CNN, its curves and samples in MLflow, the model registered.
+
+The loop fits on one screen (`train`); what it needs around it (device, schedule, checkpoints,
+outputs) sits below. On the CPU the run is deterministic: the same experiment gives the same
+weights, bit for bit, and a run resumed from its checkpoint ends exactly where an uninterrupted
+one does. On a GPU it runs in mixed precision instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import shutil
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from .. import tracking
+from ..config import Experiment, TrainSettings, load_experiment
+from ..errors import CuelabError
+from .batches import InMemorySplit
+from .models import build_model
+
+CHECKPOINT = "checkpoint.pt"
+WEIGHTS = "model.pt"
+CONFIG = "model.json"
+
+
+@dataclass
+class TrainSummary:
+    models: Path
+    metrics: Path
+    architecture: str
+    device: str
+    epochs: int
+    val_accuracy: float
+    best_val_accuracy: float
+    best_epoch: int
+    train_images: int
+    seconds: float
+    run_id: str
+    tracking_uri: str
+    registered_model: str
+    model_version: str
+    resumed_after: int | None = None
+
+    def __str__(self) -> str:
+        resumed = f", resumed after epoch {self.resumed_after}" if self.resumed_after else ""
+        rate = self.train_images * self.epochs / self.seconds
+        return (f"trained {self.architecture} on {self.device} for {self.epochs} epochs "
+                f"({self.train_images} images, {rate:.0f} images/s{resumed}) in "
+                f"{self.seconds:.1f} s: val accuracy {self.val_accuracy:.3f}, best "
+                f"{self.best_val_accuracy:.3f} at epoch {self.best_epoch} (kept)\n"
+                f"wrote {self.models}/ and {self.metrics}; MLflow run {self.run_id} in "
+                f"{self.tracking_uri}, registered as {self.registered_model} version "
+                f"{self.model_version}")
+
+
+def train(params: str | Path | Experiment, images: str | Path, models_dir: str | Path,
+          metrics_path: str | Path, resume: bool = False, progress: bool = True) -> TrainSummary:
+    """The `train` step. `resume` continues from models_dir/checkpoint.pt (written after every
+    epoch) when there is one, else starts afresh."""
+    from tqdm import tqdm
+
+    exp = params if isinstance(params, Experiment) else load_experiment(params)
+    cfg, models_dir = exp.train, Path(models_dir)
+    device = pick_device(cfg)
+    tracking_uri = tracking.connect()  # before anything slow: an unreachable server fails now
+    data_version = tracking.dataset_version(images)
+    train_set, val_set = (InMemorySplit.load(images, s, device) for s in ("train", "val"))
+    ckpt = load_checkpoint(models_dir, exp, data_version) if resume else None
+
+    cuda = [torch.cuda.current_device()] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda), \
+            deterministic(device.type == "cpu"):
+        torch.manual_seed(exp.seed)
+        model = build_model(cfg.model, len(exp.classes), cfg.width, train_set.size)
+        model.to(device, memory_format=torch.channels_last)
+        optimizer = make_optimizer(model, cfg)
+        amp = torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() \
+            else torch.float16
+        scaler = torch.amp.GradScaler(device.type, enabled=device.type == "cuda"
+                                      and amp == torch.float16)
+        generator = torch.Generator().manual_seed(exp.seed)
+        steps_per_epoch = train_set.steps(cfg.batch_size)
+        state = {"epoch": 0, "best_accuracy": -1.0, "best_epoch": 0, "seconds": 0.0,
+                 "history": [], "run_id": None}
+        best_weights = None
+        if ckpt is not None:
+            model.load_state_dict(ckpt["model"])
+            optimizer.load_state_dict(ckpt["optimizer"])
+            scaler.load_state_dict(ckpt["scaler"])
+            set_rng_state(ckpt["rng"], generator, device)
+            state, best_weights = ckpt["state"], ckpt["best_weights"]
+        resumed_after = state["epoch"] or None
+
+        with tracking.start_run(exp.name, run_id=state["run_id"], run_name=cfg.model) as run:
+            if state["run_id"] is None:
+                state["run_id"] = run.info.run_id
+                log_run_inputs(exp, images, data_version, device)
+            bar = tqdm(total=cfg.epochs, initial=state["epoch"], unit="epoch", desc="train",
+                       disable=not progress)
+            while state["epoch"] < cfg.epochs and not stop_early(state, cfg):
+                start, epoch = time.perf_counter(), state["epoch"]
+                model.train()
+                loss_sum = correct = seen = 0
+                for step, (x, y) in enumerate(train_set.batches(
+                        cfg.batch_size, generator, cfg.augment,
+                        cfg.mitigation == "random_background")):
+                    if epoch == 0 and step == 0:
+                        log_sample_grid(x, y, exp.classes)
+                    lr = learning_rate(cfg, epoch * steps_per_epoch + step,
+                                       cfg.epochs * steps_per_epoch)
+                    for group in optimizer.param_groups:
+                        group["lr"] = lr
+                    with torch.autocast(device.type, amp, enabled=device.type == "cuda"):
+                        logits = model(x.contiguous(memory_format=torch.channels_last))
+                        loss = F.cross_entropy(logits, y)
+                    optimizer.zero_grad(set_to_none=True)
+                    scaler.scale(loss).backward()
+                    scaler.step(optimizer)
+                    scaler.update()
+                    loss_sum += loss.detach().float() * len(y)  # no .item(): no sync
+                    correct += (logits.argmax(1) == y).sum()
+                    seen += len(y)
+                val_loss, val_accuracy = evaluate(model, val_set)
+                state["epoch"] = epoch + 1
+                state["seconds"] += time.perf_counter() - start
+                if val_accuracy >= state["best_accuracy"]:  # a tie: the longer-trained one
+                    state["best_accuracy"], state["best_epoch"] = val_accuracy, epoch + 1
+                    best_weights = {k: v.detach().cpu().clone()
+                                    for k, v in model.state_dict().items()}
+                metrics = {"train_loss": loss_sum.item() / seen,
+                           "train_accuracy": correct.item() / seen,
+                           "val_loss": val_loss, "val_accuracy": val_accuracy, "lr": lr}
+                state["history"].append(metrics)
+                log_epoch(metrics, epoch + 1)
+                save_checkpoint(models_dir, exp, data_version, model, optimizer, scaler,
+                                generator, device, state, best_weights)
+                bar.set_postfix(loss=f"{metrics['train_loss']:.3f}",
+                                val_acc=f"{val_accuracy:.3f}")
+                bar.update()
+            bar.close()
+
+            model.load_state_dict(best_weights)  # early stopping keeps the best epoch
+            train_accuracy = evaluate(model, train_set)[1]
+            config = model_config(exp, train_set.size, data_version, tracking_uri, run,
+                                  state["best_epoch"])
+            version = log_model(model, val_set, config)
+            final = state["history"][-1]
+            metrics = {"val_accuracy": final["val_accuracy"],
+                       "best_val_accuracy": state["best_accuracy"],
+                       "best_epoch": state["best_epoch"], "train_accuracy": train_accuracy,
+                       "epochs": state["epoch"], "wall_seconds": round(state["seconds"], 2),
+                       "device": str(device)}
+            config |= {"registered_model": f"cuelab-{exp.name}", "model_version": version}
+            write_outputs(models_dir, best_weights, config, Path(metrics_path), metrics)
+            log_epoch({"best_val_accuracy": state["best_accuracy"],
+                       "best_epoch": state["best_epoch"], "model_train_accuracy": train_accuracy,
+                       "wall_seconds": state["seconds"]}, state["epoch"])
+
+    return TrainSummary(models_dir, Path(metrics_path), cfg.model, str(device), state["epoch"],
+                        final["val_accuracy"], state["best_accuracy"], state["best_epoch"],
+                        len(train_set), state["seconds"], state["run_id"], tracking_uri,
+                        config["registered_model"], version, resumed_after)
+
+
+# --- around the loop ---------------------------------------------------------------------------
+
+def pick_device(cfg: TrainSettings) -> torch.device:
+    cuda = torch.cuda.is_available()
+    if cfg.device == "gpu" and not cuda:
+        raise CuelabError("train.device: got 'gpu'; no CUDA GPU is visible to torch here: use "
+                          "'auto' (GPU when present) or 'cpu'")
+    if cfg.device == "cpu" or not cuda:
+        return torch.device("cpu")
+    torch.backends.cudnn.benchmark = True  # fixed input shapes: let cuDNN pick its kernels
+    return torch.device("cuda")
+
+
+@contextlib.contextmanager
+def deterministic(on: bool):
+    """Deterministic kernels for the duration (restored after: the caller's process is not
+    ours). On the CPU every op we use has one; on CUDA speed wins."""
+    before = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(on)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before)
+
+
+def make_optimizer(model: torch.nn.Module, cfg: TrainSettings) -> torch.optim.Optimizer:
+    """Weight decay on the weights of convolutions and linear layers only, not on biases and
+    BatchNorm scales (as nanoGPT does)."""
+    params = list(model.parameters())
+    groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg.weight_decay},
+              {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=0.9, nesterov=True)
+    return torch.optim.AdamW(groups, lr=cfg.lr)
+
+
+def learning_rate(cfg: TrainSettings, step: int, total: int) -> float:
+    """The schedule as a function of the step: nothing to save, nothing to restore."""
+    progress = step / total
+    if cfg.schedule == "cosine":
+        return cfg.lr * 0.5 * (1 + math.cos(math.pi * progress))
+    if cfg.schedule == "step":  # x0.1 at half and at three quarters of the run
+        return cfg.lr * 0.1 ** sum(progress >= m for m in (0.5, 0.75))
+    return cfg.lr
+
+
+def stop_early(state: dict, cfg: TrainSettings) -> bool:
+    """`patience` epochs in a row below the best validation accuracy."""
+    return state["epoch"] - state["best_epoch"] >= cfg.patience
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, split: InMemorySplit) -> tuple[float, float]:
+    """(mean loss, accuracy) on a whole split, in eval mode."""
+    model.eval()
+    loss = correct = 0.0
+    for x, y in split.batches(256):
+        logits = model(x.contiguous(memory_format=torch.channels_last)).float()
+        loss += F.cross_entropy(logits, y, reduction="sum").item()
+        correct += (logits.argmax(1) == y).sum().item()
+    return loss / len(split), correct / len(split)
+
+
+# --- MLflow ------------------------------------------------------------------------------------
+
+def log_run_inputs(exp: Experiment, images: str | Path, data_version: str,
+                   device: torch.device) -> None:
+    """What makes the run reproducible: every setting, the code's commit, the data's hash."""
+    import mlflow
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.data.meta_dataset import MetaDataset
+
+    mlflow.log_params(tracking.flatten(exp.model_dump(mode="json"))
+                      | {"dataset_version": data_version, "device": str(device)})
+    mlflow.set_tags({"mlflow.source.git.commit": tracking.git_commit() or "unknown",
+                     "cuelab.step": "train", "dataset_version": data_version})
+    with warnings.catch_warnings():  # "can be interpreted in multiple ways": all are local
+        warnings.simplefilter("ignore", UserWarning)
+        source = resolve_dataset_source(str(Path(images).resolve()))
+    mlflow.log_input(MetaDataset(source, name=f"{exp.name}/images", digest=data_version),
+                     context="training")
+
+
+def log_epoch(metrics: dict[str, float], epoch: int) -> None:
+    import mlflow
+
+    mlflow.log_metrics(metrics, step=epoch)
+
+
+def log_sample_grid(x: torch.Tensor, y: torch.Tensor, classes: list[str]) -> None:
+    """The first training batch as the network sees it (augmented, backgrounds swapped)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n, cols = min(32, len(x)), 8
+    rows = math.ceil(n / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.2, rows * 1.35), squeeze=False)
+    pixels = x[:n].float().permute(0, 2, 3, 1).cpu().numpy()
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i < n:
+            ax.imshow(pixels[i], interpolation="nearest")
+            ax.set_title(classes[int(y[i])], fontsize=8)
+    fig.suptitle("training samples (augmented)", fontsize=9)
+    fig.tight_layout()
+    tracking.log_figure(fig, "train_samples.png")
+
+
+def log_model(model: torch.nn.Module, val_set: InMemorySplit, config: dict) -> str:
+    """Log the model (a torch.export program: loading it runs no pickled code) with its
+    signature and an input example, register it as cuelab-<experiment>; returns the version."""
+    import mlflow
+    import numpy as np
+    from mlflow.models import ModelSignature
+    from mlflow.types import Schema, TensorSpec
+
+    exported = build_model(config["architecture"], config["num_classes"], config["width"],
+                           config["input_size"])
+    exported.load_state_dict({k: v.cpu() for k, v in model.state_dict().items()})
+    exported.eval()
+    size, k = config["input_size"], config["num_classes"]
+    signature = ModelSignature(
+        inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, 3, size, size))]),
+        outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, k))]))
+    example = (val_set.images[:2].float() / 255).cpu().numpy()  # two: the batch stays dynamic
+    name = f"cuelab-{config['experiment']}"
+    with tracking.mlflow_errors(f"logging and registering the model as {name}"):
+        info = mlflow.pytorch.log_model(
+            exported, name="model", signature=signature, input_example=example,
+            serialization_format="pt2", registered_model_name=name,
+            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"])
+        mlflow.log_dict(config, "model.json")
+    return str(info.registered_model_version)
+
+
+# --- checkpoints and outputs ----------------------------------------------------------------------
+
+def fingerprint(exp: Experiment, data_version: str) -> dict[str, str]:
+    """What a checkpoint must agree on to be resumed."""
+    return tracking.flatten({"seed": exp.seed, "label": exp.label.model_dump(mode="json"),
+                             "train": exp.train.model_dump(mode="json"),
+                             "dataset_version": data_version})
+
+
+def save_checkpoint(models_dir: Path, exp: Experiment, data_version: str, model, optimizer,
+                    scaler, generator: torch.Generator, device: torch.device, state: dict,
+                    best_weights: dict) -> None:
+    rng = {"torch": torch.get_rng_state(), "generator": generator.get_state()}
+    if device.type == "cuda":
+        rng["cuda"] = torch.cuda.get_rng_state(device)
+    checkpoint = {"fingerprint": fingerprint(exp, data_version), "state": state,
+                  "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                  "scaler": scaler.state_dict(), "rng": rng, "best_weights": best_weights}
+    models_dir.mkdir(parents=True, exist_ok=True)
+    atomic_save(checkpoint, models_dir / CHECKPOINT)
+
+
+def load_checkpoint(models_dir: Path, exp: Experiment, data_version: str) -> dict | None:
+    path = models_dir / CHECKPOINT
+    if not path.is_file():
+        return None
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    then, now = checkpoint["fingerprint"], fingerprint(exp, data_version)
+    changed = [f"{k}: {then.get(k)} -> {now.get(k)}" for k in sorted(then | now)
+               if then.get(k) != now.get(k)]
+    if changed:
+        raise CuelabError(f"--resume: {path} was written with other settings or data ("
+                          + "; ".join(changed) + "): run without --resume to start afresh")
+    return checkpoint
+
+
+def set_rng_state(rng: dict, generator: torch.Generator, device: torch.device) -> None:
+    torch.set_rng_state(rng["torch"])
+    generator.set_state(rng["generator"])
+    if "cuda" in rng and device.type == "cuda":
+        torch.cuda.set_rng_state(rng["cuda"], device)
+
+
+def atomic_save(obj, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    torch.save(obj, tmp)
+    tmp.replace(path)
+
+
+def model_config(exp: Experiment, input_size: int, data_version: str, tracking_uri: str,
+                 run, best_epoch: int) -> dict:
+    """models/model.json: enough to rebuild the network, and to find its MLflow run."""
+    return {"architecture": exp.train.model, "width": exp.train.width,
+            "input_size": input_size, "num_classes": len(exp.classes),
+            "classes": exp.classes, "experiment": exp.name, "seed": exp.seed,
+            "dataset_version": data_version, "tracking_uri": tracking_uri,
+            "experiment_id": run.info.experiment_id, "run_id": run.info.run_id,
+            "best_epoch": best_epoch, "train": exp.train.model_dump(mode="json")}
+
+
+def write_outputs(models_dir: Path, weights: dict, config: dict, metrics_path: Path,
+                  metrics: dict) -> None:
+    """The model directory is built beside the old one and swapped in (taking the checkpoint
+    away with the old one); the metrics file is written under a temporary name and renamed."""
+    models_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{models_dir.name}.", dir=models_dir.parent))
+    tmp.chmod(0o755)  # mkdtemp makes it private
+    torch.save(weights, tmp / WEIGHTS)
+    (tmp / CONFIG).write_text(json.dumps(config, indent=2) + "\n")
+    old = models_dir.with_name(f".{models_dir.name}.old-{os.getpid()}")
+    if models_dir.exists():
+        models_dir.rename(old)
+    tmp.rename(models_dir)
+    shutil.rmtree(old, ignore_errors=True)
+    metrics_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp_metrics = metrics_path.with_name(f".{metrics_path.name}.tmp-{os.getpid()}")
+    tmp_metrics.write_text(json.dumps(metrics, indent=2) + "\n")
+    tmp_metrics.replace(metrics_path)

@@ -1,0 +1,148 @@
+"""MLflow helpers: the tracking URI, failing fast on an unreachable server, nested runs against
+a real server, the DVC hash of a dataset (equal to what `dvc` itself records), the git commit."""
+
+import http.server
+import os
+import socket
+import subprocess
+import threading
+import time
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import mlflow  # noqa: E402
+import pytest  # noqa: E402
+import yaml  # noqa: E402
+from mlflow import MlflowClient  # noqa: E402
+
+from conftest import BIN, free_port  # noqa: E402
+from cuelab import tracking  # noqa: E402
+from cuelab.errors import CuelabError  # noqa: E402
+
+
+def test_tracking_uri_is_a_sqlite_file_in_the_working_directory_unless_set(tmp_path,
+                                                                           monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert tracking.tracking_uri() == f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow.example:5000")
+    assert tracking.tracking_uri() == "http://mlflow.example:5000"
+
+
+def test_a_refused_connection_fails_at_once_and_says_what_to_do():
+    uri = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    start = time.monotonic()
+    with pytest.raises(CuelabError) as e:
+        tracking.connect(uri)
+    assert time.monotonic() - start < 5
+    assert uri in str(e.value) and "unreachable" in str(e.value)
+    assert "MLFLOW_TRACKING_URI" in str(e.value)
+
+
+@pytest.mark.slow
+def test_a_server_that_never_answers_fails_within_30_seconds():
+    with socket.socket() as silent:  # accepts connections (the kernel does), never replies
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        uri = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        start = time.monotonic()
+        with pytest.raises(CuelabError, match="unreachable"):
+            tracking.connect(uri)
+        assert time.monotonic() - start < 30
+
+
+def test_a_server_that_is_not_mlflow_is_named(tmp_path):
+    handler = lambda *a: http.server.SimpleHTTPRequestHandler(*a, directory=str(tmp_path))  # noqa
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with pytest.raises(CuelabError, match="HTTP 404: is it an MLflow server"):
+            tracking.connect(f"http://127.0.0.1:{server.server_port}")
+    finally:
+        server.shutdown()
+
+
+def test_a_missing_directory_for_the_sqlite_file_is_named(tmp_path):
+    with pytest.raises(CuelabError, match="does not exist"):
+        tracking.connect(f"sqlite:///{tmp_path / 'nowhere' / 'mlflow.db'}")
+
+
+def test_nested_runs_and_figures_on_a_real_server(mlflow_server):
+    tracking.connect(mlflow_server)
+    with tracking.start_run("tracking-test", run_name="parent") as parent:
+        pass
+    with tracking.start_run(parent_run_id=parent.info.run_id, run_name="child") as child:
+        fig, ax = plt.subplots()
+        ax.plot([0, 1], [1, 0])
+        tracking.log_figure(fig, "curve.png")
+    assert not plt.get_fignums()  # closed
+    client = MlflowClient(mlflow_server)
+    run = client.get_run(child.info.run_id)
+    assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id
+    assert run.info.experiment_id == parent.info.experiment_id
+    assert client.get_experiment(run.info.experiment_id).name == "tracking-test"
+    assert [a.path for a in client.list_artifacts(child.info.run_id)] == ["curve.png"]
+    with pytest.raises(CuelabError, match="starting a run failed"):
+        tracking.start_run(parent_run_id="0" * 32)
+
+
+def test_flatten_gives_dotted_keys_and_string_values():
+    flat = tracking.flatten({"seed": 7, "train": {"lr": 0.001, "augment": {"flip": True}},
+                             "label": {"levels": ["cube", "cone"]}, "name": "x", "bp": None})
+    assert flat == {"seed": "7", "train.lr": "0.001", "train.augment.flip": "true",
+                    "label.levels": '["cube", "cone"]', "name": "x", "bp": "null"}
+
+
+def git(*args, cwd):
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t", "DVC_NO_ANALYTICS": "1",
+           "PATH": f"{BIN}:{os.environ['PATH']}"}
+    return subprocess.run(args, cwd=cwd, env=env, check=True, capture_output=True,
+                          text=True).stdout.strip()
+
+
+def test_dataset_version_is_the_md5_that_dvc_records(tmp_path):
+    data = tmp_path / "images"
+    (data / "sub").mkdir(parents=True)
+    (data / "index.parquet").write_bytes(os.urandom(1000))
+    (data / "train-00000.images.npy").write_bytes(os.urandom(5000))
+    (data / "sub" / "x.txt").write_text("line\r\n")  # DVC 3 hashes bytes as they are
+    version = tracking.dataset_version(data)
+    git("git", "init", "-q", cwd=tmp_path)
+    git("dvc", "init", "-q", cwd=tmp_path)
+    git("dvc", "add", "-q", "images", cwd=tmp_path)
+    recorded = yaml.safe_load((tmp_path / "images.dvc").read_text())["outs"][0]["md5"]
+    assert version == recorded and version.endswith(".dir")
+    (data / "sub" / "x.txt").write_text("line\n")
+    assert tracking.dataset_version(data) != version
+    with pytest.raises(CuelabError, match="does not exist"):
+        tracking.dataset_version(tmp_path / "missing")
+
+
+def test_git_commit_names_the_commit_and_uncommitted_changes(tmp_path, monkeypatch):
+    monkeypatch.delenv("CUELAB_GIT_COMMIT", raising=False)
+    assert tracking.git_commit(tmp_path) is None  # not a checkout
+    git("git", "init", "-q", cwd=tmp_path)
+    (tmp_path / "code.py").write_text("x = 1\n")
+    git("git", "add", "code.py", cwd=tmp_path)
+    git("git", "commit", "-qm", "first", cwd=tmp_path)
+    head = git("git", "rev-parse", "HEAD", cwd=tmp_path)
+    assert tracking.git_commit(tmp_path) == head
+    (tmp_path / "notes.txt").write_text("untracked files do not count")
+    assert tracking.git_commit(tmp_path) == head
+    (tmp_path / "code.py").write_text("x = 2\n")
+    assert tracking.git_commit(tmp_path) == head + "-dirty"
+    monkeypatch.setenv("CUELAB_GIT_COMMIT", "abc123")  # baked into an image
+    assert tracking.git_commit(tmp_path) == "abc123"
+
+
+def test_connect_sets_fast_failing_http_defaults_without_overriding_the_user(monkeypatch,
+                                                                              tmp_path):
+    monkeypatch.delenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", raising=False)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "7")
+    tracking.connect(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    assert os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == "2"
+    assert os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] == "7"
+    assert mlflow.get_tracking_uri() == f"sqlite:///{tmp_path / 'mlflow.db'}"

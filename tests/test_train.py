@@ -1,0 +1,390 @@
+"""Training: the models, the batch augmentations, and the step on a real tiny dataset: it learns,
+it is tracked in a real MLflow server (read back by a separate client), it is deterministic on
+the CPU, and a killed run resumed from its checkpoint ends with the same weights."""
+
+import json
+import math
+import os
+import shutil
+import signal
+import subprocess
+import time
+import typing
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from mlflow import MlflowClient
+
+from conftest import BIN, ROOT
+from cuelab.config import Augment, TrainSettings, experiment_from_dict
+from cuelab.data import load_split
+from cuelab.errors import CuelabError
+from cuelab.tracking import dataset_version
+from cuelab.train import ARCHITECTURES, build_model, load_model, predict, train
+from cuelab.train.batches import (InMemorySplit, adjust_colors, color_jitter, gather,
+                                  hue_rotation, random_views, reflect, remove_objects)
+from cuelab.train.loop import learning_rate, pick_device
+
+# Small and quick, and enough to learn 30 images.
+TRAIN = {"model": "simple_cnn", "width": 16, "epochs": 30, "batch_size": 8, "lr": 0.01,
+         "augment": {"crop": False}, "patience": 100}
+
+
+def experiment(tiny_dataset, **train_settings):
+    exp = yaml.safe_load(tiny_dataset["params"].read_text())
+    exp["train"] = TRAIN | train_settings
+    return experiment_from_dict(exp)
+
+
+def weights(models_dir) -> dict[str, torch.Tensor]:
+    return torch.load(models_dir / "model.pt", weights_only=True)
+
+
+def assert_same_weights(a, b):
+    wa, wb = weights(a), weights(b)
+    assert wa.keys() == wb.keys()
+    for k in wa:
+        assert torch.equal(wa[k], wb[k]), k
+
+
+# --- models -------------------------------------------------------------------------------------
+
+def test_the_registry_and_the_schema_list_the_same_architectures():
+    assert set(typing.get_args(TrainSettings.model_fields["model"].annotation)) == \
+        set(ARCHITECTURES)
+
+
+@pytest.mark.parametrize("architecture", sorted(ARCHITECTURES))
+@pytest.mark.parametrize("size", [32, 64, 128])
+def test_every_architecture_maps_pixels_to_logits(architecture, size):
+    torch.manual_seed(0)
+    model = build_model(architecture, 5, 8, size).eval()
+    x = torch.rand(3, 3, size, size)
+    logits = model(x)
+    assert logits.shape == (3, 5) and logits.dtype == torch.float32
+    x.requires_grad_(True)  # evaluation's saliency: a gradient with respect to the pixels
+    model(x)[:, 1].sum().backward()
+    assert x.grad.shape == x.shape and x.grad.abs().sum() > 0
+
+
+def test_resnet18_has_resnet18s_layout_and_a_small_image_stem():
+    model = build_model("resnet18", 10, 64, 32)
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert len([c for c in convs if c.kernel_size == (3, 3)]) == 17  # stem + 16 in the blocks
+    assert convs[0].stride == (1, 1)  # CIFAR stem below 128 px
+    assert build_model("resnet18", 10, 64, 224).stem[1].kernel_size == (7, 7)
+    # 11.2 M parameters with a 10-class head, as torchvision's resnet18 with 64 channels
+    assert sum(p.numel() for p in model.parameters()) == pytest.approx(11.17e6, rel=0.01)
+
+
+def test_an_unknown_architecture_is_named():
+    with pytest.raises(CuelabError, match="train.model: got 'vgg'; one of simple_cnn"):
+        build_model("vgg", 3, 8, 32)
+
+
+# --- batches and augmentation ------------------------------------------------------------------
+
+def scrambled(n, size=16):
+    """uint8 images (one channel repeated) whose 256 pixels are all different, each image in
+    its own order: to see exactly where pixels went."""
+    g = torch.Generator().manual_seed(0)
+    pixels = torch.stack([torch.randperm(size * size, generator=g) for _ in range(n)])
+    return pixels.reshape(n, 1, size, size).expand(n, 3, size, size).to(torch.uint8)
+
+
+def test_views_shift_each_image_by_at_most_an_eighth_and_mirror_half():
+    n, size = 64, 16
+    x = scrambled(n, size).contiguous()
+    g = torch.Generator().manual_seed(0)
+    rows, cols = random_views(n, size, Augment(flip=True, crop=True), g, torch.device("cpu"))
+    out = gather(x, torch.arange(n), rows, cols)
+    shifts, mirrored = set(), 0
+    for o, i in zip(out, x):
+        # the centre 12x12 of the input appears within 2 pixels of its place, maybe mirrored
+        found = [(dy, dx, m) for dy in range(-2, 3) for dx in range(-2, 3) for m in (0, 1)
+                 if torch.equal(o[:, 2 + dy:14 + dy, 2 + dx:14 + dx],
+                                (i.flip(-1) if m else i)[:, 2:14, 2:14])]
+        assert len(found) == 1
+        shifts.add(found[0][:2])
+        mirrored += found[0][2]
+    assert len(shifts) > 10 and 16 < mirrored < 48
+    # beyond the border the image is reflected, as 'reflect' padding does
+    assert reflect(torch.tensor([-2, -1, 0, 15, 16, 17]), 16).tolist() == [2, 1, 0, 15, 14, 13]
+    # no augmentation: the images as they are
+    rows, cols = random_views(n, size, Augment(flip=False, crop=False), g, torch.device("cpu"))
+    assert torch.equal(gather(x, torch.arange(n).flip(0), rows, cols), x.flip(0))
+
+
+def test_hue_rotation_keeps_greys_and_turns_red_into_green():
+    rot = hue_rotation(torch.tensor([2 * math.pi / 3, 0.7]))
+    assert torch.allclose(rot[0] @ torch.tensor([1.0, 0, 0]), torch.tensor([0.0, 1, 0]),
+                          atol=1e-6)
+    grey = torch.tensor([0.4, 0.4, 0.4])
+    assert torch.allclose(rot[1] @ grey, grey, atol=1e-6)
+
+
+def test_colour_adjustments_are_torchvisions_one_after_the_other():
+    x = torch.rand(8, 3, 6, 6) * 0.5 + 0.2  # no clipping along the way
+    b, c, s = (torch.rand(3, 8) * 0.4 + 0.8)
+    hue = torch.rand(8) - 0.5
+    luma = torch.tensor([0.299, 0.587, 0.114])[None, :, None, None]
+    step = x * b[:, None, None, None]
+    mean = (step * luma).sum(1, keepdim=True).mean((2, 3), keepdim=True)
+    step = (step - mean) * c[:, None, None, None] + mean
+    grey = (step * luma).sum(1, keepdim=True)
+    step = grey + (step - grey) * s[:, None, None, None]
+    step = torch.einsum("nij,njhw->nihw", hue_rotation(hue), step)
+    assert torch.allclose(adjust_colors(x, b, c, s, hue), step.clamp(0, 1), atol=1e-5)
+    g = torch.Generator().manual_seed(0)
+    jittered = color_jitter(x, 0.5, g)
+    assert jittered.min() >= 0 and jittered.max() <= 1 and not torch.allclose(jittered, x)
+    assert torch.allclose(color_jitter(x, 0.0, g), x, atol=1e-6)
+
+
+def test_random_backgrounds_keep_every_object_pixel_and_show_no_second_object():
+    n, size = 64, 16
+    images = torch.randint(0, 250, (n, 3, size, size), dtype=torch.uint8)
+    masks = torch.zeros(n, 1, size, size, dtype=torch.bool)
+    masks[:, :, 5:11, 5:11] = True  # the object in the centre
+    images[:, :, 5:11, 5:11] = 255  # object pixels are marked: no other pixel is 255
+    split = InMemorySplit(images, masks, torch.zeros(n, dtype=torch.int64))
+    x = images.float() / 255
+    out = split.paste_on_random_backgrounds(x, masks, torch.Generator().manual_seed(1))
+    assert torch.equal(out[masks.expand_as(out)], x[masks.expand_as(x)])
+    background = ~masks.expand_as(out)
+    assert not (out[background] == 1.0).any()  # no pixel of another object
+    swapped = [not torch.equal(o[b], i[b]) for o, i, b in zip(out, x, background)]
+    assert 16 < sum(swapped) < 48  # about half
+    cleaned = remove_objects(x, masks)
+    assert (cleaned < 1).all()
+    beyond_the_edge = torch.ones_like(out, dtype=torch.bool)
+    beyond_the_edge[:, :, 4:12, 4:12] = False  # the object and its one-pixel soft edge
+    assert torch.equal(cleaned[beyond_the_edge], x[beyond_the_edge])
+
+
+def test_in_memory_batches_cover_the_split_and_are_reproducible(tiny_dataset):
+    split = InMemorySplit.load(tiny_dataset["images"], "train", torch.device("cpu"))
+    data = load_split(tiny_dataset["images"], "train")
+    assert split.images.dtype == torch.uint8 and len(split) == len(data.labels) == 30
+    evaluation = list(split.batches(8))
+    assert sum(len(y) for _, y in evaluation) == 30 and evaluation[0][0].max() <= 1
+    assert np.array_equal(torch.cat([y for _, y in evaluation]).numpy(), data.labels)
+    assert np.array_equal((evaluation[0][0][0] * 255).round().byte().permute(1, 2, 0).numpy(),
+                          data.images[0])
+
+    def epoch(seed):
+        g = torch.Generator().manual_seed(seed)
+        return list(split.batches(8, g, Augment(color_jitter=0.3), random_background=True))
+
+    a, b = epoch(5), epoch(5)
+    assert [len(y) for _, y in a] == [8, 8, 7, 7]  # every image, no runt batch for BatchNorm
+    assert sorted(torch.cat([y for _, y in a]).tolist()) == sorted(data.labels.tolist())
+    assert all(torch.equal(xa, xb) and torch.equal(ya, yb) for (xa, ya), (xb, yb) in zip(a, b))
+    assert not torch.equal(a[0][0], epoch(6)[0][0])
+
+
+def test_schedules():
+    cfg = TrainSettings(lr=0.1, schedule="cosine")
+    assert learning_rate(cfg, 0, 100) == 0.1 and learning_rate(cfg, 50, 100) == \
+        pytest.approx(0.05) and learning_rate(cfg, 100, 100) == pytest.approx(0)
+    cfg = TrainSettings(lr=0.1, schedule="step")
+    assert [learning_rate(cfg, s, 100) for s in (49, 50, 75)] == pytest.approx([0.1, 0.01, 0.001])
+    assert learning_rate(TrainSettings(lr=0.1, schedule="constant"), 99, 100) == 0.1
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is present")
+def test_asking_for_a_gpu_without_one_is_refused():
+    with pytest.raises(CuelabError, match="train.device: got 'gpu'"):
+        pick_device(TrainSettings(device="gpu"))
+
+
+def test_load_model_and_predict_refuse_bad_input(tmp_path):
+    with pytest.raises(CuelabError, match="model.json is missing"):
+        load_model(tmp_path)
+    model = build_model("simple_cnn", 3, 4, 32)
+    with pytest.raises(CuelabError, match=r"uint8 \(n, height, width, 3\)"):
+        predict(model, np.zeros((2, 3, 32, 32), np.uint8))
+    assert predict(model, np.zeros((0, 32, 32, 3), np.uint8)).shape == (0, 3)
+
+
+# --- the step -----------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def trained(tiny_dataset, mlflow_server, tmp_path_factory):
+    """One training run on the tiny dataset, tracked by the real MLflow server."""
+    out = tmp_path_factory.mktemp("trained")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLFLOW_TRACKING_URI", mlflow_server)
+        summary = train(experiment(tiny_dataset), tiny_dataset["images"], out / "models",
+                        out / "metrics" / "train.json", progress=False)
+    return {"summary": summary, "models": out / "models", "metrics": out / "metrics" /
+            "train.json", "uri": mlflow_server}
+
+
+def test_a_tiny_rendered_set_is_learned(trained, tiny_dataset):
+    model, config = load_model(trained["models"])
+    data = load_split(tiny_dataset["images"], "train")
+    accuracy = (predict(model, data.images).argmax(1) == data.labels).mean()
+    assert accuracy >= 0.95
+    metrics = json.loads(trained["metrics"].read_text())
+    assert metrics["train_accuracy"] == pytest.approx(accuracy)
+    assert set(metrics) >= {"val_accuracy", "best_val_accuracy", "best_epoch", "epochs",
+                            "wall_seconds", "device"}
+    assert metrics["epochs"] == TRAIN["epochs"] and metrics["device"] == "cpu"
+    assert sorted(p.name for p in trained["models"].iterdir()) == ["model.json", "model.pt"]
+    assert "trained simple_cnn on cpu for 30 epochs" in str(trained["summary"])
+
+
+def test_model_config_names_the_model_the_data_and_the_run(trained, tiny_dataset):
+    config = json.loads((trained["models"] / "model.json").read_text())
+    assert config | {"run_id": "", "experiment_id": ""} == config | {
+        "architecture": "simple_cnn", "width": 16, "input_size": 32, "num_classes": 3,
+        "classes": ["cube", "sphere", "cone"], "experiment": "tiny", "seed": 3,
+        "dataset_version": dataset_version(tiny_dataset["images"]),
+        "tracking_uri": trained["uri"], "registered_model": "cuelab-tiny",
+        "run_id": "", "experiment_id": ""}
+    assert config["run_id"] == trained["summary"].run_id
+
+
+def test_a_separate_client_reads_the_run_and_the_registered_model(trained, tiny_dataset):
+    import mlflow.pytorch
+
+    config = json.loads((trained["models"] / "model.json").read_text())
+    client = MlflowClient(tracking_uri=trained["uri"])
+    run = client.get_run(config["run_id"])
+    assert run.info.status == "FINISHED"
+    assert client.get_experiment(run.info.experiment_id).name == "tiny"
+    # parameters: the whole experiment, flattened
+    params = run.data.params
+    assert params["train.lr"] == "0.01" and params["train.batch_size"] == "8"
+    assert params["label.levels"] == '["cube", "sphere", "cone"]' and params["seed"] == "3"
+    # the dataset version, as a parameter and as the digest of the run's dataset input
+    version = dataset_version(tiny_dataset["images"])
+    assert params["dataset_version"] == version
+    assert run.inputs.dataset_inputs[0].dataset.digest == version
+    assert run.data.tags["mlflow.source.git.commit"].startswith(
+        subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
+                       text=True).stdout.strip())
+    # the curves, one point per epoch, ending where metrics/train.json says
+    history = client.get_metric_history(run.info.run_id, "val_accuracy")
+    assert [m.step for m in history] == list(range(1, TRAIN["epochs"] + 1))
+    metrics = json.loads(trained["metrics"].read_text())
+    assert history[-1].value == metrics["val_accuracy"]
+    assert max(m.value for m in history) == metrics["best_val_accuracy"]
+    for name in ("train_loss", "train_accuracy", "val_loss", "lr"):
+        assert len(client.get_metric_history(run.info.run_id, name)) == TRAIN["epochs"]
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"train_samples.png", "model.json"} <= artifacts
+    # the registered model: this run's, with a signature, and it predicts what ours does
+    version_info = client.get_model_version("cuelab-tiny", config["model_version"])
+    assert version_info.run_id == run.info.run_id
+    mlflow.set_tracking_uri(trained["uri"])
+    logged = mlflow.pytorch.load_model(f"models:/cuelab-tiny/{config['model_version']}")
+    ours, _ = load_model(trained["models"])
+    images = load_split(tiny_dataset["images"], "test").images
+    theirs = logged(torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255)
+    assert np.allclose(theirs.detach().numpy(), predict(ours, images), atol=1e-5)
+    info = mlflow.models.get_model_info(f"models:/cuelab-tiny/{config['model_version']}")
+    assert tuple(info.signature.inputs.to_dict()[0]["tensor-spec"]["shape"]) == (-1, 3, 32, 32)
+
+
+def test_training_is_deterministic_on_the_cpu(trained, tiny_dataset, tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", trained["uri"])
+    train(experiment(tiny_dataset), tiny_dataset["images"], tmp_path / "models",
+          tmp_path / "train.json", progress=False)
+    assert_same_weights(tmp_path / "models", trained["models"])
+    assert torch.are_deterministic_algorithms_enabled() is False  # the caller's state is back
+
+
+@pytest.mark.slow
+def test_a_killed_run_resumes_to_the_same_weights_and_the_same_mlflow_run(
+        trained, tiny_dataset, tmp_path, monkeypatch):
+    exp = experiment(tiny_dataset)
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump(exp.model_dump(mode="json")))
+    models = tmp_path / "models"
+    env = {**os.environ, "MLFLOW_TRACKING_URI": trained["uri"]}
+    for attempt in range(3):  # kill it as soon as a checkpoint exists (mid-run, almost surely)
+        run = subprocess.Popen([BIN / "cuelab", "train", "--params", params, "--images",
+                                tiny_dataset["images"], "--models", models, "--metrics",
+                                tmp_path / "train.json"], env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+        while run.poll() is None and not (models / "checkpoint.pt").exists():
+            time.sleep(0.01)
+        os.kill(run.pid, signal.SIGKILL)
+        run.wait()
+        if (models / "checkpoint.pt").exists():
+            break
+    checkpoint = torch.load(models / "checkpoint.pt", weights_only=True)
+    done = checkpoint["state"]["epoch"]
+    assert 1 <= done < TRAIN["epochs"]
+    assert not (models / "model.pt").exists()
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", trained["uri"])
+    changed = experiment(tiny_dataset, lr=0.02)
+    with pytest.raises(CuelabError, match=r"train.lr: 0.01 -> 0.02.*without --resume"):
+        train(changed, tiny_dataset["images"], models, tmp_path / "train.json", resume=True,
+              progress=False)
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", trained["uri"])
+    summary = train(exp, tiny_dataset["images"], models, tmp_path / "train.json", resume=True,
+                    progress=False)
+    assert summary.resumed_after == done and f"resumed after epoch {done}" in str(summary)
+    assert_same_weights(models, trained["models"])
+    assert not (models / "checkpoint.pt").exists()
+    # one MLflow run from start to end: the killed one, continued
+    client = MlflowClient(tracking_uri=trained["uri"])
+    assert summary.run_id == checkpoint["state"]["run_id"]
+    assert client.get_run(summary.run_id).info.status == "FINISHED"
+    steps = {m.step for m in client.get_metric_history(summary.run_id, "val_accuracy")}
+    assert steps == set(range(1, TRAIN["epochs"] + 1))
+
+
+def test_early_stopping_keeps_the_best_epoch(tiny_dataset, tmp_path, monkeypatch):
+    """Validation labels that contradict the training labels: the better the network learns,
+    the worse it does on validation, so training stops `patience` epochs after its best."""
+    import pandas as pd
+
+    images = tmp_path / "images"
+    shutil.copytree(tiny_dataset["images"], images)
+    index = pd.read_parquet(images / "index.parquet")
+    val = index.split == "val"
+    index.loc[val, "label"] = (index.loc[val, "label"] + 1) % 3
+    index.to_parquet(images / "index.parquet")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    exp = experiment(tiny_dataset, patience=3, mitigation="random_background",
+                     augment={"color_jitter": 0.3})
+    # resume without a checkpoint: starts afresh
+    summary = train(exp, images, tmp_path / "models", tmp_path / "train.json", resume=True,
+                    progress=False)
+    assert summary.resumed_after is None
+    assert summary.epochs < TRAIN["epochs"] and summary.epochs - summary.best_epoch == 3
+    model, config = load_model(tmp_path / "models")
+    data = load_split(images, "val")
+    kept = (predict(model, data.images).argmax(1) == data.labels).mean()
+    assert kept == summary.best_val_accuracy > summary.val_accuracy
+    assert config["best_epoch"] == summary.best_epoch
+
+
+def test_an_unreachable_tracking_server_stops_training_before_it_starts(
+        tiny_dataset, tmp_path, monkeypatch):
+    from conftest import free_port
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{free_port()}")
+    with pytest.raises(CuelabError, match="unreachable"):
+        train(experiment(tiny_dataset), tiny_dataset["images"], tmp_path / "models",
+              tmp_path / "train.json", progress=False)
+    assert not (tmp_path / "models").exists()
+
+
+def test_cli_train_reports_bad_settings_by_field(tiny_dataset, tmp_path):
+    exp = yaml.safe_load(tiny_dataset["params"].read_text())
+    exp["train"] = {"model": "vgg16", "optimizer": "adam"}
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump(exp))
+    r = subprocess.run([BIN / "cuelab", "train", "--params", params, "--images",
+                        tiny_dataset["images"]], capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode == 2
+    assert "train.model: got 'vgg16'" in r.stderr and "train.optimizer: got 'adam'" in r.stderr
