@@ -1,0 +1,365 @@
+"""The evaluate step: attribution against hand-built models, the step on the tiny dataset (files,
+DVC plots, MLflow, kfp), and planted shortcuts that a real trained model must reveal."""
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+from torch import nn
+
+from conftest import ROOT, tiny_experiment, write_params
+from cuelab.errors import CuelabError
+from cuelab.evaluate.attribution import occlusion, on_object_share, patch_corners, saliency
+
+
+class BoxReader(nn.Module):
+    """Logit 0 is the red channel summed over a box; logit 1 is a constant below it: the model
+    decides on the box's pixels alone."""
+
+    def __init__(self, box: tuple[slice, slice]):
+        super().__init__()
+        self.box = box
+        self.bias = nn.Parameter(torch.tensor(-1.0))
+
+    def forward(self, x):
+        red = x[:, 0, self.box[0], self.box[1]].sum((1, 2))
+        return torch.stack([red, self.bias.expand(len(x))], 1)
+
+
+def box_images(n=3, size=12):
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8)
+    images[:, 2:6, 3:8, 0] = 255
+    mask = np.zeros((n, size, size), bool)
+    mask[:, 2:6, 3:8] = True
+    return images, mask
+
+
+def test_saliency_is_the_gradient_of_the_chosen_logit():
+    images, mask = box_images()
+    maps = saliency(BoxReader((slice(2, 6), slice(3, 8))), images)
+    # d(sum of red in the box)/d pixel: 1 in the box (red channel only), 0 elsewhere
+    np.testing.assert_allclose(maps, mask.astype(float))
+    assert on_object_share(maps, mask).tolist() == [1.0, 1.0, 1.0]
+
+
+@pytest.mark.parametrize("fill", [None, (0.0, 0.0, 0.0)])
+def test_occlusion_agrees_with_a_patch_by_patch_loop(fill):
+    images, mask = box_images(n=2, size=10)
+    model = BoxReader((slice(2, 6), slice(3, 8)))
+    patch = 4
+    maps = occlusion(model, images, patch, fill, batch_size=5)  # several batches of patches
+    x = images.astype(np.float64) / 255
+    paint = x.mean((0, 1, 2)) if fill is None else np.array(fill)  # default: the mean colour
+    expected = np.zeros((2, 10, 10))
+    covered = np.zeros((10, 10))
+    for r in patch_corners(10, patch):
+        for c in patch_corners(10, patch):
+            covered[r:r + patch, c:c + patch] += 1
+            for i in range(2):
+                occluded = x[i].copy()
+                occluded[r:r + patch, c:c + patch] = paint
+                drop = x[i, 2:6, 3:8, 0].sum() - occluded[2:6, 3:8, 0].sum()
+                expected[i, r:r + patch, c:c + patch] += drop
+    np.testing.assert_allclose(maps, np.clip(expected / covered, 0, None), atol=1e-4)
+    # the mass sits on the object, beyond its share of the picture
+    assert (on_object_share(maps, mask[:2]) > 1.5 * mask[0].mean()).all()
+
+
+def test_patches_tile_the_image():
+    assert patch_corners(64, 8) == list(range(0, 57, 8))
+    assert patch_corners(10, 4) == [0, 4, 6]          # the last one flush with the edge
+    assert patch_corners(6, 8) == [0]                 # a patch larger than the image
+
+
+def test_on_object_share_by_hand():
+    maps = np.array([[[1.0, 3.0], [0.0, 0.0]], [[0.0, 0.0], [0.0, 0.0]]])
+    mask = np.array([[[True, False], [False, False]]] * 2)
+    share = on_object_share(maps, mask)
+    assert share[0] == 0.25 and np.isnan(share[1])  # no mass: no answer
+
+
+# --- the step on a trained model -----------------------------------------------------------------
+
+QUICK_TRAIN = {"epochs": 8, "batch_size": 16, "width": 16, "lr": 0.003, "device": "cpu",
+               "augment": {"flip": False, "crop": False}}
+QUICK_EVALUATE = {"bootstrap": 200, "attribution_images": 4, "occlusion_patch": 8}
+
+
+def trained(exp: dict, images: Path, root: Path, mlflow_uri: str):
+    """A real model trained on `images`, its runs in the MLflow server."""
+    from cuelab.config import experiment_from_dict
+    from cuelab.train import train
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLFLOW_TRACKING_URI", mlflow_uri)
+        experiment = experiment_from_dict(exp)
+        train(experiment, images, root / "models", root / "train.json", progress=False)
+    return experiment
+
+
+@pytest.fixture(scope="module")
+def evaluated(tiny_dataset, mlflow_server, tmp_path_factory):
+    """The tiny experiment trained briefly and evaluated: its paths, experiment and summary."""
+    from cuelab.evaluate import evaluate
+
+    root = tmp_path_factory.mktemp("evaluated")
+    exp = trained(tiny_experiment(train=QUICK_TRAIN | {"epochs": 2}, evaluate=QUICK_EVALUATE),
+                  tiny_dataset["images"], root, mlflow_server)
+    paths = {"models": root / "models", "out": root / "reports" / "evaluation",
+             "metrics": root / "metrics" / "evaluate.json", "plots": root / "metrics" / "plots",
+             **tiny_dataset}
+    summary = evaluate(exp, paths["scenes"], paths["images"], paths["models"], paths["out"],
+                       paths["metrics"], paths["plots"], progress=False)
+    return {"paths": paths, "exp": exp, "summary": summary}
+
+
+@pytest.mark.slow
+def test_evaluate_writes_results_metrics_plots_and_pictures(evaluated):
+    from cuelab.data import load_split
+    from cuelab.evaluate import headline_metrics
+    from cuelab.sampling import read_scenes
+    from cuelab.train import load_model, predict
+
+    paths, exp, summary = evaluated["paths"], evaluated["exp"], evaluated["summary"]
+    out = paths["out"]
+    results = json.loads((out / "results.json").read_text())
+    assert results["schema"] == 1 and results["classes"] == ["cube", "sphere", "cone"]
+    assert set(results["sweeps"]) == {"color", "iso", "size"}
+    assert results["sweeps"]["iso"]["reference"] == {"cube": "0", "sphere": "0", "cone": "0"}
+    assert results["sweeps"]["size"]["levels"] == ["0.8", "1", "1.2"]
+    assert list(results["conflicts"]) == ["shape_vs_color"]
+    assert results["background"]["variants"] == ["original", "only_fg", "mixed_same",
+                                                 "mixed_rand"]
+    assert {r["factor"] for r in results["importance"]} == {"color", "iso", "size", "shape",
+                                                            "background"}
+
+    # the predictions are the model's, and the statistics are theirs
+    table = read_scenes(paths["scenes"])
+    preds = pd.read_parquet(out / "predictions.parquet")
+    assert len(preds) == (table.split != "train").sum() - (table.split == "val").sum()
+    model, _ = load_model(paths["models"])
+    test = load_split(paths["images"], "test")
+    chosen = predict(model, test.images).argmax(1)
+    assert preds[preds.split == "test"].pred.tolist() == chosen.tolist()
+    acc = results["iid"]["accuracy"]
+    assert acc["value"] == pytest.approx((chosen == test.labels).mean(), abs=1e-6)
+    assert acc["n"] == 6 and acc["low"] <= acc["value"] <= acc["high"]
+    assert np.sum(results["iid"]["confusion"]) == 6
+
+    # attribution: maps, masks and pictures, shares within [0, 1]
+    att = results["attribution"]
+    maps = np.load(out / att["maps"])
+    assert maps["saliency"].shape == maps["occlusion"].shape == (4, 32, 32)
+    assert maps["images"].shape == (4, 32, 32, 3)
+    assert np.array_equal(maps["masks"], test.masks[:4])
+    for method in ("saliency", "occlusion"):
+        assert 0 <= att[method]["on_object"]["value"] <= 1
+        assert att[method]["object_area"]["value"] == pytest.approx(test.masks[:4].mean(),
+                                                                    abs=1e-6)
+    for example in att["examples"]:
+        for kind in ("image", "mask", "saliency", "occlusion"):
+            assert (out / example[kind]).is_file()
+    for figure in results["files"]["figures"].values():
+        assert (out / figure).read_bytes()[:4] == b"\x89PNG"
+    assert "Factor importance" in (out / "index.html").read_text()
+
+    # the metrics dvc compares, and the plot data
+    assert json.loads(paths["metrics"].read_text()) == headline_metrics(results)
+    sweep = json.loads((paths["plots"] / "sweeps" / "color.json").read_text())
+    assert [p["level"] for p in sweep] == ["red", "green", "blue", "orange"]
+    assert [p["order"] for p in sweep] == [0, 1, 2, 3]
+    assert sorted(p.name for p in (paths["plots"] / "sweeps").iterdir()) == [
+        "color.json", "iso.json", "size.json"]
+    confusion = pd.read_csv(paths["plots"] / "confusion.csv")
+    assert len(confusion) == 6 and set(confusion.actual) <= {"cube", "sphere", "cone"}
+
+    text = str(summary)
+    assert "IID test accuracy" in text and str(paths["metrics"]) in text
+    assert summary.mlflow_run == results["tracking"]["run_id"]
+
+
+@pytest.mark.slow
+def test_evaluation_is_a_nested_mlflow_run(evaluated, mlflow_server):
+    from mlflow.tracking import MlflowClient
+
+    paths = evaluated["paths"]
+    results = json.loads((paths["out"] / "results.json").read_text())
+    config = json.loads((paths["models"] / "model.json").read_text())
+    client = MlflowClient(mlflow_server)
+    run = client.get_run(results["tracking"]["run_id"])
+    assert run.info.status == "FINISHED" and run.info.run_name == "evaluate"
+    assert run.data.tags["mlflow.parentRunId"] == config["run_id"]
+    assert run.info.experiment_id == config["experiment_id"]
+    assert run.data.metrics["iid.accuracy"] == results["iid"]["accuracy"]["value"]
+    assert "preference.shape_vs_color.preference" in run.data.metrics
+    logged = {f.path for f in client.list_artifacts(run.info.run_id)}
+    assert {"figures", "results.json", "index.html"} <= logged
+    figures = {f.path for f in client.list_artifacts(run.info.run_id, "figures")}
+    assert "figures/sweeps.png" in figures and "figures/attribution.png" in figures
+
+
+@pytest.mark.slow
+def test_evaluation_is_deterministic(evaluated, tmp_path):
+    from cuelab.evaluate import evaluate
+
+    paths = evaluated["paths"]
+    evaluate(evaluated["exp"], paths["scenes"], paths["images"], paths["models"],
+             tmp_path / "out", tmp_path / "evaluate.json", tmp_path / "plots", progress=False)
+    first = json.loads((paths["out"] / "results.json").read_text())
+    again = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert first.pop("tracking")["run_id"] != again.pop("tracking")["run_id"]
+    assert first == again
+    assert paths["metrics"].read_text() == (tmp_path / "evaluate.json").read_text()
+    assert (np.load(paths["out"] / "attribution" / "maps.npz")["occlusion"] ==
+            np.load(tmp_path / "out" / "attribution" / "maps.npz")["occlusion"]).all()
+
+
+@pytest.mark.slow
+def test_dvc_shows_the_metrics_and_plots(evaluated, tmp_path):
+    """The plot definitions of dvc.yaml render what evaluate writes."""
+    from test_dvc import sh
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    shutil.copy(ROOT / "dvc.yaml", repo)
+    (repo / "src" / "cuelab" / "evaluate").mkdir(parents=True)
+    shutil.copy(ROOT / "src" / "cuelab" / "evaluate" / "sweep_plot.json",
+                repo / "src" / "cuelab" / "evaluate")
+    shutil.copytree(evaluated["paths"]["plots"], repo / "metrics" / "plots")
+    shutil.copy(evaluated["paths"]["metrics"], repo / "metrics" / "evaluate.json")
+    sh("git", "init", "-q", cwd=repo)
+    sh("dvc", "init", "-q", cwd=repo)
+    plots = json.loads(sh("dvc", "plots", "show", "--json", cwd=repo))
+    assert not plots.get("errors")
+    shown = {name: p[0]["content"] for name, p in plots["data"].items()}
+    assert set(shown) == {"metrics/plots/sweeps/color.json", "metrics/plots/sweeps/iso.json",
+                          "metrics/plots/sweeps/size.json", "metrics/plots/confusion.csv"}
+    color = shown["metrics/plots/sweeps/color.json"]
+    assert color["encoding"]["x"]["type"] == "ordinal"
+    assert [v["level"] for v in color["data"]["values"]] == ["red", "green", "blue", "orange"]
+    assert len(shown["metrics/plots/confusion.csv"]["data"]["values"]) == 6
+    metrics = json.loads(sh("dvc", "metrics", "show", "--json", cwd=repo))
+    shown = next(iter(metrics.values()))["data"]["metrics/evaluate.json"]["data"]
+    assert 0 <= shown["iid"]["accuracy"] <= 1 and "shape_vs_color" in shown["preference"]
+
+
+@pytest.mark.slow
+def test_a_model_of_other_classes_is_refused(evaluated):
+    from cuelab.config import experiment_from_dict
+    from cuelab.evaluate import evaluate
+
+    paths = evaluated["paths"]
+    other = tiny_experiment(label={"factor": "shape", "levels": ["cube", "torus", "cone"]})
+    del other["factors"]["texture"]["correlation"]  # its pairs name the classes
+    other = experiment_from_dict(other)
+    with pytest.raises(CuelabError, match=r"trained on classes \['cube', 'sphere', 'cone'\]"):
+        evaluate(other, paths["scenes"], paths["images"], paths["models"], "unused",
+                 "unused.json", "unused", progress=False)
+
+
+@pytest.mark.slow
+def test_images_missing_from_the_dataset_are_named(evaluated):
+    from cuelab.evaluate import predict_probes
+    from cuelab.sampling import read_scenes
+    from cuelab.train import load_model
+
+    paths = evaluated["paths"]
+    table = read_scenes(paths["scenes"])
+    extra = table[table.split == "test"].head(1).assign(image_id="test-999999")
+    model, _ = load_model(paths["models"])
+    with pytest.raises(CuelabError, match="1 images of the scenes table are not in .*"
+                                          r"test-999999.*run `cuelab sensor`"):
+        predict_probes(model, pd.concat([table, extra]), paths["images"], progress=False)
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:You may be attemping to run a task:RuntimeWarning")
+def test_the_component_runs_in_kfp_local(evaluated, tmp_path, monkeypatch):
+    """The kfp component around the same step: metrics, confusion matrix, page, evaluation."""
+    from typing import NamedTuple
+
+    from kfp import dsl, local
+
+    monkeypatch.syspath_prepend(str(ROOT))
+    from components.evaluate import evaluate as evaluate_component
+
+    paths = evaluated["paths"]
+    Outputs = NamedTuple("Outputs", metrics=dsl.Metrics,  # noqa: UP014 (kfp reads it)
+                         classification=dsl.ClassificationMetrics, evaluation=dsl.Dataset)
+
+    @dsl.pipeline
+    def only_evaluate(params_yaml: str) -> Outputs:
+        imported = {name: dsl.importer(artifact_uri=str(paths[name]), artifact_class=kind)
+                    for name, kind in (("scenes", dsl.Dataset), ("images", dsl.Dataset),
+                                       ("models", dsl.Model))}
+        task = evaluate_component(params_yaml=params_yaml, scenes=imported["scenes"].output,
+                                  images=imported["images"].output,
+                                  model=imported["models"].output)
+        return Outputs(task.outputs["metrics"], task.outputs["classification"],
+                       task.outputs["evaluation"])
+
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path))
+    run = only_evaluate(params_yaml=yaml.safe_dump(evaluated["exp"].model_dump(mode="json")))
+    evaluation = Path(run.outputs["evaluation"].path)
+    results = json.loads((evaluation / "results.json").read_text())
+    headline = json.loads((evaluation / "metrics.json").read_text())
+    assert (evaluation / "plots" / "confusion.csv").is_file()
+    assert run.outputs["metrics"].metadata["iid.accuracy"] == headline["iid"]["accuracy"]
+    confusion = run.outputs["classification"].metadata["confusionMatrix"]
+    assert [c["displayName"] for c in confusion["annotationSpecs"]] == ["cube", "sphere",
+                                                                         "cone"]
+    assert [r["row"] for r in confusion["rows"]] == results["iid"]["confusion"]
+    page = next(tmp_path.glob("*/evaluate/html"))
+    assert "Factor importance" in page.read_text()
+    assert results["tracking"]["parent_run_id"] == json.loads(
+        (paths["models"] / "model.json").read_text())["run_id"]
+
+
+# --- planted shortcuts ---------------------------------------------------------------------------
+
+LEVELS = {"color": ["red", "green", "blue"], "shape": ["cube", "sphere", "cone"]}
+
+
+def shortcut_experiment(cue: str) -> dict:
+    """Only `cue` predicts the class; the other of shape and colour is drawn at random (rho 0:
+    its pairing with the classes is used by the conflict images alone). Nothing else varies."""
+    other = {"color": "shape", "shape": "color"}[cue]
+    return {"name": f"only-{cue}", "seed": 11,
+            "label": {"factor": cue, "levels": LEVELS[cue]},
+            "factors": {other: {"levels": LEVELS[other], "correlation": {"rho": 0.0}}},
+            "splits": {"train": 120, "val": 30, "test": 30},
+            "conflicts": [{"factors": [cue, other], "images": 60}],
+            "render": {"resolution": 32, "samples": 1, "device": "cpu", "chunk_size": 64},
+            "train": QUICK_TRAIN, "evaluate": QUICK_EVALUATE}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("cue", ["color", "shape"])
+def test_a_planted_shortcut_is_found(cue, tmp_path, mlflow_server):
+    from cuelab.evaluate import evaluate
+    from cuelab.render import render
+    from cuelab.sampling import sample
+    from cuelab.sensor import sensor
+
+    params = write_params(tmp_path / "params.yaml", shortcut_experiment(cue))
+    scenes, images = tmp_path / "scenes.parquet", tmp_path / "images"
+    sample(params, scenes)
+    render(params, scenes, tmp_path / "renders", workers=2, progress=False)
+    sensor(params, scenes, tmp_path / "renders", images, progress=False)
+    exp = trained(shortcut_experiment(cue), images, tmp_path, mlflow_server)
+    summary = evaluate(exp, scenes, images, tmp_path / "models", tmp_path / "evaluation",
+                       tmp_path / "evaluate.json", tmp_path / "plots", progress=False)
+    other = {"color": "shape", "shape": "color"}[cue]
+    # the conflict is (cue, other): the preference is for the planted cue
+    assert summary.preferences[f"{cue}_vs_{other}"] >= 0.9
+    assert summary.accuracy >= 0.9
+    assert summary.ranking[0][0] == cue and summary.ranking[1][0] == other
+    results = json.loads((tmp_path / "evaluation" / "results.json").read_text())
+    conflict = results["conflicts"][f"{cue}_vs_{other}"]
+    assert conflict["share_b"]["value"] <= 0.1
