@@ -37,8 +37,9 @@ def repo(tmp_path):
     return root
 
 
-def test_dvc_repro_runs_the_stages_and_is_incremental(repo, tmp_path):
-    out = sh("dvc", "repro", cwd=repo)
+def test_data_stages_run_and_are_incremental(repo, tmp_path):
+    """The data half of the DAG (`dvc repro sensor`: sample, render, sensor)."""
+    out = sh("dvc", "repro", "sensor", cwd=repo)
     for stage in ("sample", "render", "sensor"):
         assert f"Running stage '{stage}'" in out
     scenes = repo / "data" / "scenes.parquet"
@@ -49,38 +50,38 @@ def test_dvc_repro_runs_the_stages_and_is_incremental(repo, tmp_path):
     assert renders["rgb"].shape[1:] == (32, 32, 3)
     index = read_index(repo / "data" / "images")
     assert index.image_id.tolist() == pd.read_parquet(scenes).image_id.tolist()
-    assert "Running stage" not in sh("dvc", "repro", cwd=repo)
+    assert "Running stage" not in sh("dvc", "repro", "sensor", cwd=repo)
 
     # a new level in a sensor sweep: new rows, the same scenes; nothing is re-rendered
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["sweeps"][1]["levels"] = [0, 1600, 6400]
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    out = sh("dvc", "repro", cwd=repo)
+    out = sh("dvc", "repro", "sensor", cwd=repo)
     assert "rendered 0 images" in out and "acquired" in out
     assert len(read_index(repo / "data" / "images")) == len(index) + 4
 
-    # a parameter no stage reads yet changes nothing
+    # a training parameter changes no data
     params["train"] = {"epochs": 3}
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    assert "Running stage" not in sh("dvc", "repro", cwd=repo)
+    assert "Running stage" not in sh("dvc", "repro", "sensor", cwd=repo)
 
     # a render setting reruns rendering and what follows, not sampling
     params["render"]["samples"] = 1
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    out = sh("dvc", "repro", cwd=repo)
+    out = sh("dvc", "repro", "sensor", cwd=repo)
     assert "Stage 'sample' didn't change" in out and "Running stage 'render'" in out
     assert "Running stage 'sensor'" in out
 
     # a camera constant reruns only the camera
     params["sensor"] = {"read_noise": 5.0}
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    out = sh("dvc", "repro", cwd=repo)
+    out = sh("dvc", "repro", "sensor", cwd=repo)
     assert "Running stage 'sensor'" in out and "Running stage 'render'" not in out
 
     # the seed reruns both
     params["seed"] = 11
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    out = sh("dvc", "repro", cwd=repo)
+    out = sh("dvc", "repro", "sensor", cwd=repo)
     assert "Running stage 'sample'" in out and "Running stage 'render'" in out
     assert scenes.read_bytes() != (tmp_path / "direct.parquet").read_bytes()
-    assert "up to date" in sh("dvc", "status", cwd=repo)
+    assert "up to date" in sh("dvc", "status", "sensor", cwd=repo)

@@ -66,6 +66,12 @@ def cmd_validate(args: argparse.Namespace) -> None:
     print(validate(args.params, args.scenes, args.images, args.docs, args.summary))
 
 
+def cmd_train(args: argparse.Namespace) -> None:
+    from .train import train
+
+    print(train(args.params, args.images, args.models, args.metrics, resume=args.resume))
+
+
 def cmd_evaluate(args: argparse.Namespace) -> None:
     from .evaluate import evaluate
 
@@ -144,6 +150,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where the Data Docs (HTML) go (default: %(default)s)")
     p.add_argument("--summary", default="metrics/validation.json", type=Path)
     p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("train", help="dataset -> a CNN, tracked in MLflow (MLFLOW_TRACKING_URI, "
+                       "default ./mlflow.db) and registered as cuelab-<experiment name>")
+    _params_arg(p)
+    p.add_argument("--images", default="data/images", type=Path)
+    p.add_argument("--models", default="models", type=Path,
+                   help="model.pt (weights) and model.json (config) (default: %(default)s)")
+    p.add_argument("--metrics", default="metrics/train.json", type=Path)
+    p.add_argument("--resume", action="store_true",
+                   help="continue from the checkpoint in --models (written after every epoch)")
+    p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="the model on every probe: sweeps, flip rates, cue "
                        "preferences, backgrounds, attribution")

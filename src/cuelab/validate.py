@@ -400,7 +400,7 @@ def run_suite(exp: Experiment, tables: dict[str, pd.DataFrame], docs: Path
     ctx = gx.get_context(mode="ephemeral")
     ctx.variables.progress_bars = ProgressBarsConfig(globally=False)
     source = ctx.data_sources.add_pandas("cuelab")
-    tmp = Path(tempfile.mkdtemp(prefix=f".{docs.name}.", dir=_mkdir(docs.parent)))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{docs.name}.", dir=_mkdir(docs.parent))).resolve()
     ctx.add_data_docs_site(site_name="cuelab", site_config={
         "class_name": "SiteBuilder", "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
         "store_backend": {"class_name": "TupleFilesystemStoreBackend",
