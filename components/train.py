@@ -2,10 +2,10 @@
 
 from kfp import dsl
 
-from components import IMAGE
+from components import TRAIN_IMAGE
 
 
-@dsl.component(base_image=IMAGE, install_kfp_package=False)
+@dsl.component(base_image=TRAIN_IMAGE, install_kfp_package=False)
 def train(params_yaml: str, images: dsl.Input[dsl.Dataset], model: dsl.Output[dsl.Model],
           metrics: dsl.Output[dsl.Metrics], mlflow_tracking_uri: str = ""):
     """Train, log the run and register the model in MLflow (mlflow_tracking_uri, else the

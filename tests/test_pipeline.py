@@ -17,6 +17,7 @@ from cuelab.tracking import dataset_version
 def test_compiled_pipeline_is_in_sync_with_the_code(tmp_path, monkeypatch):
     monkeypatch.chdir(ROOT)
     monkeypatch.delenv("CUELAB_IMAGE", raising=False)
+    monkeypatch.delenv("CUELAB_TRAIN_IMAGE", raising=False)
     fresh = compile_pipeline(tmp_path / "pipeline.yaml").read_text()
     committed = (ROOT / "pipelines" / "cuelab_pipeline.yaml").read_text()
     assert fresh == committed, "run `cuelab pipeline compile` and commit the YAML"
@@ -24,8 +25,11 @@ def test_compiled_pipeline_is_in_sync_with_the_code(tmp_path, monkeypatch):
 
 def test_pipeline_runs_in_kfp_local_and_matches_the_steps(tmp_path, monkeypatch):
     monkeypatch.chdir(ROOT)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     params = write_params(tmp_path / "params.yaml", tiny_experiment(
-        render={"resolution": 32, "samples": 2, "device": "cpu", "chunk_size": 16}))
+        render={"resolution": 32, "samples": 2, "device": "cpu", "chunk_size": 16},
+        train={"epochs": 2, "width": 8, "device": "cpu"},
+        evaluate={"bootstrap": 200, "attribution_images": 4}))
     # two render shards in a ParallelFor, merged; the validated dataset pushed to a DVC remote
     run = run_local(params, tmp_path / "kfp", dvc_remote=str(tmp_path / "remote"))
     images = run.outputs["Output"]
@@ -51,6 +55,12 @@ def test_pipeline_runs_in_kfp_local_and_matches_the_steps(tmp_path, monkeypatch)
     pointer = yaml.safe_load(next((tmp_path / "kfp").glob("*/version-dataset/pointer")).read_text())
     assert pointer["outs"][0]["md5"] == dataset_version(images)
     assert any((tmp_path / "remote").rglob("*"))
+    # then the model, its metrics and the dashboard's pages
+    kfp = tmp_path / "kfp"
+    assert json.loads(next(kfp.glob("*/train/model/model.json")).read_text())["num_classes"] == 3
+    assert next(kfp.glob("*/evaluate/evaluation/results.json")).is_file()
+    page = next(kfp.glob("*/report/html")).read_text()
+    assert "What does the model rely on?" in page and "https://" not in page
 
 
 def test_cli_run_local(tmp_path):
@@ -59,6 +69,7 @@ def test_cli_run_local(tmp_path):
         render={"resolution": 32, "samples": 1, "device": "cpu"}))
     r = subprocess.run([BIN / "cuelab", "pipeline", "run-local", "--params", str(params),
                         "--workdir", str(tmp_path / "kfp")], cwd=ROOT, capture_output=True,
-                       text=True, env={**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"})
+                       text=True, env={**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}",
+                                       "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'm.db'}"})
     assert r.returncode == 0, r.stderr[-2000:]
     assert "kfp.local ran the pipeline" in r.stdout and "Output:" in r.stdout

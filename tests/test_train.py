@@ -290,6 +290,7 @@ def test_a_separate_client_reads_the_run_and_the_registered_model(trained, tiny_
     assert tuple(info.signature.inputs.to_dict()[0]["tensor-spec"]["shape"]) == (-1, 3, 32, 32)
 
 
+@pytest.mark.slow
 def test_training_is_deterministic_on_the_cpu(trained, tiny_dataset, tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", trained["uri"])
     train(experiment(tiny_dataset), tiny_dataset["images"], tmp_path / "models",

@@ -110,8 +110,8 @@ def start_run(experiment: str | None = None, run_id: str | None = None,
 
 
 def log_figure(figure, name: str) -> None:
-    """Log a matplotlib figure as an artifact of the active run (e.g. "train_samples.png")
-    and close it."""
+    """Log a matplotlib figure as an artifact of the active run (e.g. "train_samples.png");
+    a pyplot figure is closed after."""
     import matplotlib.pyplot as plt
     import mlflow
 

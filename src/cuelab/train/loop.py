@@ -263,14 +263,12 @@ def log_epoch(metrics: dict[str, float], epoch: int) -> None:
 
 def log_sample_grid(x: torch.Tensor, y: torch.Tensor, classes: list[str]) -> None:
     """The first training batch as the network sees it (augmented, backgrounds swapped)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # not pyplot: no GUI backend, no global state
 
     n, cols = min(32, len(x)), 8
     rows = math.ceil(n / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.2, rows * 1.35), squeeze=False)
+    fig = Figure(figsize=(cols * 1.2, rows * 1.35))
+    axes = fig.subplots(rows, cols, squeeze=False)
     pixels = x[:n].float().permute(0, 2, 3, 1).cpu().numpy()
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
