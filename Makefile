@@ -23,6 +23,11 @@ $(STAMP): pyproject.toml constraints.txt
 
 run: setup  ## the default experiment, every stage of dvc.yaml
 	dvc repro
+	@echo
+	@echo "The trace report:  reports/trace_report.html   (open it in a browser; works offline)"
+	@echo "The data gate:     reports/validation/index.html"
+	@echo "MLflow runs:       make ui   -> http://127.0.0.1:5000   (store: ./mlflow.db)"
+	@echo "DVC metrics/plots: dvc metrics show; dvc plots show   -> dvc_plots/index.html"
 
 test: setup  ## every test: real Blender, DVC, kfp local
 	pytest
@@ -31,4 +36,4 @@ ui: setup  ## browse the MLflow runs
 	mlflow ui --backend-store-uri sqlite:///mlflow.db
 
 clean:
-	rm -rf $(VENV) data runs
+	rm -rf $(VENV) data runs models reports metrics/plots mlflow.db dvc_plots
