@@ -22,10 +22,6 @@ Data Docs (HTML) go to reports/validation/, a JSON summary to metrics/validation
 from __future__ import annotations
 
 import hashlib
-import json
-import os
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .atomic import replaced_dir, write_json
 from .config import Experiment, load_experiment
 from .data import read_index
 from .errors import CuelabError
@@ -109,7 +106,7 @@ def validate(params: str | Path | Experiment, scenes: str | Path | pd.DataFrame,
         images=int(tables["images"]["has_image"].sum()), pixel_stats=pixel_stats(tables["images"]),
         docs=Path(docs), summary=Path(summary), seconds=time.perf_counter() - start,
         tables={k: len(v) for k, v in tables.items()})
-    _write_json(Path(summary), {
+    write_json(summary, {
         "passed": result.passed, "expectations": n, "failed": len(failures),
         "images": result.images, "pixel_stats": result.pixel_stats,
         "failures": [{"table": f.table, "expectation": f.expectation,
@@ -400,33 +397,37 @@ def run_suite(exp: Experiment, tables: dict[str, pd.DataFrame], docs: Path
     ctx = gx.get_context(mode="ephemeral")
     ctx.variables.progress_bars = ProgressBarsConfig(globally=False)
     source = ctx.data_sources.add_pandas("cuelab")
-    tmp = Path(tempfile.mkdtemp(prefix=f".{docs.name}.", dir=_mkdir(docs.parent))).resolve()
-    ctx.add_data_docs_site(site_name="cuelab", site_config={
-        "class_name": "SiteBuilder", "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
-        "store_backend": {"class_name": "TupleFilesystemStoreBackend",
-                          "base_directory": str(tmp)}})
-    failures, n = [], 0
-    try:
-        for name, exps in expectations(exp, tables).items():
-            key, table = ID_COLUMN.get(name, "id"), tables[name]
-            batch = source.add_dataframe_asset(name).add_batch_definition_whole_dataframe(name)
-            suite = ctx.suites.add(gx.ExpectationSuite(name=f"{exp.name}.{name}",
-                                                       expectations=exps))
-            definition = ctx.validation_definitions.add(
-                gx.ValidationDefinition(name=name, data=batch, suite=suite))
-            result = definition.run(batch_parameters={"dataframe": table}, result_format={
-                "result_format": "COMPLETE", "unexpected_index_column_names": [key]})
-            for r in result.results:
-                n += 1
-                if not r.success:
-                    failures.append(Failure(name, r.expectation_config.type,
-                                            r.expectation_config.description or "",
-                                            _offending(r, key, table)))
+    with replaced_dir(docs) as tmp:
+        ctx.add_data_docs_site(site_name="cuelab", site_config={
+            "class_name": "SiteBuilder",
+            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+            "store_backend": {"class_name": "TupleFilesystemStoreBackend",
+                              "base_directory": str(tmp)}})
+        failures, n = _run_expectations(ctx, source, exp, tables)
         ctx.build_data_docs(site_names=["cuelab"])
-        _swap_in(tmp, docs)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    return failures, n
+
+
+def _run_expectations(ctx, source, exp: Experiment, tables: dict[str, pd.DataFrame]
+                      ) -> tuple[list[Failure], int]:
+    import great_expectations as gx
+
+    failures, n = [], 0
+    for name, exps in expectations(exp, tables).items():
+        key, table = ID_COLUMN.get(name, "id"), tables[name]
+        batch = source.add_dataframe_asset(name).add_batch_definition_whole_dataframe(name)
+        suite = ctx.suites.add(gx.ExpectationSuite(name=f"{exp.name}.{name}",
+                                                   expectations=exps))
+        definition = ctx.validation_definitions.add(
+            gx.ValidationDefinition(name=name, data=batch, suite=suite))
+        result = definition.run(batch_parameters={"dataframe": table}, result_format={
+            "result_format": "COMPLETE", "unexpected_index_column_names": [key]})
+        for r in result.results:
+            n += 1
+            if not r.success:
+                failures.append(Failure(name, r.expectation_config.type,
+                                        r.expectation_config.description or "",
+                                        _offending(r, key, table)))
     return failures, n
 
 
@@ -438,31 +439,3 @@ def _offending(result, key: str, table: pd.DataFrame) -> list[str]:
     if "observed_value" in result.result:  # a table-level expectation: say what was seen
         return [f"observed {result.result['observed_value']!r}"]
     return [f"{len(table)} rows"]
-
-
-# --- writing -------------------------------------------------------------------------------------
-
-def _mkdir(path: Path) -> Path:
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-def _swap_in(tmp: Path, out: Path) -> None:
-    old = out.with_name(f".{out.name}.old-{os.getpid()}")
-    if out.exists():
-        out.rename(old)
-    tmp.rename(out)
-    shutil.rmtree(old, ignore_errors=True)
-
-
-def _write_json(path: Path, data: dict) -> None:
-    _mkdir(path.parent)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=_plain) + "\n")
-    tmp.replace(path)
-
-
-def _plain(x):
-    if isinstance(x, (np.integer, np.floating)):
-        return x.item()
-    raise TypeError(type(x))

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import yaml
 
+from .atomic import write_text
 from .errors import CuelabError
 
 
@@ -63,10 +64,6 @@ def push_dataset(path: str | Path, remote: str, dvc_file: str | Path,
         _dvc("add", str(path), "--to-remote", "-o", name, "-q", cwd=work)
         text = (work / f"{name}.dvc").read_text()
     out = yaml.safe_load(text)["outs"][0]
-    dvc_file = Path(dvc_file)
-    dvc_file.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dvc_file.with_name(f".{dvc_file.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(dvc_file)
+    dvc_file = write_text(dvc_file, text)
     return PushedDataset(out["md5"], remote, int(out.get("nfiles", 1)), int(out["size"]),
                          dvc_file, time.perf_counter() - start)

@@ -11,15 +11,14 @@ Plain .npy files so a split can be memory-mapped; a 50,000-image dataset is abou
 
 from __future__ import annotations
 
-import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from ..atomic import swap_in, temp_dir_beside
 from ..errors import CuelabError
 
 SHARD_SIZE = 2048
@@ -39,8 +38,7 @@ class DatasetWriter:
 
     def __init__(self, out: str | Path):
         self.out = Path(out)
-        self.out.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.", dir=self.out.parent))
+        self.tmp = temp_dir_beside(self.out)
         self.index: list[pd.DataFrame] = []
 
     def add_split(self, split: str, image_ids, labels, images: np.ndarray, masks: np.ndarray):
@@ -58,12 +56,7 @@ class DatasetWriter:
     def close(self) -> Path:
         pd.concat(self.index, ignore_index=True).to_parquet(self.tmp / "index.parquet",
                                                             index=False)
-        old = self.out.with_name(f".{self.out.name}.old-{os.getpid()}")
-        if self.out.exists():
-            self.out.rename(old)
-        self.tmp.rename(self.out)
-        shutil.rmtree(old, ignore_errors=True)
-        return self.out
+        return swap_in(self.tmp, self.out)
 
     def abort(self) -> None:
         shutil.rmtree(self.tmp, ignore_errors=True)

@@ -73,9 +73,6 @@ scenes where the images of a base scene are paired); value/low/high are null whe
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,6 +80,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..atomic import replaced_dir, write_json
 from ..config import Experiment, load_experiment
 from ..data import load_split
 from ..errors import CuelabError
@@ -175,7 +173,7 @@ def evaluate(params: str | Path | Experiment, scenes: str | Path | pd.DataFrame,
     out, metrics, plots = Path(out), Path(metrics), Path(plots)
     with tracking.start_run(parent_run_id=config["run_id"], run_name="evaluate",
                             tags={"cuelab.step": "evaluate"}) as run:
-        with _fresh_dir(out) as tmp:
+        with replaced_dir(out) as tmp:
             results["attribution"], examples = _attribution(model, images, preds, exp, boot,
                                                             tmp, progress)
             preds[["image_id", "split", "label", "pred"]
@@ -191,7 +189,7 @@ def evaluate(params: str | Path | Experiment, scenes: str | Path | pd.DataFrame,
             (tmp / "index.html").write_text(summary_page(results, tmp))
             (tmp / "results.json").write_text(json.dumps(results, indent=1))
         headline = headline_metrics(results)
-        _write_json(metrics, headline)
+        write_json(metrics, headline)
         _write_plots(plots, results)
         _log_to_mlflow(headline, out)
     return EvaluateSummary(
@@ -372,7 +370,7 @@ def _write_plots(plots: Path, results: dict) -> None:
     """Plot data for `dvc plots`: one JSON table per sweep (typed numbers, so the template can
     keep the sweep's order), and the test decisions for the confusion matrix. The folder is
     replaced as a whole, so a factor no longer swept leaves no file behind."""
-    with _fresh_dir(plots) as tmp:
+    with replaced_dir(plots) as tmp:
         (tmp / "sweeps").mkdir()
         for name, s in results["sweeps"].items():
             records = [{"order": i, "level": level,
@@ -401,40 +399,6 @@ def _jsonable(obj):
     if isinstance(obj, np.generic):
         return obj.item()
     return obj
-
-
-def _write_json(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(json.dumps(data, indent=2) + "\n")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-class _fresh_dir:
-    """A temporary folder beside `out` that replaces `out` when the block succeeds, so readers
-    never see half an evaluation; removed when it fails."""
-
-    def __init__(self, out: Path):
-        self.out = out
-
-    def __enter__(self) -> Path:
-        self.out.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.", dir=self.out.parent))
-        return self.tmp
-
-    def __exit__(self, kind, *_) -> None:
-        if kind is not None:
-            shutil.rmtree(self.tmp, ignore_errors=True)
-            return
-        os.chmod(self.tmp, 0o755)  # mkdtemp's 0700 would hide the results from others
-        old = self.out.with_name(f".{self.out.name}.old-{os.getpid()}")
-        if self.out.exists():
-            self.out.rename(old)
-        self.tmp.rename(self.out)
-        shutil.rmtree(old, ignore_errors=True)
 
 
 # --- MLflow --------------------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..atomic import write_bytes
 from ..config import Experiment, RenderSettings, load_experiment
 from ..errors import CuelabError
 from ..factors import REGISTRY, SCENE_FACTOR_NAMES
@@ -117,12 +118,6 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
     """An .npz without timestamps, so the same renders give the same bytes."""
     buf = io.BytesIO()
@@ -183,10 +178,10 @@ def _render_chunk(job: tuple) -> tuple[int, int]:
     payload = _npz_bytes({"render_id": rows.render_id.to_numpy(dtype="U16"),
                           "rgb": np.stack(rgbs), "mask": np.stack(masks),
                           "visible_fraction": np.asarray(visible, np.float32)})
-    _write_atomic(data, payload)
+    write_bytes(data, payload)
     manifest = _manifest(k, rows, RenderSettings.model_validate_json(settings_json))
     manifest.update(device=studio.device, sha256=hashlib.sha256(payload).hexdigest())
-    _write_atomic(meta, json.dumps(manifest, indent=1).encode())  # last: marks the chunk done
+    write_bytes(meta, json.dumps(manifest, indent=1).encode())  # last: marks the chunk done
     return k, len(records)
 
 

@@ -15,12 +15,12 @@ layout lives in `page`, the pictures in `figures`.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
+from ..atomic import write_text
 from ..config import Experiment, load_experiment
 from ..errors import CuelabError
 from . import sentences as say
@@ -58,7 +58,7 @@ def report(params: str | Path | Experiment, evaluation_dir: str | Path = "report
     page = trace_page(results, exp, params_text, evaluation_dir,
                       _optional_json(validation), _optional_json(train_metrics))
     out = Path(out)
-    _write_atomic(out, page)
+    write_text(out, page)
     probed = set(probes_by_factor(results, exp))
     return ReportSummary(
         out, len(page.encode()),
@@ -111,14 +111,3 @@ def _optional_json(path: str | Path | None) -> dict | None:
         raise CuelabError(f"{path} is not valid JSON ({e}); remove it or run the step that "
                           "writes it again") from None
     return data if isinstance(data, dict) else None
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    """Under a temporary name, then renamed: a reader never sees half a page."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)

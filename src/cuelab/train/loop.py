@@ -12,8 +12,6 @@ import contextlib
 import json
 import math
 import os
-import shutil
-import tempfile
 import time
 import warnings
 from dataclasses import dataclass
@@ -23,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import tracking
+from ..atomic import replaced_dir, write_json
 from ..config import Experiment, TrainSettings, load_experiment
 from ..errors import CuelabError
 from .batches import InMemorySplit
@@ -371,17 +370,7 @@ def write_outputs(models_dir: Path, weights: dict, config: dict, metrics_path: P
                   metrics: dict) -> None:
     """The model directory is built beside the old one and swapped in (taking the checkpoint
     away with the old one); the metrics file is written under a temporary name and renamed."""
-    models_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{models_dir.name}.", dir=models_dir.parent))
-    tmp.chmod(0o755)  # mkdtemp makes it private
-    torch.save(weights, tmp / WEIGHTS)
-    (tmp / CONFIG).write_text(json.dumps(config, indent=2) + "\n")
-    old = models_dir.with_name(f".{models_dir.name}.old-{os.getpid()}")
-    if models_dir.exists():
-        models_dir.rename(old)
-    tmp.rename(models_dir)
-    shutil.rmtree(old, ignore_errors=True)
-    metrics_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp_metrics = metrics_path.with_name(f".{metrics_path.name}.tmp-{os.getpid()}")
-    tmp_metrics.write_text(json.dumps(metrics, indent=2) + "\n")
-    tmp_metrics.replace(metrics_path)
+    with replaced_dir(models_dir) as tmp:
+        torch.save(weights, tmp / WEIGHTS)
+        (tmp / CONFIG).write_text(json.dumps(config, indent=2) + "\n")
+    write_json(metrics_path, metrics)

@@ -1,0 +1,72 @@
+"""Writing so that a reader never sees half a file or half a folder: write under a temporary
+name beside the target, then rename (atomic within one filesystem). Every step writes this way,
+so a killed step leaves the old output or the new one, never a mix."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+
+def write_bytes(path: str | Path, data: bytes) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def write_text(path: str | Path, text: str) -> Path:
+    return write_bytes(path, text.encode("utf-8"))
+
+
+def write_json(path: str | Path, data, indent: int = 2) -> Path:
+    """JSON, numpy scalars included (they come out of every statistic)."""
+    return write_text(path, json.dumps(data, indent=indent, default=_plain) + "\n")
+
+
+def _plain(x):
+    if hasattr(x, "item") and getattr(x, "shape", None) == ():  # a numpy scalar
+        return x.item()
+    raise TypeError(f"{type(x).__name__} is not JSON serialisable")
+
+
+def temp_dir_beside(out: str | Path) -> Path:
+    """An empty folder next to `out`, to build its replacement in."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent)).resolve()
+    tmp.chmod(0o755)  # mkdtemp's 0700 would hide the results from other users
+    return tmp
+
+
+def swap_in(tmp: Path, out: str | Path) -> Path:
+    """Put the finished folder `tmp` in the place of `out` (the old one, if any, is removed)."""
+    out = Path(out)
+    old = out.with_name(f".{out.name}.old-{os.getpid()}")
+    if out.exists():
+        out.rename(old)
+    tmp.rename(out)
+    shutil.rmtree(old, ignore_errors=True)
+    return out
+
+
+@contextlib.contextmanager
+def replaced_dir(out: str | Path):
+    """`with replaced_dir(out) as tmp:` build the new folder in `tmp`; it replaces `out` when
+    the block succeeds and is removed when it fails."""
+    tmp = temp_dir_beside(out)
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    swap_in(tmp, out)
