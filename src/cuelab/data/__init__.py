@@ -26,7 +26,7 @@ SHARD_SIZE = 2048
 
 @dataclass
 class Split:
-    image_ids: np.ndarray
+    image_ids: np.ndarray  # unicode strings (not objects: saved with them, no pickle needed)
     labels: np.ndarray
     images: np.ndarray   # (n, H, W, 3) uint8
     masks: np.ndarray    # (n, H, W) bool
@@ -82,8 +82,8 @@ def load_split(root: str | Path, split: str, mmap: bool = False) -> Split:
     shards = list(dict.fromkeys(rows.shard))
     images = [np.load(root / f"{s}.images.npy", mmap_mode=mode) for s in shards]
     masks = [np.load(root / f"{s}.masks.npy", mmap_mode=mode) for s in shards]
+    ids, labels = rows.image_id.to_numpy(dtype=str), rows.label.to_numpy()
     if len(shards) == 1:
-        return Split(rows.image_id.to_numpy(), rows.label.to_numpy(), images[0], masks[0])
-    return Split(rows.image_id.to_numpy(), rows.label.to_numpy(), np.concatenate(images),
-                 np.concatenate(masks))
+        return Split(ids, labels, images[0], masks[0])
+    return Split(ids, labels, np.concatenate(images), np.concatenate(masks))
 

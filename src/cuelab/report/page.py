@@ -284,7 +284,7 @@ def attribution_examples(att: dict, classes: list[str], evaluation_dir: Path) ->
     maps = evaluation_dir / att.get("maps", "")
     cards = []
     if att.get("maps") and maps.is_file():
-        data = load_maps(maps, att.get("examples", []))
+        data = load_maps(maps)
         right = np.flatnonzero(data["labels"] == data["preds"])[:EXAMPLES_EACH]
         wrong = np.flatnonzero(data["labels"] != data["preds"])[:EXAMPLES_EACH]
         for i in [*right, *wrong]:
@@ -307,18 +307,10 @@ def attribution_examples(att: dict, classes: list[str], evaluation_dir: Path) ->
             f"<div class='examples'>{''.join(cards)}</div>")
 
 
-def load_maps(path: Path, examples: list[dict]) -> dict[str, np.ndarray]:
-    """maps.npz without unpickling anything: image ids saved as Python objects are taken from
-    the examples list where it has them, else named by their position."""
+def load_maps(path: Path) -> dict[str, np.ndarray]:
+    """maps.npz, without unpickling anything (image ids are stored as a unicode array)."""
     with np.load(path, allow_pickle=False) as z:
-        data = {k: z[k] for k in z.files if k != "image_ids"}
-        try:
-            data["image_ids"] = z["image_ids"].astype(str)
-        except ValueError:  # an object array: would need pickle
-            known = [e["image_id"] for e in examples]
-            data["image_ids"] = np.array([known[i] if i < len(known) else f"test image {i}"
-                                          for i in range(len(data["labels"]))])
-    return data
+        return {k: z[k] for k in z.files}
 
 
 def _share(m: np.ndarray, mask: np.ndarray) -> float | None:
