@@ -32,6 +32,7 @@ REFERENCE = {  # our factor settings -> the imagecorruptions corruption of simil
     "defocus_blur": ({"blur_sigma": 2.0}, "defocus_blur"),
     "motion_blur": ({"motion_blur_length": 10.0, "motion_blur_angle": 30.0}, "motion_blur"),
 }
+REPEATS = 3  # best of: the machines here are noisy, and the minimum is the least disturbed
 THEIRS = textwrap.dedent("""
     import json, sys, time
     import numpy as np
@@ -40,12 +41,15 @@ THEIRS = textwrap.dedent("""
     out = {}
     for name in sys.argv[2:]:
         corrupt(images[0], corruption_name=name, severity=3)  # warm-up
-        t = time.perf_counter()
-        for img in images:
-            corrupt(img, corruption_name=name, severity=3)
-        out[name] = (time.perf_counter() - t) / len(images)
+        best = float("inf")
+        for _ in range(REPEATS):
+            t = time.perf_counter()
+            for img in images:
+                corrupt(img, corruption_name=name, severity=3)
+            best = min(best, (time.perf_counter() - t) / len(images))
+        out[name] = best
     print(json.dumps(out))
-""")
+""").replace("REPEATS", str(REPEATS))
 
 
 def ensure_bench_venv() -> Path:
@@ -56,6 +60,18 @@ def ensure_bench_venv() -> Path:
         subprocess.run([python, "-m", "pip", "install", "-q", "imagecorruptions==1.1.2",
                         "numpy==1.26.4", "opencv-python==4.11.0.86"], check=True)
     return python
+
+
+def per_image(acquire, clean, row, settings) -> float:
+    """Seconds per image through `acquire`, best of REPEATS passes after a warm-up."""
+    acquire(clean["rgb"][0], clean["mask"][0], row, settings)
+    best = float("inf")
+    for _ in range(REPEATS):
+        t = time.perf_counter()
+        for rgb, mask in zip(clean["rgb"], clean["mask"]):
+            acquire(rgb, mask, row, settings)
+        best = min(best, (time.perf_counter() - t) / len(clean["rgb"]))
+    return best
 
 
 def main() -> None:
@@ -93,19 +109,13 @@ def main() -> None:
     print(f"{n} images at {clean['rgb'].shape[1]}x{clean['rgb'].shape[2]}")
     print(f"{'op':<16}{'cuelab ms':>11}{'imagecorruptions ms':>21}{'speed-up':>10}  (target >= 2)")
     for op, (factors, ref) in REFERENCE.items():
-        t = time.perf_counter()
-        for i in range(n):
-            acquire(clean["rgb"][i], clean["mask"][i], identity | factors, exp.sensor)
-        ours = (time.perf_counter() - t) / n
+        ours = per_image(acquire, clean, identity | factors, exp.sensor)
         print(f"{op:<16}{ours * 1e3:>11.3f}{theirs[ref] * 1e3:>21.3f}{theirs[ref] / ours:>10.1f}")
     full = identity | {"lens_k1": -0.1, "vignetting": 0.3, "chromatic_aberration": 1.0,
                        "blur_sigma": 0.8, "motion_blur_length": 3.0, "iso": 1600,
                        "demosaic": "malvar", "white_balance": 5000.0, "resample_scale": 0.7,
                        "jpeg_quality": 60}
-    t = time.perf_counter()
-    for i in range(n):
-        acquire(clean["rgb"][i], clean["mask"][i], full, exp.sensor)
-    chain = (time.perf_counter() - t) / n
+    chain = per_image(acquire, clean, full, exp.sensor)
     print(f"full chain (every stage on): {1 / chain:.0f} images/s ({chain * 1e3:.2f} ms/image)")
     print(f"sensor step {n / sensor_s:.0f} images/s vs rendering {n / render_s:.1f} images/s "
           f"(2 workers): {render_s / sensor_s:.0f}x faster  (target >= 20)")
