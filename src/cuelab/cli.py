@@ -46,7 +46,8 @@ def cmd_render(args: argparse.Namespace) -> None:
         return
     from .render import render
 
-    print(render(args.params, args.scenes, args.out, workers=args.workers, shard=args.shard))
+    print(render(args.params, args.scenes, args.out, workers=args.workers, shard=args.shard,
+                 threads=args.threads))
 
 
 def cmd_sensor(args: argparse.Namespace) -> None:
@@ -123,8 +124,10 @@ def build_parser() -> argparse.ArgumentParser:
     _params_arg(p)
     p.add_argument("--scenes", default="data/scenes.parquet", type=Path)
     p.add_argument("--out", default="data/renders", type=Path)
-    p.add_argument("--workers", default=os.cpu_count() or 1, type=int,
+    p.add_argument("--workers", default=len(os.sched_getaffinity(0)), type=int,
                    help="worker processes, each with its own Blender (default: %(default)s)")
+    p.add_argument("--threads", type=int,
+                   help="Cycles CPU threads per worker (default: the cores shared out)")
     p.add_argument("--shard", default="0/1", metavar="I/N",
                    help="render only chunks I, I+N, ... (default: all)")
     p.add_argument("--contact-sheet", action="store_true",

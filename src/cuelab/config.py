@@ -93,7 +93,7 @@ class RenderSettings(Strict):
     denoise: bool = False
     max_bounces: int = Field(default=4, ge=0, le=32)
     device: Literal["auto", "cpu", "gpu"] = "auto"
-    chunk_size: int = Field(default=128, ge=1, le=4096, description="renders per output file")
+    chunk_size: int = Field(default=64, ge=1, le=4096, description="renders per output file")
 
 
 class SensorSettings(Strict):

@@ -6,7 +6,8 @@ mask, visible fraction) and one manifest, written under a temporary name and ren
 run leaves only whole chunks and a rerun renders only the missing ones. `--shard I/N` takes chunks
 I, I+N, I+2N, ...: shards are disjoint and their union is the whole set.
 
-This module does not import bpy: the workers (separate processes) do, in `studio.py`.
+This module does not import bpy: the workers (separate processes) do, in `studio.py`. Nor, at
+the top, pandas: a worker imports this module too, and starts half a second sooner without it.
 """
 
 from __future__ import annotations
@@ -24,13 +25,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from ..atomic import write_bytes
 from ..config import Experiment, RenderSettings, load_experiment
 from ..errors import CuelabError
 from ..factors import REGISTRY, SCENE_FACTOR_NAMES
-from ..sampling import read_scenes
 
 ROW_FIELDS = list(SCENE_FACTOR_NAMES) + ["seed"]
 
@@ -54,6 +53,8 @@ def parse_shard(text: str) -> tuple[int, int]:
 
 def check_rows(scenes: pd.DataFrame) -> None:
     """Every scene value renderable, every file there: fail before any rendering starts."""
+    import pandas as pd
+
     problems = []
     for name in SCENE_FACTOR_NAMES:
         if name not in scenes:
@@ -87,8 +88,8 @@ def chunk_paths(out: Path, k: int) -> tuple[Path, Path]:
     return out / f"chunk-{k:05d}.npz", out / f"chunk-{k:05d}.json"
 
 
-def _manifest(k: int, rows: pd.DataFrame, settings: RenderSettings) -> dict:
-    return {"chunk": k, "renders": len(rows), "render_ids": rows.render_id.tolist(),
+def _manifest(k: int, render_ids: list[str], settings: RenderSettings) -> dict:
+    return {"chunk": k, "renders": len(render_ids), "render_ids": render_ids,
             "render_settings": settings.model_dump(), "renderer": renderer_fingerprint()}
 
 
@@ -109,7 +110,7 @@ def chunk_is_done(out: Path, k: int, rows: pd.DataFrame, settings: RenderSetting
         written = json.loads(meta.read_text())
     except (OSError, ValueError):
         return False
-    expected = _manifest(k, rows, settings)
+    expected = _manifest(k, rows.render_id.tolist(), settings)
     return (all(written.get(key) == value for key, value in expected.items())
             and written.get("sha256") == _sha256(data))
 
@@ -144,11 +145,12 @@ _studio = None
 _studio_args: tuple = ()
 
 
-def _init_worker(settings_json: str, meshes: list[str], images: list[str], scratch: str) -> None:
+def _init_worker(settings_json: str, meshes: list[str], images: list[str], scratch: str,
+                 threads: int) -> None:
     global _studio_args
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)  # Blender prints a line per file it writes
-    _studio_args = (settings_json, meshes, images, scratch)
+    _studio_args = (settings_json, meshes, images, scratch, threads)
 
 
 def _get_studio():
@@ -158,15 +160,15 @@ def _get_studio():
     if _studio is None:
         from .studio import Studio  # bpy: only in workers
 
-        settings_json, meshes, images, scratch = _studio_args
+        settings_json, meshes, images, scratch, threads = _studio_args
         _studio = Studio(RenderSettings.model_validate_json(settings_json), meshes, images,
-                         scratch)
+                         scratch, threads)
     return _studio
 
 
 def _render_chunk(job: tuple) -> tuple[int, int]:
     k, records, out, settings_json = job
-    rows = pd.DataFrame.from_records(records)
+    render_ids = [row["render_id"] for row in records]
     studio = _get_studio()
     rgbs, masks, visible = [], [], []
     for row in records:
@@ -175,11 +177,11 @@ def _render_chunk(job: tuple) -> tuple[int, int]:
         masks.append(mask)
         visible.append(frac)
     data, meta = chunk_paths(Path(out), k)
-    payload = _npz_bytes({"render_id": rows.render_id.to_numpy(dtype="U16"),
+    payload = _npz_bytes({"render_id": np.array(render_ids, dtype="U16"),
                           "rgb": np.stack(rgbs), "mask": np.stack(masks),
                           "visible_fraction": np.asarray(visible, np.float32)})
     write_bytes(data, payload)
-    manifest = _manifest(k, rows, RenderSettings.model_validate_json(settings_json))
+    manifest = _manifest(k, render_ids, RenderSettings.model_validate_json(settings_json))
     manifest.update(device=studio.device, sha256=hashlib.sha256(payload).hexdigest())
     write_bytes(meta, json.dumps(manifest, indent=1).encode())  # last: marks the chunk done
     return k, len(records)
@@ -195,17 +197,25 @@ class RenderSummary:
     chunks: int
     seconds: float
     workers: int
+    threads: int
 
     def __str__(self) -> str:
         rate = self.rendered / self.seconds if self.seconds and self.rendered else 0
         return (f"rendered {self.rendered} images ({rate:.0f}/s on {self.workers} worker"
-                f"{'s' if self.workers > 1 else ''}), reused {self.reused} from an earlier run; "
+                f"{'s' if self.workers > 1 else ''} x {self.threads} thread"
+                f"{'s' if self.threads > 1 else ''}), reused {self.reused} from an earlier run; "
                 f"{self.chunks} chunks in {self.out} ({self.seconds:.1f} s)")
 
 
 def render(params: str | Path | Experiment, scenes: str | Path | pd.DataFrame, out: str | Path,
-           workers: int = 1, shard: str = "0/1", progress: bool = True) -> RenderSummary:
-    """The `render` step: every distinct scene of the table -> RGB + exact mask, in chunks."""
+           workers: int = 1, shard: str = "0/1", progress: bool = True,
+           threads: int | None = None) -> RenderSummary:
+    """The `render` step: every distinct scene of the table -> RGB + exact mask, in chunks.
+    `threads`: Cycles' CPU threads per worker; by default the cores shared out among them."""
+    import pandas as pd
+
+    from ..sampling import read_scenes
+
     start = time.perf_counter()
     exp = params if isinstance(params, Experiment) else load_experiment(params)
     table = scenes if isinstance(scenes, pd.DataFrame) else read_scenes(scenes)
@@ -213,6 +223,8 @@ def render(params: str | Path | Experiment, scenes: str | Path | pd.DataFrame, o
     index, count = parse_shard(shard)
     if workers < 1:
         raise CuelabError(f"--workers: got {workers}; at least 1")
+    if threads is not None and threads < 1:
+        raise CuelabError(f"--threads: got {threads}; at least 1")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     chunks = plan_chunks(table, exp.render.chunk_size)
@@ -223,18 +235,20 @@ def render(params: str | Path | Experiment, scenes: str | Path | pd.DataFrame, o
     todo = [k for k in mine if not chunk_is_done(out, k, chunks[k], exp.render)]
     reused = sum(len(chunks[k]) for k in mine if k not in todo)
     rendered = sum(len(chunks[k]) for k in todo)
+    workers = min(workers, max(len(todo), 1))
+    threads = threads or max(1, len(os.sched_getaffinity(0)) // workers)
     if todo:
-        _run_workers(exp.render, table, chunks, todo, out, min(workers, len(todo)), progress)
+        _run_workers(exp.render, table, chunks, todo, out, workers, threads, progress)
     if count == 1:  # a whole run owns the directory: drop chunks of an older, larger table
         for stale in out.glob("chunk-*"):
             if int(stale.name[6:11]) >= len(chunks):
                 stale.unlink()
     return RenderSummary(out, rendered, reused, len(mine), time.perf_counter() - start,
-                         min(workers, max(len(todo), 1)))
+                         workers, threads)
 
 
 def _run_workers(settings: RenderSettings, table: pd.DataFrame, chunks, todo, out: Path,
-                 workers: int, progress: bool) -> None:
+                 workers: int, threads: int, progress: bool) -> None:
     from tqdm import tqdm
 
     values = {v for name in ("shape", "background") for v in table[name].unique()}
@@ -246,7 +260,8 @@ def _run_workers(settings: RenderSettings, table: pd.DataFrame, chunks, todo, ou
     total = sum(len(chunks[k]) for k in todo)
     ram = "/dev/shm" if os.path.isdir("/dev/shm") else None
     with tempfile.TemporaryDirectory(prefix="cuelab-render-", dir=ram) as scratch, \
-            ctx.Pool(workers, _init_worker, (settings_json, meshes, images, scratch)) as pool, \
+            ctx.Pool(workers, _init_worker,
+                     (settings_json, meshes, images, scratch, threads)) as pool, \
             tqdm(total=total, unit="img", desc="render", disable=not progress) as bar:
         for _, n in pool.imap_unordered(_render_chunk, jobs):
             bar.update(n)
