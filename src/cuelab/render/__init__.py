@@ -146,8 +146,16 @@ _studio_args: tuple = ()
 
 
 def _init_worker(settings_json: str, meshes: list[str], images: list[str], scratch: str,
-                 threads: int) -> None:
+                 threads: int, started) -> None:
     global _studio_args
+    # Each worker on its own cores: Blender's helper threads spin while they wait, and would
+    # take turns from the worker next door (2 workers of 1 thread: 1.6x one worker, pinned 1.9x)
+    with started.get_lock():
+        index, started.value = started.value, started.value + 1
+    cores = sorted(os.sched_getaffinity(0))
+    if len(cores) > threads:
+        first = index * threads % len(cores)
+        os.sched_setaffinity(0, (cores + cores)[first: first + threads])
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)  # Blender prints a line per file it writes
     _studio_args = (settings_json, meshes, images, scratch, threads)
@@ -261,7 +269,7 @@ def _run_workers(settings: RenderSettings, table: pd.DataFrame, chunks, todo, ou
     ram = "/dev/shm" if os.path.isdir("/dev/shm") else None
     with tempfile.TemporaryDirectory(prefix="cuelab-render-", dir=ram) as scratch, \
             ctx.Pool(workers, _init_worker,
-                     (settings_json, meshes, images, scratch, threads)) as pool, \
+                     (settings_json, meshes, images, scratch, threads, ctx.Value("i", 0))) as pool, \
             tqdm(total=total, unit="img", desc="render", disable=not progress) as bar:
         for _, n in pool.imap_unordered(_render_chunk, jobs):
             bar.update(n)

@@ -1,8 +1,12 @@
 """The studio: the only module that imports bpy.
 
 A `Studio` builds one Blender scene per worker process (every shape, the occluders, the lights,
-the camera, the node graphs) and, per row of the scenes table, only updates values: which shape is
-visible, node inputs, transforms. Each scene factor has one apply function in `APPLY`.
+the camera, every material) and, per row of the scenes table, only updates what changed, in the
+cheapest way Blender and Cycles offer: ray visibility for which shape is shown (hide_render would
+rebuild the dependency graph), object attributes for colour and surface, material slots for the
+texture (no shader is compiled after the first render), transforms. The backdrop is rendered
+once per background and composited under each row's render on a transparent film. Each scene
+factor has one apply function in `APPLY`.
 
 Determinism: Cycles' seed is fixed and persistent data is on, so a row's pixels depend on the row
 alone (our own randomness, such as where an occluder stands, comes from the row's seed).
@@ -23,6 +27,7 @@ import cv2
 import numpy as np
 from mathutils import Matrix, Vector
 
+from ..color import decode_srgb16, encode_srgb8, srgb_to_linear
 from ..config import RenderSettings
 from ..factors.scene import PALETTE
 
@@ -44,19 +49,31 @@ BACKGROUNDS = {
     "wave": ("wave", (0.5, 0.2, 0.45), (0.08, 0.05, 0.2)),
     "bricks": ("bricks", (0.45, 0.15, 0.08), (0.6, 0.55, 0.5)),
 }
-PROCEDURAL_BG = ("checker", "noise", "voronoi", "wave", "bricks")
-OBJECT_TEXTURES = ("checker", "stripes", "dots", "noise", "voronoi", "wave")
-MATERIALS = {  # Principled BSDF inputs
-    "matte": {"Roughness": 0.9, "Metallic": 0.0, "Specular IOR Level": 0.2, "Coat Weight": 0.0},
-    "glossy": {"Roughness": 0.12, "Metallic": 0.0, "Specular IOR Level": 0.6, "Coat Weight": 1.0},
-    "metal": {"Roughness": 0.25, "Metallic": 1.0, "Specular IOR Level": 0.5, "Coat Weight": 0.0},
-    "rubber": {"Roughness": 0.55, "Metallic": 0.0, "Specular IOR Level": 0.35,
-               "Coat Weight": 0.0},
+BACKGROUND_PATTERNS = {  # kind: shader node, its output, scale, other inputs
+    "checker": ("ShaderNodeTexChecker", "Fac", 6.0, {}),
+    "noise": ("ShaderNodeTexNoise", "Fac", 5.0, {"Detail": 6.0}),
+    "voronoi": ("ShaderNodeTexVoronoi", "Distance", 6.0, {}),
+    "wave": ("ShaderNodeTexWave", "Fac", 4.0, {}),
+    "bricks": ("ShaderNodeTexBrick", "Fac", 6.0, {}),
 }
-
-
-def srgb_to_linear(c: float) -> float:
-    return c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4
+OBJECT_PATTERNS = {  # texture: shader node, its output, scale, other inputs, threshold
+    "checker": ("ShaderNodeTexChecker", "Fac", 3.0, {}, None),
+    "stripes": ("ShaderNodeTexWave", "Fac", 1.5, {"wave_type": "BANDS"}, (0.5,)),
+    "dots": ("ShaderNodeTexVoronoi", "Distance", 4.0, {}, (0.28, "LESS_THAN")),
+    "noise": ("ShaderNodeTexNoise", "Fac", 4.0, {"Detail": 4.0}, (0.5,)),
+    "voronoi": ("ShaderNodeTexVoronoi", "Distance", 3.0, {"feature": "DISTANCE_TO_EDGE"},
+                (0.07, "LESS_THAN")),
+    "wave": ("ShaderNodeTexWave", "Fac", 1.2, {"wave_type": "RINGS"}, None),
+}
+OBJECT_TEXTURES = tuple(OBJECT_PATTERNS)
+SURFACE_INPUTS = ("Roughness", "Metallic", "Specular IOR Level")  # Principled BSDF inputs
+MATERIALS = {  # SURFACE_INPUTS, then Coat Weight
+    "matte": ((0.9, 0.0, 0.2), 0.0),
+    "glossy": ((0.12, 0.0, 0.6), 1.0),
+    "metal": ((0.25, 1.0, 0.5), 0.0),
+    "rubber": ((0.55, 0.0, 0.35), 0.0),
+}
+RAYS = ("camera", "diffuse", "glossy", "transmission", "volume_scatter", "shadow")
 
 
 def color_of(value: str) -> tuple[float, float, float]:
@@ -65,7 +82,7 @@ def color_of(value: str) -> tuple[float, float, float]:
         rgb = colorsys.hsv_to_rgb(h / 360, s, v)
     else:
         rgb = tuple(x / 255 for x in PALETTE[value])
-    return tuple(srgb_to_linear(x) for x in rgb)
+    return tuple(float(c) for c in srgb_to_linear(np.array(rgb, np.float64)))
 
 
 class Studio:
@@ -83,19 +100,23 @@ class Studio:
         self.shapes = _make_shapes()
         for path in meshes:
             self.shapes[f"mesh:{path}"] = _import_mesh(path)
-        self._target_material()
+        self._target_materials()
         for ob in self.shapes.values():
             ob.pass_index = TARGET
             ob.data.materials.clear()
-            ob.data.materials.append(self.material)
+            for m in self.materials:
+                ob.data.materials.append(m)
         self.occluders = _make_occluders(self.scene)
         self._camera_and_light()
         self._world()
         self.images = {f"image:{p}": bpy.data.images.load(str(Path(p).resolve()))
                        for p in images}  # loaded once: loading per row leaks
+        self._backdrop()
         self._compositor(scratch)
         self.state: dict = {}    # the current row's values, for the placements at the end
         self.applied: dict = {}  # the factor values the scene shows now
+        self.surface: dict = {}  # the target's attributes, set on whichever shape is shown
+        self.slots: dict = {}    # each shape's material slot (its texture) now
 
     # -- per row ---------------------------------------------------------------------------------
 
@@ -111,7 +132,9 @@ class Studio:
         self._place_target()
         self._place_camera_and_light()
         self._place_occluder(row["occluder"])
-        rgb, mask = self._render()
+        color, alpha, mask = self._render()
+        backdrop = self._backdrop_picture(row["background"])
+        rgb = encode_srgb8(color * alpha + backdrop * (1 - alpha))  # "Standard" view: sRGB
         if row["occluder"] == "none":
             return rgb, mask, 1.0
         # the unoccluded silhouette, from a 1-sample render without the occluder
@@ -119,18 +142,22 @@ class Studio:
             _show(ob, False)
         samples = self.scene.cycles.samples
         self.scene.cycles.samples = 1
-        _, full = self._render()
+        _, _, full = self._render()
         self.scene.cycles.samples = samples
         return rgb, mask, float(mask.sum() / max(full.sum(), 1))
 
-    def _render(self) -> tuple[np.ndarray, np.ndarray]:
+    def _render(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The scene in linear light (straight alpha), its alpha (H, W, 1), the target's
+        mask."""
         # The operator itself, not the bpy.ops wrapper: in background mode the wrapper
         # re-evaluates every view layer's viewport depsgraph before and after the call (1.5 ms
         # a row, 10% of it), and the render builds and evaluates its own depsgraph anyway.
         _operators.call("render.render", {"write_still": False})  # File Output writes the PNGs
-        rgb = cv2.imread(str(self.io / "rgb.png"), cv2.IMREAD_COLOR)
+        bgra = cv2.imread(str(self.io / "rgba.png"), cv2.IMREAD_UNCHANGED)
         mask = cv2.imread(str(self.io / "mask.png"), cv2.IMREAD_GRAYSCALE)
-        return cv2.cvtColor(rgb, cv2.COLOR_BGR2RGB), mask > 127
+        color = decode_srgb16(cv2.cvtColor(bgra[..., :3], cv2.COLOR_BGR2RGB))
+        alpha = bgra[..., 3:].astype(np.float32) / 65535
+        return color, alpha, mask > 127
 
     # -- building --------------------------------------------------------------------------------
 
@@ -151,45 +178,20 @@ class Studio:
         r.resolution_x = r.resolution_y = s.resolution
         r.resolution_percentage = 100
         r.use_persistent_data = True         # keep BVH and shaders between rows
-        r.film_transparent = False
+        r.film_transparent = True           # the backdrop is composited in (see _backdrop)
         r.use_compositing = True
         sc.view_settings.view_transform = "Standard"  # AgX would shift the palette
         sc.view_settings.look = "None"
         sc.view_layers[0].use_pass_object_index = True
 
-    def _target_material(self) -> None:
-        m = self.material = bpy.data.materials.new("target")
-        nt = m.node_tree
-        N, L = nt.nodes, nt.links
-        self.bsdf = N["Principled BSDF"]
-        coords = N.new("ShaderNodeTexCoord")
-        self.mapping = N.new("ShaderNodeMapping")
-        L.new(coords.outputs["Object"], self.mapping.inputs["Vector"])
-        vec = self.mapping.outputs["Vector"]
-        self.base = N.new("ShaderNodeRGB")
-        self.dark = N.new("ShaderNodeRGB")  # the pattern's colour: a dark shade of the base
-        patterns = {
-            "checker": _out(N, L, "ShaderNodeTexChecker", vec, "Fac", scale=3.0),
-            "stripes": _threshold(N, L, _out(N, L, "ShaderNodeTexWave", vec, "Fac", scale=1.5,
-                                             wave_type="BANDS"), 0.5),
-            "dots": _threshold(N, L, _out(N, L, "ShaderNodeTexVoronoi", vec, "Distance",
-                                          scale=4.0), 0.28, "LESS_THAN"),
-            "noise": _threshold(N, L, _out(N, L, "ShaderNodeTexNoise", vec, "Fac", scale=4.0,
-                                           Detail=4.0), 0.5),
-            "voronoi": _threshold(N, L, _out(N, L, "ShaderNodeTexVoronoi", vec, "Distance",
-                                             scale=3.0, feature="DISTANCE_TO_EDGE"),
-                                  0.07, "LESS_THAN"),
-            "wave": _out(N, L, "ShaderNodeTexWave", vec, "Fac", scale=1.2, wave_type="RINGS"),
-        }
-        self.texture_switch = {}
-        color = self.base.outputs[0]
-        for name, fac in patterns.items():  # a chain of mixes; one switch is on at a time
-            switch = N.new("ShaderNodeMath")
-            switch.operation = "MULTIPLY"
-            L.new(fac, switch.inputs[0])
-            color = _mix(N, L, color, self.dark.outputs[0], switch.outputs[0])
-            self.texture_switch[name] = switch.inputs[1]
-        L.new(color, self.bsdf.inputs["Base Color"])
+    def _target_materials(self) -> None:
+        """The target's surfaces, one material per texture, every shape holding all of them
+        so that each is compiled once: a texture change points the shape's faces at another
+        slot. Colour and material are the target object's attributes (custom properties),
+        so a new row re-syncs an object rather than recompiling a shader."""
+        self.materials = [_target_material(name) for name in ("none", *OBJECT_TEXTURES)]
+        self.texture_slot = {m.name.removeprefix("target-"): i
+                             for i, m in enumerate(self.materials)}
 
     def _camera_and_light(self) -> None:
         cam = bpy.data.cameras.new("camera")
@@ -205,43 +207,54 @@ class Studio:
         self.scene.collection.objects.link(self.sun)
 
     def _world(self) -> None:
+        """What every ray but the camera's sees: a constant ambient, so that a background
+        change leaves the object's shading untouched (a clean counterfactual)."""
         w = self.scene.world = bpy.data.worlds.new("world")
-        # no importance map: rebuilding it for every background change costs ~0.8 s, and only
-        # camera rays see the backdrop anyway
-        w.cycles.sampling_method = "NONE"
-        N, L = w.node_tree.nodes, w.node_tree.links
-        window = N.new("ShaderNodeTexCoord").outputs["Window"]
-        self.bg_a, self.bg_b = N.new("ShaderNodeRGB"), N.new("ShaderNodeRGB")
-        a, b = self.bg_a.outputs[0], self.bg_b.outputs[0]
-        self.bg_switch = {}
-        y = N.new("ShaderNodeSeparateXYZ")
-        L.new(window, y.inputs[0])
-        color = a                                                        # solid
-        sources = {
-            "gradient": y.outputs["Y"],
-            "checker": _out(N, L, "ShaderNodeTexChecker", window, "Fac", scale=6.0),
-            "noise": _out(N, L, "ShaderNodeTexNoise", window, "Fac", scale=5.0, Detail=6.0),
-            "voronoi": _out(N, L, "ShaderNodeTexVoronoi", window, "Distance", scale=6.0),
-            "wave": _out(N, L, "ShaderNodeTexWave", window, "Fac", scale=4.0),
-            "bricks": _out(N, L, "ShaderNodeTexBrick", window, "Fac", scale=6.0),
-        }
-        for kind, fac in sources.items():
-            pattern = _mix(N, L, a, b, fac)
-            switch = N.new("ShaderNodeValue")
-            color = _mix(N, L, color, pattern, switch.outputs[0])
-            self.bg_switch[kind] = switch.outputs[0]
-        self.bg_image = N.new("ShaderNodeTexImage")
-        self.bg_image.extension = "EXTEND"
-        L.new(window, self.bg_image.inputs["Vector"])
-        switch = N.new("ShaderNodeValue")
-        color = _mix(N, L, color, self.bg_image.outputs["Color"], switch.outputs[0])
-        self.bg_switch["image"] = switch.outputs[0]
-        # camera rays see the backdrop; every other ray sees a constant ambient, so a
-        # background change leaves the object's shading untouched (a clean counterfactual)
-        ambient = N.new("ShaderNodeRGB")
-        ambient.outputs[0].default_value = (*AMBIENT, 1)
-        is_camera = N.new("ShaderNodeLightPath").outputs["Is Camera Ray"]
-        L.new(_mix(N, L, ambient.outputs[0], color, is_camera), N["Background"].inputs["Color"])
+        w.cycles.sampling_method = "NONE"  # constant: no importance map to build
+        w.node_tree.nodes["Background"].inputs["Color"].default_value = (*AMBIENT, 1)
+
+    def _backdrop(self) -> None:
+        """What the camera sees behind the scene. A backdrop is a pattern in screen space, the
+        same for every row, so each is rendered once, on its own (`_backdrop_picture`), and
+        composited under each row's render of the scene on a transparent film: the rows'
+        camera rays never shade it. To render it: a plane riding with the camera with one
+        constant material per background in its slots, the face pointed at the row's."""
+        me = bpy.data.meshes.new("backdrop")
+        me.from_pydata([(-1, -1, 0), (1, -1, 0), (1, 1, 0), (-1, 1, 0)], [], [(0, 1, 2, 3)])
+        ob = self.backdrop = bpy.data.objects.new("backdrop", me)
+        self.scene.collection.objects.link(ob)
+        ob.parent = self.camera
+        _show(ob, False)
+        looks = {name: (kind, a, b or a, None) for name, (kind, a, b) in BACKGROUNDS.items()}
+        looks |= {name: ("image", None, None, image) for name, image in self.images.items()}
+        self.backdrop_slot = {}
+        for name, look in looks.items():
+            self.backdrop_slot[name] = len(me.materials)
+            me.materials.append(_backdrop_material(name, *look))
+        self.backdrop_pictures: dict = {}
+
+    def _backdrop_picture(self, value: str) -> np.ndarray:
+        """The backdrop `value` as the camera sees it, linear RGB; rendered on first use."""
+        if value in self.backdrop_pictures:
+            return self.backdrop_pictures[value]
+        shown = [ob for ob in [*self.shapes.values(), *self.occluders.values()]
+                 if ob.visible_camera]
+        for ob in shown:
+            _show(ob, False)
+        plane, cam = self.backdrop, self.camera.data
+        plane.data.polygons[0].material_index = self.backdrop_slot[value]
+        plane.data.update()
+        depth = cam.clip_end / 2  # behind everything, three times wider than the view
+        plane.location = (0, 0, -depth)
+        plane.scale = (3 * depth * cam.sensor_width / 2 / cam.lens,) * 2 + (1,)
+        plane.visible_camera = True
+        self.scene.render.film_transparent = False
+        picture = self.backdrop_pictures[value] = self._render()[0]
+        self.scene.render.film_transparent = True
+        plane.visible_camera = False
+        for ob in shown:
+            _show(ob, True)
+        return picture
 
     def _compositor(self, scratch: str | None) -> None:
         # Blender can only hand its passes over as files: a RAM disk keeps that cheap
@@ -261,10 +274,12 @@ class Studio:
         out.file_name = ""
         out.format.media_type = "IMAGE"
         out.format.file_format = "PNG"
-        out.format.color_depth = "8"
         out.format.compression = 0
-        out.format.color_mode = "RGB"
-        out.file_output_items.new("RGBA", "rgb")
+        # the scene with its alpha, to composite the backdrop under (16-bit PNG: sRGB-encoded,
+        # straight alpha, no view transform)
+        out.format.color_depth = "16"
+        out.format.color_mode = "RGBA"
+        out.file_output_items.new("RGBA", "rgba").save_as_render = False
         item = out.file_output_items.new("FLOAT", "mask")
         item.override_node_format = True
         item.format.media_type = "IMAGE"
@@ -273,14 +288,23 @@ class Studio:
         item.format.color_depth = "8"
         item.format.compression = 0
         item.save_as_render = False
-        L.new(layers.outputs["Image"], out.inputs["rgb"])
+        L.new(layers.outputs["Image"], out.inputs["rgba"])
         L.new(idmask.outputs[0], out.inputs["mask"])
 
     # -- placing things ------------------------------------------------------------------------
 
     def _place_target(self) -> None:
-        self.target.scale = (self.state["size"],) * 3
-        self.target.rotation_euler = (0, 0, math.radians(self.state["rotation"]))
+        ob = self.target
+        slot = self.texture_slot[self.state["texture"]]
+        if self.slots.get(ob.name) != slot:  # only on change: the mesh is synced again
+            ob.data.polygons.foreach_set("material_index", [slot] * len(ob.data.polygons))
+            ob.data.update()
+            self.slots[ob.name] = slot
+        ob.scale = (self.state["size"],) * 3
+        ob.rotation_euler = (0, 0, math.radians(self.state["rotation"]))
+        for key, value in self.surface.items():
+            ob[key] = value
+        ob.update_tag(refresh={"OBJECT"})  # attributes re-sync with the object
 
     def _place_camera_and_light(self) -> None:
         s = self.state
@@ -328,8 +352,10 @@ _UNSET = object()
 
 
 def _show(ob: bpy.types.Object, visible: bool) -> None:
-    if ob.hide_render == visible:  # only on change: it rebuilds the dependency graph
-        ob.hide_render = not visible
+    """Ray visibility, not hide_render: changing that rebuilds Blender's dependency graph."""
+    if ob.visible_camera != visible:
+        for ray in RAYS:
+            setattr(ob, f"visible_{ray}", visible)
 
 
 def _ram_disk() -> str | None:
@@ -346,30 +372,12 @@ def _apply_shape(st: Studio, value: str) -> None:
 
 def _apply_color(st: Studio, value: str) -> None:
     rgb = color_of(value)
-    st.base.outputs[0].default_value = (*rgb, 1)
-    st.dark.outputs[0].default_value = (*(0.12 * c for c in rgb), 1)
-
-
-def _apply_texture(st: Studio, value: str) -> None:
-    for name, switch in st.texture_switch.items():
-        _switch(switch, name == value)
+    st.surface["cuelab_base"] = rgb
+    st.surface["cuelab_dark"] = tuple(0.12 * c for c in rgb)
 
 
 def _apply_material(st: Studio, value: str) -> None:
-    for key, v in MATERIALS[value].items():
-        st.bsdf.inputs[key].default_value = v
-
-
-def _apply_background(st: Studio, value: str) -> None:
-    if value.startswith("image:"):
-        kind, a, b = "image", (0, 0, 0), (0, 0, 0)
-        st.bg_image.image = st.images[value]
-    else:
-        kind, a, b = BACKGROUNDS[value]
-    for name, switch in st.bg_switch.items():
-        _switch(switch, name == kind)
-    st.bg_a.outputs[0].default_value = (*a, 1)
-    st.bg_b.outputs[0].default_value = (*(b or a), 1)
+    st.surface["cuelab_surface"], st.surface["cuelab_coat"] = MATERIALS[value]
 
 
 def _apply_light_intensity(st: Studio, value: float) -> None:
@@ -378,11 +386,6 @@ def _apply_light_intensity(st: Studio, value: float) -> None:
 
 def _apply_light_temperature(st: Studio, value: float) -> None:
     st.sun.data.temperature = value
-
-
-def _switch(socket, on: bool) -> None:
-    if socket.default_value != on:
-        socket.default_value = float(on)
 
 
 def _remember(name: str):
@@ -397,12 +400,12 @@ APPLY = {
     "shape": _apply_shape,
     "size": _remember("size"),
     "color": _apply_color,
-    "texture": _apply_texture,
+    "texture": _remember("texture"),
     "material": _apply_material,
     "rotation": _remember("rotation"),
     "position_x": _remember("position_x"),
     "position_y": _remember("position_y"),
-    "background": _apply_background,
+    "background": _remember("background"),  # composited in by render_row
     "occluder": _remember("occluder"),
     "light_elevation": _remember("light_elevation"),
     "light_azimuth": _remember("light_azimuth"),
@@ -427,6 +430,71 @@ def _out(N, L, kind: str, vector, output: str, scale: float = 1.0, **props):
         else:
             setattr(node, key, value)
     return node.outputs[output]
+
+
+def _target_material(texture: str) -> bpy.types.Material:
+    """A Principled BSDF: base colour, or `texture`'s pattern in a dark shade of it, on the
+    object's own coordinates; colour and surface read from the object's attributes."""
+    m = bpy.data.materials.new(f"target-{texture}")
+    N, L = m.node_tree.nodes, m.node_tree.links
+    bsdf = N["Principled BSDF"]
+    surface = N.new("ShaderNodeSeparateXYZ")
+    L.new(_attribute(N, "cuelab_surface").outputs["Vector"], surface.inputs[0])
+    for axis, key in zip(surface.outputs, SURFACE_INPUTS):
+        L.new(axis, bsdf.inputs[key])
+    L.new(_attribute(N, "cuelab_coat").outputs["Fac"], bsdf.inputs["Coat Weight"])
+    color = _attribute(N, "cuelab_base").outputs["Color"]
+    if texture != "none":
+        vec = N.new("ShaderNodeTexCoord").outputs["Object"]
+        node, output, scale, props, edge = OBJECT_PATTERNS[texture]
+        fac = _out(N, L, node, vec, output, scale=scale, **props)
+        if edge:
+            fac = _threshold(N, L, fac, *edge)
+        dark = _attribute(N, "cuelab_dark").outputs["Color"]  # the pattern's: a dark shade
+        color = _mix(N, L, color, dark, fac)
+    L.new(color, bsdf.inputs["Base Color"])
+    return m
+
+
+def _backdrop_material(name: str, kind: str, a, b, image) -> bpy.types.Material:
+    """A constant emission: colour `a`, or a screen-space pattern from `a` to `b`, or an
+    image stretched over the view."""
+    m = bpy.data.materials.new(f"backdrop-{name}")
+    N, L = m.node_tree.nodes, m.node_tree.links
+    N.remove(N["Principled BSDF"])
+    emission = N.new("ShaderNodeEmission")
+    L.new(emission.outputs[0], N["Material Output"].inputs["Surface"])
+    if kind == "image":
+        tex = N.new("ShaderNodeTexImage")
+        tex.image = image
+        tex.extension = "EXTEND"
+        L.new(N.new("ShaderNodeTexCoord").outputs["Window"], tex.inputs["Vector"])
+        L.new(tex.outputs["Color"], emission.inputs["Color"])
+        return m
+    rgb_a, rgb_b = N.new("ShaderNodeRGB"), N.new("ShaderNodeRGB")
+    rgb_a.outputs[0].default_value = (*a, 1)
+    rgb_b.outputs[0].default_value = (*b, 1)
+    window = N.new("ShaderNodeTexCoord").outputs["Window"]
+    if kind == "solid":
+        L.new(rgb_a.outputs[0], emission.inputs["Color"])
+        return m
+    if kind == "gradient":
+        y = N.new("ShaderNodeSeparateXYZ")
+        L.new(window, y.inputs[0])
+        fac = y.outputs["Y"]
+    else:
+        node, output, scale, props = BACKGROUND_PATTERNS[kind]
+        fac = _out(N, L, node, window, output, scale=scale, **props)
+    L.new(_mix(N, L, rgb_a.outputs[0], rgb_b.outputs[0], fac), emission.inputs["Color"])
+    return m
+
+
+def _attribute(N, name: str):
+    """The shaded object's custom property `name`, as a shader input."""
+    node = N.new("ShaderNodeAttribute")
+    node.attribute_type = "OBJECT"
+    node.attribute_name = name
+    return node
 
 
 def _threshold(N, L, value, edge: float, op: str = "GREATER_THAN"):
@@ -523,7 +591,7 @@ def _make_occluders(scene) -> dict:
     for ob in obs.values():
         ob.pass_index = OCCLUDER
         ob.data.materials.append(m)
-        ob.hide_render = True
+        _show(ob, False)
     return obs
 
 
