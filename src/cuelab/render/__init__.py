@@ -98,7 +98,8 @@ def renderer_fingerprint() -> str:
     """The studio's code and Blender's version: chunks made by another renderer are redone."""
     from importlib.metadata import version
 
-    code = (Path(__file__).parent / "studio.py").read_bytes()
+    here = Path(__file__).parent
+    code = (here / "studio.py").read_bytes() + (here.parent / "color.py").read_bytes()
     return f"bpy {version('bpy')}, studio {hashlib.sha256(code).hexdigest()[:16]}"
 
 
