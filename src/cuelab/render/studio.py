@@ -244,9 +244,12 @@ class Studio:
         plane, cam = self.backdrop, self.camera.data
         plane.data.polygons[0].material_index = self.backdrop_slot[value]
         plane.data.update()
-        depth = cam.clip_end / 2  # behind everything, three times wider than the view
-        plane.location = (0, 0, -depth)
-        plane.scale = (3 * depth * cam.sensor_width / 2 / cam.lens,) * 2 + (1,)
+        # one camera for every backdrop, so that a picture does not depend on the row that
+        # asked for it first (the next row places the camera again)
+        self.camera.location, self.camera.rotation_euler = (0, 0, 0), (0, 0, 0)
+        cam.lens, cam.shift_x, cam.shift_y, cam.clip_end = 50, 0, 0, 100
+        plane.location = (0, 0, -10)  # filling the view three times over
+        plane.scale = (3 * 10 * cam.sensor_width / 2 / cam.lens,) * 2 + (1,)
         plane.visible_camera = True
         self.scene.render.film_transparent = False
         picture = self.backdrop_pictures[value] = self._render()[0]
