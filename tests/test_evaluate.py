@@ -126,7 +126,7 @@ def test_evaluate_writes_results_metrics_plots_and_pictures(evaluated):
     from cuelab.sampling import read_scenes
     from cuelab.train import load_model, predict
 
-    paths, exp, summary = evaluated["paths"], evaluated["exp"], evaluated["summary"]
+    paths, summary = evaluated["paths"], evaluated["summary"]
     out = paths["out"]
     results = json.loads((out / "results.json").read_text())
     assert results["schema"] == 1 and results["classes"] == ["cube", "sphere", "cone"]

@@ -179,9 +179,9 @@ def evaluate(params: str | Path | Experiment, scenes: str | Path | pd.DataFrame,
             preds[["image_id", "split", "label", "pred"]
                   + [c for c in preds if c.startswith("logit_")]].to_parquet(
                 tmp / "predictions.parquet", index=False)
+            results = _jsonable(results)  # once: the figures and results.json read the same
             results["files"] = {"predictions": "predictions.parquet", "summary": "index.html",
                                 "figures": _figures(results, examples, tmp)}
-            results = _jsonable(results)
             results["tracking"] = {"tracking_uri": config["tracking_uri"],
                                    "experiment_id": run.info.experiment_id,
                                    "run_id": run.info.run_id,
@@ -310,12 +310,12 @@ def _heat(m: np.ndarray) -> np.ndarray:
 def _figures(results: dict, examples: tuple, out: Path) -> dict[str, str]:
     made = {}
     if results["sweeps"]:
-        made["sweeps"] = fig.sweeps_figure(_jsonable(results["sweeps"]))
+        made["sweeps"] = fig.sweeps_figure(results["sweeps"])
     made["confusion"] = fig.confusion_figure(results["iid"]["confusion"], results["classes"])
     if results["conflicts"]:
-        made["conflicts"] = fig.conflicts_figure(_jsonable(results["conflicts"]))
+        made["conflicts"] = fig.conflicts_figure(results["conflicts"])
     if results["background"]:
-        made["background"] = fig.background_figure(_jsonable(results["background"]))
+        made["background"] = fig.background_figure(results["background"])
     if results["importance"]:
         made["importance"] = fig.importance_figure(results["importance"])
     if examples:

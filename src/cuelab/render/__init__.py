@@ -23,6 +23,7 @@ import time
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -30,6 +31,9 @@ from ..atomic import write_bytes
 from ..config import Experiment, RenderSettings, load_experiment
 from ..errors import CuelabError
 from ..factors import REGISTRY, SCENE_FACTOR_NAMES
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 ROW_FIELDS = list(SCENE_FACTOR_NAMES) + ["seed"]
 

@@ -65,7 +65,6 @@ OBJECT_PATTERNS = {  # texture: shader node, its output, scale, other inputs, th
                 (0.07, "LESS_THAN")),
     "wave": ("ShaderNodeTexWave", "Fac", 1.2, {"wave_type": "RINGS"}, None),
 }
-OBJECT_TEXTURES = tuple(OBJECT_PATTERNS)
 SURFACE_INPUTS = ("Roughness", "Metallic", "Specular IOR Level")  # Principled BSDF inputs
 MATERIALS = {  # SURFACE_INPUTS, then Coat Weight
     "matte": ((0.9, 0.0, 0.2), 0.0),
@@ -189,9 +188,9 @@ class Studio:
         so that each is compiled once: a texture change points the shape's faces at another
         slot. Colour and material are the target object's attributes (custom properties),
         so a new row re-syncs an object rather than recompiling a shader."""
-        self.materials = [_target_material(name) for name in ("none", *OBJECT_TEXTURES)]
-        self.texture_slot = {m.name.removeprefix("target-"): i
-                             for i, m in enumerate(self.materials)}
+        textures = ("none", *OBJECT_PATTERNS)
+        self.materials = [_target_material(name) for name in textures]
+        self.texture_slot = {name: i for i, name in enumerate(textures)}
 
     def _camera_and_light(self) -> None:
         cam = bpy.data.cameras.new("camera")
@@ -474,13 +473,14 @@ def _backdrop_material(name: str, kind: str, a, b, image) -> bpy.types.Material:
         L.new(N.new("ShaderNodeTexCoord").outputs["Window"], tex.inputs["Vector"])
         L.new(tex.outputs["Color"], emission.inputs["Color"])
         return m
-    rgb_a, rgb_b = N.new("ShaderNodeRGB"), N.new("ShaderNodeRGB")
+    rgb_a = N.new("ShaderNodeRGB")
     rgb_a.outputs[0].default_value = (*a, 1)
-    rgb_b.outputs[0].default_value = (*b, 1)
-    window = N.new("ShaderNodeTexCoord").outputs["Window"]
     if kind == "solid":
         L.new(rgb_a.outputs[0], emission.inputs["Color"])
         return m
+    rgb_b = N.new("ShaderNodeRGB")
+    rgb_b.outputs[0].default_value = (*b, 1)
+    window = N.new("ShaderNodeTexCoord").outputs["Window"]
     if kind == "gradient":
         y = N.new("ShaderNodeSeparateXYZ")
         L.new(window, y.inputs[0])

@@ -225,6 +225,11 @@ def row_bit_generator(seed: int) -> np.random.SFC64:
 MAX_SKEW = 1 / math.sqrt(20)
 
 
+def _largest_skewness(read_noise: float) -> float:
+    """The largest skewness of Poisson(m) + N(0, r^2) over m: at m = 2 r^2, 2 / (3^1.5 r)."""
+    return 2 / (3 ** 1.5 * max(read_noise, 1e-9))
+
+
 def expose(signal: np.ndarray, iso: int, s: SensorSettings, rng: np.random.Generator):
     """Relative exposure (0..1 of full scale) -> digital numbers, with shot noise (Poisson in
     the electron count), Gaussian read noise and quantisation. The photon-transfer curve has
@@ -236,7 +241,7 @@ def expose(signal: np.ndarray, iso: int, s: SensorSettings, rng: np.random.Gener
     z = standard_normal(rng, electrons.shape)
     r2 = np.float32(s.read_noise ** 2)
     noisy = cv2.add(cv2.multiply(cv2.sqrt(electrons + r2), z), electrons)  # cv2: 2x numpy here
-    if 0.385 / max(s.read_noise, 1e-9) > MAX_SKEW:  # else no photosite needs the exact law
+    if _largest_skewness(s.read_noise) > MAX_SKEW:  # else no photosite needs the exact law
         skewed = electrons > MAX_SKEW * (electrons + r2) ** 1.5
         noisy[skewed] = rng.poisson(electrons[skewed]) + s.read_noise * z[skewed]
     noisy *= gain
