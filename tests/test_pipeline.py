@@ -9,7 +9,8 @@ import yaml
 from conftest import BIN, ROOT, tiny_experiment, write_params
 from cuelab.pipeline import compile_pipeline, run_local
 from cuelab.render import render
-from cuelab.sampling import read_scenes, sample
+from cuelab.sampling import sample
+from cuelab.scenes import read_scenes
 from cuelab.sensor import sensor
 from cuelab.tracking import dataset_version
 

@@ -18,7 +18,8 @@ from cuelab.errors import CuelabError
 from cuelab.factors import REGISTRY, SCENE_FACTOR_NAMES
 from cuelab.render import read_renders, render
 from cuelab.render.contact_sheet import contact_sheet
-from cuelab.sampling import render_ids, sample_scenes
+from cuelab.sampling import sample_scenes
+from cuelab.scenes import render_ids
 
 pytestmark = pytest.mark.slow
 RENDER = {"resolution": 32, "samples": 2, "device": "cpu", "chunk_size": 4}

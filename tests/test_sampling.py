@@ -7,8 +7,12 @@ import pytest
 
 from conftest import bare_experiment, tiny_experiment
 from cuelab.config import experiment_from_dict
-from cuelab.factors import FACTOR_NAMES, REGISTRY, SCENE_FACTOR_NAMES
-from cuelab.sampling import (COLUMNS, agreement, expected_agreement, sample, sample_scenes)
+from conftest import ROOT
+from cuelab.config import load_experiment
+from cuelab.factors import FACTOR_NAMES, REGISTRY, SCENE_FACTOR_NAMES, Factor
+from cuelab.sampling import sample, sample_scenes
+from cuelab.scenes import agreement, columns, render_ids
+from cuelab.validate import expected_agreement
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +82,7 @@ def test_values_in_domain_and_typed(big, tiny):
 
 def test_split_sizes_exact_ids_unique_classes_balanced(tiny):
     exp, df = tiny
-    assert list(df.columns) == COLUMNS
+    assert list(df.columns) == columns()
     assert df.image_id.is_unique
     counts = df.split.value_counts().to_dict()
     assert counts == exp.row_counts()
@@ -106,9 +110,12 @@ def test_sensor_sweeps_reuse_one_render_scene_sweeps_do_not(tiny):
     iso = df[df.sweep == "iso"].groupby("base_id").render_id.nunique()
     color = df[df.sweep == "color"].groupby("base_id").render_id.nunique()
     assert (iso == 1).all() and (color == 4).all()
-    # rows that differ in any scene factor never share a render
-    scene = df.drop_duplicates("render_id")[list(SCENE_FACTOR_NAMES) + ["seed"]]
-    assert not scene.astype(str).duplicated().any()
+    # rows that share a render have every scene factor equal, and rows that differ in any
+    # scene factor never share one
+    scene = df[list(SCENE_FACTOR_NAMES)].astype(str)
+    assert (scene.groupby(df.render_id).nunique() == 1).all().all()
+    assert not scene.drop_duplicates().duplicated().any()
+    assert scene.drop_duplicates().shape[0] == df.render_id.nunique()
 
 
 def test_probes_are_decorrelated():
@@ -181,3 +188,49 @@ def test_a_row_depends_only_on_seed_group_and_index():
     # another seed gives another table
     reseeded = sample_scenes(experiment_from_dict(tiny_experiment(seed=4)))
     assert not reseeded.seed.equals(small.seed)
+
+
+def _with(registry: dict, after: str, new: Factor) -> dict:
+    """The registry with `new` inserted after the factor `after`."""
+    items = list(registry.items())
+    at = [name for name, _ in items].index(after) + 1
+    return dict(items[:at] + [(new.name, new)] + items[at:])
+
+
+NEW_SCENE = Factor("test_gloss", "scene", "A scene factor added by a test.", default=0.5,
+                   low=0.0, high=1.0)
+NEW_SENSOR = Factor("test_gain", "sensor", "A sensor factor added by a test.", default=1.0,
+                    low=0.5, high=2.0)
+REAL_NEW = ("ambient", "prnu")  # the factors added after the streams were named
+
+
+@pytest.mark.parametrize("change", ["test factors", "the real new factors"])
+def test_adding_factors_changes_no_existing_column_and_no_render(change):
+    """A registry with more factors gives the default experiment's table with new columns,
+    every other column byte-identical, every render id the same."""
+    exp = load_experiment(ROOT / "params.yaml")
+    if change == "test factors":
+        before = dict(REGISTRY)
+        after = _with(_with(before, "light_temperature", NEW_SCENE), "lens_k1", NEW_SENSOR)
+    else:
+        before = {k: f for k, f in REGISTRY.items() if k not in REAL_NEW}
+        after = dict(REGISTRY)
+        assert len(after) == len(before) + len(REAL_NEW)
+    old, new = sample_scenes(exp, before), sample_scenes(exp, after)
+    added = [c for c in new.columns if c not in old.columns]
+    assert sorted(added) == sorted(set(after) - set(before))
+    pd.testing.assert_frame_equal(new.drop(columns=added), old, check_exact=True)
+    for name in added:
+        assert (new[name] == after[name].default).all()
+
+
+def test_render_ids_hash_only_what_a_render_depends_on(tiny):
+    exp, df = tiny
+    rows = df[df.split == "train"].head(3).copy()
+    ids = rows.render_id.tolist()
+    changed = rows.assign(iso=800, jpeg_quality=30, seed=rows.seed + 1)  # sensor, seed
+    assert render_ids(changed) == ids
+    assert render_ids(rows.assign(size=rows["size"] + 0.01)) != ids
+    # where an occluder stands comes from the seed: then the seed matters
+    occluded = rows.assign(occluder="bar")
+    assert render_ids(occluded.assign(seed=occluded.seed + 1)) != render_ids(occluded)

@@ -9,7 +9,7 @@ import pytest
 
 from conftest import BIN
 from cuelab.data import load_split, read_index
-from cuelab.sampling import read_scenes, write_table
+from cuelab.scenes import read_scenes, write_table
 from cuelab.validate import ValidationFailed, validate
 
 pytestmark = pytest.mark.slow

@@ -6,7 +6,9 @@ pairs and conflicts), so the suite is derived from it rather than written by han
 GX expectation over one table, every table keyed by an id column, so a failure names the
 offending images (or splits, sweep pairs, ...):
 
-    scenes        the scenes table: columns, types, no nulls, factor values in their domains
+    scenes        the scenes table: columns, types, no nulls, factor values in the domains the
+                  experiment declares
+    values        each distinct factor value inside its registry domain (`Factor.accepts`)
     images        one row per scene (plus any image without one): readable, right shape and
                   dtype, not blank, the target visible, labels consistent, no content shared
                   across splits; per-split pixel statistics recorded
@@ -28,13 +30,15 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy.special import ndtr
 
 from .atomic import replaced_dir, write_json
 from .config import Experiment, load_experiment
 from .data import read_index
 from .errors import CuelabError
 from .factors import FACTOR_NAMES, REGISTRY
-from .sampling import COLUMNS, SPLITS, agreement, expected_agreement, read_scenes
+from .scenes import (SPLITS, agreement, columns, conflict_key, indicates, read_scenes,
+                     sweep_base_id)
 
 BLANK_STD = 2.0          # DN: a picture with less contrast than this is blank (constant)
 CLEVR_VISIBLE = 200 / (320 * 240)  # CLEVR's generator: 200 visible pixels at 320x240
@@ -160,10 +164,24 @@ def _format(a: np.ndarray) -> str:
 
 def build_tables(exp: Experiment, scenes: pd.DataFrame, stats: pd.DataFrame
                  ) -> dict[str, pd.DataFrame]:
-    return {"scenes": scenes, "images": _images_table(exp, scenes, stats),
+    return {"scenes": scenes, "values": _values_table(scenes),
+            "images": _images_table(exp, scenes, stats),
             "splits": _splits_table(exp, scenes), "balance": _balance_table(exp, scenes),
             "correlations": _correlations_table(exp, scenes), "sweeps": _sweeps_table(exp, scenes),
             "conflicts": _conflicts_table(exp, scenes)}
+
+
+def _values_table(scenes) -> pd.DataFrame:
+    """Each distinct value of each factor, and whether the registry's domain allows it (the
+    same test the schema and the renderer use)."""
+    rows = []
+    for name, f in REGISTRY.items():
+        if name not in scenes:
+            continue
+        for value in scenes[name].drop_duplicates():
+            v = value.item() if hasattr(value, "item") else value
+            rows.append({"id": f"{name}={v!r}", "allowed": f.accepts(v)})
+    return pd.DataFrame(rows, columns=["id", "allowed"])
 
 
 def _images_table(exp, scenes, stats) -> pd.DataFrame:
@@ -211,6 +229,38 @@ def _balance_table(exp, scenes) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def expected_agreement(exp: Experiment, name: str) -> float:
+    """rho + (1 - rho) * P(an independent draw lands on the paired value), averaged over classes:
+    arithmetic on the experiment, not the sampler's code, so that it checks the sampler."""
+    spec, f = exp.factors[name], REGISTRY[name]
+    rho, pairs = spec.correlation.rho, exp.pairs(name)
+    k = len(pairs)
+    w_class = np.asarray(exp.label.weights or [1.0] * k, dtype=float)
+    w_class /= w_class.sum()
+    chance = []
+    for p in pairs:
+        if spec.levels is not None:
+            w = np.asarray(spec.weights or [1.0] * len(spec.levels), dtype=float)
+            chance.append(w[list(spec.levels).index(p)] / w.sum())
+        else:
+            chance.append(_range_mass(spec, f.integer, *p))
+    return float(np.dot(w_class, rho + (1 - rho) * np.asarray(chance)))
+
+
+def _range_mass(spec, integer: bool, a: float, b: float) -> float:
+    lo, hi = spec.range
+    if integer:
+        return (np.floor(b) - np.ceil(a) + 1) / (hi - lo + 1)
+    if spec.distribution == "loguniform":
+        return (np.log(b) - np.log(a)) / (np.log(hi) - np.log(lo))
+    if spec.distribution == "normal":  # clipping puts the tails' mass on the end points
+        mu, sd = (lo + hi) / 2, (hi - lo) / 6
+        cdf_b = 1.0 if b >= hi else ndtr((b - mu) / sd)
+        cdf_a = 0.0 if a <= lo else ndtr((a - mu) / sd)
+        return cdf_b - cdf_a
+    return (b - a) / (hi - lo)
+
+
 def _correlations_table(exp, scenes) -> pd.DataFrame:
     rows = []
     for name, spec in exp.factors.items():
@@ -240,7 +290,7 @@ def _sweeps_table(exp, scenes) -> pd.DataFrame:
                                 "scene": scene_key.to_numpy()}).groupby("base_id")
         levels, variants = grouped["level"].nunique(), grouped["scene"].nunique()
         for b in range(sweep.base_scenes):
-            base = f"sweep-{name}-{b:04d}"
+            base = sweep_base_id(name, b)
             rows.append({"id": base, "levels": int(levels.get(base, 0)),
                          "expected_levels": len(exp.sweep_levels(sweep)),
                          "scenes": int(variants.get(base, 0))})
@@ -248,27 +298,25 @@ def _sweeps_table(exp, scenes) -> pd.DataFrame:
 
 
 def _conflicts_table(exp, scenes) -> pd.DataFrame:
-    part = scenes[scenes.split == "conflict"]
-    ok = []
-    for row in part.itertuples(index=False):
-        row = row._asdict()
-        a, b = next(c.factors for c in exp.conflicts
-                    if f"{c.factors[0]}_vs_{c.factors[1]}" == row["conflict"])
-        ca, cb = row["class_a"], row["class_b"]
-        ok.append(ca != cb and _says(exp, a, row[a], ca) and _says(exp, b, row[b], cb)
-                  and row["label"] == (ca if a == exp.label.factor else
-                                       cb if b == exp.label.factor else row["label"]))
-    return pd.DataFrame({"id": part.image_id.to_numpy(), "in_conflict": ok})
-
-
-def _says(exp: Experiment, factor: str, value, cls: int) -> bool:
-    """Does this factor's value indicate class `cls`?"""
-    if factor == exp.label.factor:
-        return value == exp.classes[cls]
-    pair = exp.pairs(factor)[cls]
-    if isinstance(pair, tuple):
-        return pair[0] <= value <= pair[1]
-    return value == pair
+    """One row per conflict image: is it in conflict? Each cue's value indicates its own
+    recorded class, the two classes differ, and the label is the label factor's class."""
+    frames = []
+    for conflict in exp.conflicts:
+        a, b = conflict.factors
+        part = scenes[(scenes.split == "conflict")
+                      & (scenes.conflict == conflict_key(a, b))]
+        ca, cb = part.class_a.to_numpy(np.int64), part.class_b.to_numpy(np.int64)
+        label = part.label.to_numpy()
+        ok = ((ca != cb) & indicates(exp, a, part[a].to_numpy(), ca)
+              & indicates(exp, b, part[b].to_numpy(), cb))
+        for name, cls in ((a, ca), (b, cb)):
+            if name == exp.label.factor:
+                ok &= label == cls
+        frames.append(pd.DataFrame({"id": part.image_id.to_numpy(), "in_conflict": ok}))
+    stray = scenes[(scenes.split == "conflict")
+                   & ~scenes.conflict.isin([conflict_key(*c.factors) for c in exp.conflicts])]
+    frames.append(pd.DataFrame({"id": stray.image_id.to_numpy(), "in_conflict": False}))
+    return pd.concat(frames, ignore_index=True)
 
 
 def pixel_stats(images: pd.DataFrame) -> dict[str, dict[str, float]]:
@@ -316,7 +364,7 @@ def expectations(exp: Experiment, tables: dict[str, pd.DataFrame]) -> dict[str, 
     types = {"image_id": "str", "split": "str", "label": "int64", "seed": "int64",
              "render_id": "str", **{n: _type_name(n) for n in FACTOR_NAMES}}
     scenes = [E.ExpectTableColumnsToMatchOrderedList(
-        column_list=COLUMNS, description="the scenes table has exactly the cuelab columns")]
+        column_list=columns(), description="the scenes table has exactly the cuelab columns")]
     for col, t in types.items():
         scenes.append(E.ExpectColumnValuesToBeOfType(
             column=col, type_=t, description=f"`{col}` is of type {t}"))
@@ -364,6 +412,9 @@ def expectations(exp: Experiment, tables: dict[str, pd.DataFrame]) -> dict[str, 
             description=f"{s}: mean pixel value recorded (neither all black nor all white)"))
     return {
         "scenes": scenes,
+        "values": [E.ExpectColumnValuesToBeInSet(
+            column="allowed", value_set=[True],
+            description="every factor value inside its registry domain")],
         "images": images,
         "splits": [E.ExpectColumnPairValuesToBeEqual(
             column_A="rows", column_B="expected", description="each split has its specified size")],

@@ -7,9 +7,12 @@ factor's name, so adding a factor is one entry here and one apply function there
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Callable, Literal
+
+import numpy as np
 
 Stage = Literal["scene", "sensor"]
 Value = str | float | int
@@ -22,15 +25,16 @@ class Factor:
     doc: str
     default: Value
     # categorical factors: the named levels, plus an optional family of open-ended values
-    # (a user mesh file, an HSV colour, an image file) recognised by `open_value`
+    # (a user mesh file, an HSV colour, an image file)
     levels: tuple[str, ...] = ()
-    open_value: tuple[str, Callable[[str], bool]] | None = None  # (how to write it, test)
+    open_form: OpenForm | None = None
     # numeric factors: the closed interval [low, high]
     low: float | None = None
     high: float | None = None
     unit: str = ""
     integer: bool = False
     notes: dict[str, str] = field(default_factory=dict)  # special values, e.g. {"0": "off"}
+    seeded: bool = False  # away from its default, the factor draws from the row's seed
 
     @property
     def kind(self) -> Literal["categorical", "numeric"]:
@@ -44,8 +48,8 @@ class Factor:
         """The allowed values, as a person would write them in an error message."""
         if self.is_categorical:
             text = "one of " + ", ".join(self.levels)
-            if self.open_value:
-                text += f", or {self.open_value[0]}"
+            if self.open_form:
+                text += f", or {self.open_form.syntax}"
             return text
         kind = "an integer" if self.integer else "a number"
         unit = f" {self.unit}" if self.unit else ""
@@ -55,15 +59,31 @@ class Factor:
         return text
 
     def accepts(self, value: object) -> bool:
+        """Is `value` in this factor's domain? The one test the schema, the renderer's row
+        check and the data gate all use."""
         if self.is_categorical:
             if not isinstance(value, str):
                 return False
-            return value in self.levels or bool(self.open_value and self.open_value[1](value))
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return value in self.levels or bool(self.open_form and self.open_form.parse(value))
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer,
+                                                             np.floating)):
             return False
-        if self.integer and float(value) != int(value):
+        if not math.isfinite(value) or (self.integer and float(value) != int(value)):
             return False
         return self.low <= value <= self.high
+
+    def problem(self, value: object) -> str | None:
+        """What is wrong with `value`, in words, or None when it is allowed."""
+        if self.accepts(value):
+            return None
+        return f"{self.name} must be {self.domain_text()}"
+
+    def file_of(self, value: object) -> str | None:
+        """The path an open value names ('mesh:duck.obj' -> 'duck.obj'), else None."""
+        form = self.open_form
+        if form is None or not form.is_file or not isinstance(value, str):
+            return None
+        return value[len(form.prefix):] if form.parse(value) else None
 
     def __post_init__(self) -> None:
         # A registry entry that contradicts itself is a programming error: fail at import.
@@ -77,7 +97,20 @@ def _num(x: float | None) -> str:
     return f"{x:g}"
 
 
-def prefixed(prefix: str, pattern: str) -> Callable[[str], bool]:
-    """A test for open-ended categorical values such as 'mesh:assets/duck.obj'."""
-    rx = re.compile(re.escape(prefix) + pattern)
-    return lambda v: bool(rx.fullmatch(v))
+@dataclass(frozen=True)
+class OpenForm:
+    """Categorical values beyond the named levels, written `prefix` + something matching
+    `pattern` (e.g. 'mesh:assets/duck.obj', 'hsv:200,0.5,0.8'); parsed here only."""
+    prefix: str
+    pattern: str
+    syntax: str                      # how to write it, for messages
+    is_file: bool = False            # the rest is a path (meshes, images)
+    valid: Callable[[tuple], bool] = lambda groups: True  # a further test of the parts
+
+    def parse(self, value: str) -> tuple[str, ...] | None:
+        """The pattern's groups (or the whole rest) of a well-formed value, else None."""
+        m = re.fullmatch(re.escape(self.prefix) + self.pattern, value)
+        if m is None:
+            return None
+        groups = m.groups() or (value[len(self.prefix):],)
+        return groups if self.valid(groups) else None

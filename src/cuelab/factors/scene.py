@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import re
-
-from .base import Factor, prefixed
+from .base import Factor, OpenForm
 
 SHAPES = ("cube", "sphere", "cylinder", "cone", "torus", "icosphere", "capsule", "monkey")
 
@@ -40,24 +38,28 @@ BACKGROUNDS = (
 )
 OCCLUDERS = ("none", "bar", "box", "ball")
 
-_HSV = re.compile(r"hsv:(\d+(?:\.\d+)?),(\d(?:\.\d+)?),(\d(?:\.\d+)?)")
+MESH = OpenForm("mesh:", r".+\.(?:obj|ply|stl)", "mesh:<path to .obj/.ply/.stl>", is_file=True)
+IMAGE = OpenForm("image:", r".+\.(?:png|jpe?g)", "image:<path to .png/.jpg>", is_file=True)
+HSV = OpenForm("hsv:", r"(\d+(?:\.\d+)?),(\d(?:\.\d+)?),(\d(?:\.\d+)?)", "hsv:H,S,V",
+               valid=lambda g: float(g[0]) < 360 and float(g[1]) <= 1 and float(g[2]) <= 1)
 
 
-def is_hsv(value: str) -> bool:
-    m = _HSV.fullmatch(value)
-    return bool(m) and float(m[1]) < 360 and float(m[2]) <= 1 and float(m[3]) <= 1
+def hsv_of(value: str) -> tuple[float, float, float] | None:
+    """(hue in degrees, saturation, value) of an 'hsv:H,S,V' colour, else None."""
+    parts = HSV.parse(value)
+    return tuple(float(x) for x in parts) if parts else None
 
 
 SCENE_FACTORS = (
     # --- the object -------------------------------------------------------------------------
     Factor("shape", "scene", "The target object's shape: a primitive, or a user mesh file.",
            default="cube", levels=SHAPES,
-           open_value=("mesh:<path to .obj/.ply/.stl>", prefixed("mesh:", r".+\.(obj|ply|stl)"))),
+           open_form=MESH),
     Factor("size", "scene", "Object scale relative to the unit primitive (1 = about a third of "
            "the frame at the default camera).", default=1.0, low=0.3, high=2.0, unit="x"),
     Factor("color", "scene", "Object base colour: a palette name or hsv:H,S,V "
            "(H in degrees, S and V from 0 to 1).", default="gray", levels=tuple(PALETTE),
-           open_value=("hsv:H,S,V", is_hsv)),
+           open_form=HSV),
     Factor("texture", "scene", "Procedural pattern modulating the object's surface together with "
            "its colour (dark pattern on the base colour).", default="none", levels=TEXTURES),
     Factor("material", "scene", "Surface reflectance model.", default="matte", levels=MATERIALS),
@@ -70,10 +72,10 @@ SCENE_FACTORS = (
     # --- the surroundings ------------------------------------------------------------------
     Factor("background", "scene", "What is behind the object: solid, gradient, procedural, or "
            "an image file.", default="studio", levels=BACKGROUNDS,
-           open_value=("image:<path to .png/.jpg>", prefixed("image:", r".+\.(png|jpe?g)"))),
+           open_form=IMAGE),
     Factor("occluder", "scene", "A distractor object partly covering the target (its placement "
            "comes from the row's seed; the visible fraction is measured from the masks).",
-           default="none", levels=OCCLUDERS),
+           default="none", levels=OCCLUDERS, seeded=True),
     # --- light -------------------------------------------------------------------------------
     Factor("light_elevation", "scene", "Key light elevation above the horizon.", default=45.0,
            low=5.0, high=90.0, unit="deg"),

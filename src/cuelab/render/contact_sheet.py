@@ -12,7 +12,7 @@ import pandas as pd
 from ..config import Experiment, load_experiment
 from ..contact_sheet import save_contact_sheet
 from ..factors import REGISTRY, SCENE_FACTOR_NAMES
-from ..sampling import render_ids
+from ..scenes import render_ids
 from . import read_renders, render
 
 # a base scene that shows every factor's effect: a lit, coloured, slightly turned object

@@ -1,0 +1,172 @@
+"""The scenes table: the contract between sampling and every later step.
+
+One row per image, holding every decision: its id, group (a split or a probe), class, one column
+per registry factor, the row's seed, the render it needs, and for probe rows what they probe.
+This module says what the columns are, how ids are written, and which class a factor's value
+indicates; the sampler writes tables, the renderer, the camera, the data gate, the evaluation and
+the report read them, all through the names here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Mapping
+
+import numpy as np
+import pandas as pd
+
+from .errors import CuelabError
+from .factors import REGISTRY, Factor
+
+if TYPE_CHECKING:
+    from .config import Experiment
+
+SPLITS = ("train", "val", "test")
+PROBE_GROUPS = ("sweep", "conflict", "protocol")
+GROUPS = SPLITS + PROBE_GROUPS   # the values of the `split` column
+
+ID_COLUMNS = ["image_id", "split", "label"]
+ROW_COLUMNS = ["seed", "render_id"]
+PROBE_COLUMNS = ["sweep", "level", "base_id", "conflict", "class_a", "class_b", "variant"]
+PROBE_TYPES = {"sweep": "string", "level": "string", "base_id": "string", "conflict": "string",
+               "variant": "string", "class_a": "Int64", "class_b": "Int64"}
+
+
+def columns(registry: Mapping[str, Factor] = REGISTRY) -> list[str]:
+    return ID_COLUMNS + list(registry) + ROW_COLUMNS + PROBE_COLUMNS
+
+
+def factor_dtype(f: Factor) -> str:
+    """The column type of a factor: string, int64 or float64."""
+    return "string" if f.is_categorical else "int64" if f.integer else "float64"
+
+
+# --- ids: how rows and probes are named ------------------------------------------------------------
+
+def split_image_id(split: str, i: int) -> str:
+    return f"{split}-{i:06d}"
+
+
+def sweep_base_id(factor: str, base: int) -> str:
+    return f"sweep-{factor}-{base:04d}"
+
+
+def sweep_image_id(factor: str, base: int, level: int) -> str:
+    return f"{sweep_base_id(factor, base)}-{level:02d}"
+
+
+def conflict_key(a: str, b: str) -> str:
+    """The name of the conflict between factors a and b (the `conflict` column)."""
+    return f"{a}_vs_{b}"
+
+
+def conflict_image_id(key: str, i: int) -> str:
+    return f"conflict-{key}-{i:04d}"
+
+
+def protocol_base_id(base: int) -> str:
+    return f"protocol-{base:04d}"
+
+
+def protocol_image_id(base: int, variant: str) -> str:
+    return f"{protocol_base_id(base)}-{variant}"
+
+
+def level_text(value) -> str:
+    """A sweep level as the `level` column writes it."""
+    return value if isinstance(value, str) else f"{value:g}"
+
+
+# --- which class a value indicates -------------------------------------------------------------------
+
+def indicates(exp: Experiment, factor: str, values, classes) -> np.ndarray:
+    """Does each value of `factor` indicate its row's class in `classes`? For the label factor:
+    it is that class's level; for a correlated factor: the class's paired level, or inside its
+    paired sub-range (edges included: integer sub-ranges share them). False for a factor that
+    indicates no class. The one rule sampling, the data gate and the evaluation share."""
+    values = np.asarray(values, dtype=object)
+    classes = np.asarray(classes, dtype=np.int64)
+    if factor == exp.label.factor:
+        return values == np.asarray(exp.classes, dtype=object)[classes]
+    if factor not in exp.factors or exp.factors[factor].correlation is None:
+        return np.zeros(len(values), bool)
+    pairs = exp.pairs(factor)
+    if not any(isinstance(p, tuple) for p in pairs):
+        return values == np.asarray(pairs, dtype=object)[classes]
+    numbers = pd.to_numeric(pd.Series(values), errors="coerce").to_numpy(float)
+    lo = np.array([p[0] for p in pairs])[classes]
+    hi = np.array([p[1] for p in pairs])[classes]
+    return (numbers >= lo) & (numbers <= hi)
+
+
+def class_of_label(exp: Experiment, values) -> np.ndarray:
+    """The class index of each value of the label factor."""
+    lookup = {c: i for i, c in enumerate(exp.classes)}
+    return np.array([lookup[v] for v in values], dtype=np.int64)
+
+
+def agreement(df: pd.DataFrame, exp: Experiment, factor: str) -> float:
+    """Fraction of rows whose value of `factor` indicates the row's own class."""
+    if not len(df):
+        return 0.0
+    return float(np.mean(indicates(exp, factor, df[factor].to_numpy(),
+                                   df["label"].to_numpy())))
+
+
+# --- which render a row needs --------------------------------------------------------------------------
+
+def render_ids(df: pd.DataFrame, registry: Mapping[str, Factor] = REGISTRY) -> list[str]:
+    """Rows that ask for the same picture share one render: the hash of the scene factors that
+    differ from their registry default (so a new factor left at its default changes no id),
+    and of the seed where a factor draws from it (where an occluder stands)."""
+    scene = [f for f in registry.values() if f.stage == "scene"]
+    parts = []
+    for f in scene:
+        values = df[f.name]
+        text = (f.name + "=" + values.astype(str) + "|").where(values != f.default, "")
+        parts.append(text.to_numpy(dtype=object))
+    seeded = np.zeros(len(df), bool)
+    for f in scene:
+        if f.seeded:
+            seeded |= (df[f.name] != f.default).to_numpy()
+    parts.append(np.where(seeded, "seed=" + df["seed"].astype(str), ""))
+    keys = np.sum(parts, axis=0) if parts else np.full(len(df), "", object)
+    return [hashlib.blake2b(k.encode(), digest_size=8).hexdigest() for k in keys]
+
+
+# --- files --------------------------------------------------------------------------------------------------
+
+def write_table(df: pd.DataFrame, out: str | Path) -> None:
+    """Write Parquet atomically: a temporary name, then a rename."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    try:
+        pq.write_table(pa.Table.from_pandas(df, preserve_index=False), tmp, compression="zstd")
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def read_scenes(path: str | Path, registry: Mapping[str, Factor] = REGISTRY) -> pd.DataFrame:
+    """A scenes table, checked at the door: a missing, unreadable or foreign file is a
+    `CuelabError` that names it."""
+    path = Path(path)
+    if not path.is_file():
+        raise CuelabError(f"{path}: no scenes table there; run `cuelab sample` first")
+    try:
+        df = pd.read_parquet(path)
+    except Exception as e:  # pyarrow raises several types for a damaged file
+        raise CuelabError(f"{path}: not a readable scenes table ({type(e).__name__}: "
+                          f"{str(e)[:200]}); run `cuelab sample` again") from None
+    missing = [c for c in columns(registry) if c not in df.columns]
+    if missing:
+        raise CuelabError(f"{path}: not a scenes table of this cuelab: missing column"
+                          f"{'s' if len(missing) > 1 else ''} {', '.join(missing[:8])}"
+                          f"{', ...' if len(missing) > 8 else ''}; run `cuelab sample` again")
+    return df
