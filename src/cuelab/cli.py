@@ -32,6 +32,14 @@ def cmd_params_check(args: argparse.Namespace) -> None:
     print(describe_experiment(exp, source=str(args.file)))
 
 
+def cmd_params_resolve(args: argparse.Namespace) -> None:
+    from .steps import resolve
+
+    written = resolve(args.file, args.out)
+    print(f"{args.file}: wrote what each step reads, defaults filled in: "
+          + ", ".join(str(p) for p in written))
+
+
 def cmd_sample(args: argparse.Namespace) -> None:
     from .sampling import sample
 
@@ -105,16 +113,31 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cuelab", description="Which cues does my image classifier rely on?")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _experiment_commands(sub)
+    _data_commands(sub)
+    _model_commands(sub)
+    _pipeline_command(sub)
+    return parser
 
+
+def _experiment_commands(sub) -> None:
     p = sub.add_parser("factors", help="list every factor: domain, default, what it does")
     p.set_defaults(func=cmd_factors)
 
-    p = sub.add_parser("params", help="check an experiment file")
+    p = sub.add_parser("params", help="check an experiment file, or resolve what each step reads")
     psub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
     c = psub.add_parser("check", help="validate and summarise an experiment file")
     c.add_argument("file", nargs="?", default=DEFAULT_PARAMS, type=Path)
     c.set_defaults(func=cmd_params_check)
+    c = psub.add_parser("resolve", help="write each step's part of the experiment, defaults "
+                        "filled in (what the DVC stages depend on)")
+    c.add_argument("file", nargs="?", default=DEFAULT_PARAMS, type=Path)
+    c.add_argument("--out", default="data/params", type=Path,
+                   help="one <step>.json per step (default: %(default)s)")
+    c.set_defaults(func=cmd_params_resolve)
 
+
+def _data_commands(sub) -> None:
     p = sub.add_parser("sample", help="experiment -> scenes table (one row per image)")
     _params_arg(p)
     p.add_argument("--out", default="data/scenes.parquet", type=Path)
@@ -130,9 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Cycles CPU threads per worker (default: the cores shared out)")
     p.add_argument("--shard", default="0/1", metavar="I/N",
                    help="render only chunks I, I+N, ... (default: all)")
-    p.add_argument("--contact-sheet", action="store_true",
-                   help="instead: render every scene factor's levels side by side")
-    p.add_argument("--contact-sheet-out", default="reports/render_contact_sheet.png", type=Path)
+    _contact_sheet_args(p, "render every scene factor's levels side by side", "render")
     p.set_defaults(func=cmd_render)
 
     p = sub.add_parser("sensor", help="clean renders -> final images (the simulated camera)")
@@ -140,9 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scenes", default="data/scenes.parquet", type=Path)
     p.add_argument("--renders", default="data/renders", type=Path)
     p.add_argument("--out", default="data/images", type=Path)
-    p.add_argument("--contact-sheet", action="store_true",
-                   help="instead: one render through each sensor factor's levels")
-    p.add_argument("--contact-sheet-out", default="reports/sensor_contact_sheet.png", type=Path)
+    _contact_sheet_args(p, "one render through each sensor factor's levels", "sensor")
     p.set_defaults(func=cmd_sensor)
 
     p = sub.add_parser("validate", help="the data gate: Great Expectations over table and images")
@@ -154,6 +173,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--summary", default="metrics/validation.json", type=Path)
     p.set_defaults(func=cmd_validate)
 
+
+def _contact_sheet_args(p: argparse.ArgumentParser, what: str, step: str) -> None:
+    p.add_argument("--contact-sheet", action="store_true", help=f"instead: {what}")
+    p.add_argument("--contact-sheet-out", default=f"reports/{step}_contact_sheet.png", type=Path)
+
+
+def _model_commands(sub) -> None:
     p = sub.add_parser("train", help="dataset -> a CNN, tracked in MLflow (MLFLOW_TRACKING_URI, "
                        "default ./mlflow.db) and registered as cuelab-<experiment name>")
     _params_arg(p)
@@ -191,6 +217,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="training's summary, shown if present (default: %(default)s)")
     p.set_defaults(func=cmd_report)
 
+
+def _pipeline_command(sub) -> None:
     p = sub.add_parser("pipeline",
                        help="the Kubeflow pipeline: compile, run it locally, or submit it")
     p.add_argument("action", choices=["compile", "run-local", "submit"])
@@ -207,7 +235,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help="submit: the KFP experiment to run in (default: the params' name)")
     p.add_argument("--run-name", metavar="NAME", help="submit: the run's name (default: KFP's)")
     p.set_defaults(func=cmd_pipeline)
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
