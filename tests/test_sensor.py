@@ -1,5 +1,6 @@
 """The simulated camera: photon transfer, JPEG, distortion against OpenCV, identity,
-determinism; and the step, which reuses renders and writes the dataset."""
+determinism, the stage list against the registry, sub-pixel blur, PRNU; and the step, which
+reuses renders and writes the dataset."""
 
 import cv2
 import numpy as np
@@ -7,15 +8,18 @@ import pandas as pd
 import pytest
 
 from conftest import bare_experiment
+from cuelab.color import decode_srgb8
 from cuelab.config import SensorSettings, experiment_from_dict
 from cuelab.data import load_split, read_index
 from cuelab.errors import CuelabError
 from cuelab.factors import REGISTRY, SENSOR_FACTOR_NAMES
 from cuelab.render import _npz_bytes
 from cuelab.sensor import sensor
-from cuelab.sensor.camera import (acquire, bayer_masks, camera_matrix, demosaic,
-                                  distort_points, expose, jpeg, jpeg_encode, row_bit_generator,
-                                  sensor_gain, standard_normal)
+from cuelab.sensor.camera import (CCM, SCENE_ILLUMINANT_K, STAGES, acquire, active_stages,
+                                  bayer_masks, camera_matrix, defocus_kernel, demosaic,
+                                  distort_points, expose, jpeg, jpeg_encode, motion_kernel,
+                                  needs_linear, prnu_pattern, row_bit_generator, sensor_gain,
+                                  standard_normal, white_balance_gains)
 
 IDENTITY = {n: REGISTRY[n].default for n in SENSOR_FACTOR_NAMES} | {"seed": 5}
 
@@ -115,7 +119,8 @@ def test_identity_parameters_return_the_clean_render():
     {"lens_k1": -0.2}, {"vignetting": 0.5}, {"chromatic_aberration": 2.0}, {"blur_sigma": 1.5},
     {"motion_blur_length": 6.0, "motion_blur_angle": 30.0}, {"iso": 3200},
     {"demosaic": "bilinear"}, {"demosaic": "malvar"}, {"white_balance": 3000.0},
-    {"resample_scale": 0.5, "resample_method": "bicubic"}, {"jpeg_quality": 30}])
+    {"resample_scale": 0.5, "resample_method": "bicubic"}, {"jpeg_quality": 30},
+    {"prnu": 0.05}])
 def test_each_factor_changes_the_image_deterministically(change):
     img, mask = make_image()
     row = IDENTITY | change
@@ -126,6 +131,155 @@ def test_each_factor_changes_the_image_deterministically(change):
     if "iso" in change:  # the noise comes from the row's seed
         c, _ = acquire(img, mask, row | {"seed": 6}, SensorSettings())
         assert not np.array_equal(a, c)
+
+
+# --- the stage list against the registry -------------------------------------------------------
+
+PARAMS = {p: st for st in STAGES for p in st.params}  # factors that only qualify a stage
+
+
+def on_value(name):
+    """A value that switches a stage on: the middle of the domain, or the first other level."""
+    f = REGISTRY[name]
+    if f.is_categorical:
+        return next(v for v in f.levels if v != f.default)
+    mid = (f.low + f.high) / 2
+    value = f.high if mid == f.default else mid
+    return int(value) if f.integer else value
+
+
+def domain_values(name):
+    """Non-default values across the factor's domain: 1%, 10%, 50%, 90% of the way from the
+    default to each end, and the end itself (an angle's 180 is its 0 again, so not that end)."""
+    f = REGISTRY[name]
+    if f.is_categorical:
+        return [v for v in f.levels if v != f.default]
+    values = []
+    for end in (f.low, f.high):
+        fracs = (0.01, 0.1, 0.5, 0.9) + (() if name == "motion_blur_angle" else (1.0,))
+        for frac in fracs if end != f.default else ():
+            v = end if frac == 1.0 else f.default + frac * (end - f.default)
+            values.append(max(1, round(v)) if f.integer else v)
+    if name == "motion_blur_length":
+        values += [0.05, 0.25, 0.5, 0.75, 1.0]  # sub-pixel motion, a no-op before
+    if name == "blur_sigma":
+        values += [0.1, 0.25]
+    return values
+
+
+def test_every_sensor_factor_is_read_by_one_stage_and_switches_only_through_it():
+    names = [n for st in STAGES for n in st.factors]
+    assert set(names) == set(SENSOR_FACTOR_NAMES)  # no factor without a stage: none is a no-op
+    assert not set(PARAMS) & {n for st in STAGES for n in st.switches}
+    assert active_stages(IDENTITY) == [] and not needs_linear(IDENTITY)
+    for st in STAGES:
+        for name in st.switches:
+            assert st in active_stages(IDENTITY | {name: on_value(name)})
+    assert [st.name for st in active_stages(IDENTITY | {"iso": 800, "jpeg_quality": 50})] \
+        == ["exposure", "jpeg"]
+    assert needs_linear(IDENTITY | {"white_balance": 5000.0})
+    assert not needs_linear(IDENTITY | {"jpeg_quality": 50, "resample_scale": 0.5})
+
+
+def test_the_white_balance_identity_is_the_scene_illuminant():
+    assert REGISTRY["white_balance"].default == SCENE_ILLUMINANT_K \
+        == REGISTRY["light_temperature"].default
+    assert np.array_equal(white_balance_gains(REGISTRY["white_balance"].default), np.ones(3))
+
+
+@pytest.mark.parametrize("name", SENSOR_FACTOR_NAMES)
+def test_every_value_of_every_sensor_factor_does_something_and_the_default_nothing(name):
+    img, mask = make_image()
+    noise = np.random.default_rng(3).integers(0, 256, img.shape, dtype=np.uint8)
+    s = SensorSettings()
+    # alone at its default, or a parameter without its stage: the clean render, byte for byte
+    for value in [REGISTRY[name].default] + (domain_values(name) if name in PARAMS else []):
+        for picture in (img, noise):
+            out, m = acquire(picture, mask, IDENTITY | {name: value}, s)
+            assert np.array_equal(out, picture) and np.array_equal(m, mask)
+    # a parameter acts with its stage on; against that stage at the parameter's default
+    base = IDENTITY | {n: on_value(n) for n in PARAMS[name].switches} if name in PARAMS \
+        else IDENTITY
+    before = [acquire(p, mask, base, s)[0] for p in (img, noise)]
+    for value in domain_values(name):
+        assert REGISTRY[name].accepts(value)
+        after = [acquire(p, mask, base | {name: value}, s)[0] for p in (img, noise)]
+        assert any(not np.array_equal(a, b) for a, b in zip(after, before)), (name, value)
+
+
+def test_sub_pixel_motion_blur_is_real_and_grows_from_the_identity():
+    # half a pixel of horizontal motion: 1/16 of each pixel's light to each side
+    assert np.allclose(motion_kernel(0.5, 0.0), [[1 / 16, 7 / 8, 1 / 16]], atol=1e-3)
+    spread = [1 - motion_kernel(length, 30.0).max() for length in (0.01, 0.1, 0.5, 0.9, 1.5)]
+    assert 0 < spread[0] < 0.01 and spread == sorted(spread)
+    for length, angle in ((0.3, 0.0), (4.0, 30.0), (10.0, 90.0), (7.5, 135.0), (19.0, 60.0)):
+        k = motion_kernel(length, angle)
+        assert k.shape[0] % 2 and k.shape[1] % 2 and k.sum() == pytest.approx(1)
+        y, x = np.mgrid[0:k.shape[0], 0:k.shape[1]]
+        cx, cy = (k * x).sum() - k.shape[1] // 2, (k * y).sum() - k.shape[0] // 2
+        assert abs(cx) < 1e-6 and abs(cy) < 1e-6  # centred: blur does not shift the image
+        # the spread along the motion: a segment's length^2 / 12, plus the bilinear weights'
+        # u (1 - u) for a shift of fractional part u (1/6 on average over a long motion)
+        a = np.radians(angle)
+        along = (k * ((x - k.shape[1] // 2) * np.cos(a) - (y - k.shape[0] // 2) * np.sin(a)) ** 2
+                 ).sum()
+        expected = length ** 2 / 12 + (length / 4 - length ** 2 / 12 if length < 1 else 1 / 6)
+        assert along == pytest.approx(expected, rel=0.05, abs=0.02)
+
+
+@pytest.mark.parametrize("sigma", [0.1, 0.25, 0.5, 1.0, 2.0, 4.5])
+def test_defocus_spreads_light_with_the_variance_it_names(sigma):
+    k = defocus_kernel(sigma)
+    x = np.arange(len(k)) - len(k) // 2
+    assert k.sum() == pytest.approx(1) and (k * x * x).sum() == pytest.approx(sigma ** 2, rel=0.01)
+
+
+# --- photo-response non-uniformity ----------------------------------------------------------------
+
+def flat(level):
+    return np.full((64, 64, 3), level, np.uint8), np.zeros((64, 64), bool)
+
+
+def test_prnu_is_a_fixed_pattern_of_the_sensor():
+    img, mask = make_image()
+    s = SensorSettings()
+    # the same for rows of different seeds, and for different pictures
+    a, _ = acquire(img, mask, IDENTITY | {"prnu": 0.05, "seed": 1}, s)
+    b, _ = acquire(img, mask, IDENTITY | {"prnu": 0.05, "seed": 99}, s)
+    assert np.array_equal(a, b) and not np.array_equal(a, img)
+    dark, bright = ((decode_srgb8(acquire(p, m, IDENTITY | {"prnu": 0.05}, s)[0])
+                     / decode_srgb8(p)).ravel() for p, m in (flat(90), flat(170)))
+    assert np.corrcoef(dark, bright)[0, 1] > 0.95
+    # through the noisy raw path the photosites keep their gains: the noise-free image's
+    # deviations are what the mean of many noisy frames converges to
+    mosaic = IDENTITY | {"prnu": 0.05, "demosaic": "bilinear"}
+    grey, m = flat(128)
+    clean = decode_srgb8(acquire(grey, m, mosaic, s)[0]) - decode_srgb8(grey)
+    frames = np.mean([decode_srgb8(acquire(grey, m, mosaic | {"iso": 400, "seed": k}, s)[0])
+                      for k in range(24)], axis=0) - decode_srgb8(grey)
+    assert np.corrcoef(clean.ravel(), frames.ravel())[0, 1] > 0.9
+    # the pattern: a constant per image size, zero mean, unit variance per channel
+    z = prnu_pattern(64, 64)
+    assert z is prnu_pattern(64, 64) and not z.flags.writeable
+    assert np.allclose(z.mean((0, 1)), 0, atol=1e-5) and np.allclose(z.std((0, 1)), 1, atol=1e-4)
+    assert abs(np.corrcoef(z[..., 0].ravel(), z[..., 1].ravel())[0, 1]) < 0.05
+
+
+def test_prnu_keeps_the_mean_and_its_strength_scales_the_deviation():
+    grey, mask = flat(128)
+    s = SensorSettings()
+    level = decode_srgb8(grey)
+    deviation = {}
+    for strength in (0.01, 0.02, 0.04, 0.08):
+        out = decode_srgb8(acquire(grey, mask, IDENTITY | {"prnu": strength}, s)[0])
+        assert out.mean() == pytest.approx(level.mean(), rel=0.005)  # the mean gain is 1
+        deviation[strength] = (out - level).std() / level.mean()
+    # relative deviation = strength x the colour matrix's gain on uncorrelated channels
+    expected = np.sqrt((CCM ** 2).sum(1)).mean()
+    for strength, dev in deviation.items():
+        assert dev == pytest.approx(strength * expected, rel=0.15)
+    assert deviation[0.08] / deviation[0.04] == pytest.approx(2, rel=0.05)
+    assert deviation[0.04] / deviation[0.02] == pytest.approx(2, rel=0.1)
 
 
 def test_better_demosaicing_is_better():
@@ -195,6 +349,13 @@ def test_a_missing_render_names_the_image(tmp_path, renders_dir):
     assert not list(tmp_path.glob(".images*"))  # nothing half-written left behind
 
 
+def test_a_table_sampled_before_a_factor_existed_is_named(tmp_path, renders_dir):
+    exp = experiment_from_dict(bare_experiment())
+    table = scenes([{"image_id": "a", "split": "train", "render_id": "r0"}]).drop(columns="prnu")
+    with pytest.raises(CuelabError, match="no column prnu.*cuelab sample"):
+        sensor(exp, table, renders_dir, tmp_path / "images", progress=False)
+
+
 def test_contact_sheet_has_a_row_per_sensor_factor(tmp_path, renders_dir):
     from PIL import Image
 
@@ -206,3 +367,13 @@ def test_contact_sheet_has_a_row_per_sensor_factor(tmp_path, renders_dir):
     iso_row = SENSOR_FACTOR_NAMES.index("iso") * (128 + 14)
     first, last = sheet[iso_row:iso_row + 128, 150:278], sheet[iso_row:iso_row + 128, -128:]
     assert np.abs(first.astype(int) - last).mean() > 5  # noise grows along the row
+
+
+def test_contact_sheet_shows_every_parameter_with_its_stage_on():
+    from cuelab.sensor.contact_sheet import COMPANIONS
+
+    assert set(COMPANIONS) == set(PARAMS)
+    for name, companion in COMPANIONS.items():
+        assert set(companion) == set(PARAMS[name].switches)
+        assert all(v != REGISTRY[k].default and REGISTRY[k].accepts(v)
+                   for k, v in companion.items())

@@ -1,28 +1,40 @@
 """The simulated camera: a clean render -> the image a camera would have recorded.
 
-Physical order: lens (distortion, chromatic aberration, vignetting) -> optics (defocus, motion
-blur) -> raw sensor (into the camera's colour space, Bayer mosaic, shot and read noise at the
-row's ISO, quantisation) -> ISP (demosaicing, white balance, colour matrix, gamma) -> resampling ->
-JPEG. Each stage is a plain function of numpy arrays and the row's sensor factors; a stage whose
-factors are at their identity values is skipped, so identity factors return the clean render
-(exactly when no stage is on; within 1 LSB through the linear-light round trip).
+The camera is a declared list of stages in physical order (`STAGES`, at the end of this module):
+lens (distortion, chromatic aberration, vignetting) -> optics (defocus, motion blur) -> raw sensor
+(into the camera's colour space; photo-response non-uniformity, Bayer mosaic, shot and read noise
+at the row's ISO, quantisation) -> ISP (demosaicing; white balance and the colour matrix, folded
+into the encode) -> resampling -> JPEG. Each stage declares the factors that switch it on, the
+factors that only qualify it, whether it works in linear light, and its function.
+
+A stage runs when any of its switches differs from that factor's registry default: the registry
+default is the identity, and no stage tests a value of its own. A row with every switch at its
+default gets the clean render back, byte for byte; a row that only turns on linear-light stages
+goes through the linear-light round trip, which alone changes no pixel by more than 1 LSB.
 
 Geometry (distortion, resampling) is applied to the object mask too, with nearest-neighbour
 sampling, so the mask keeps marking the object's pixels in the final image.
+
+To add a sensor factor: its registry entry (cuelab.factors.sensor) and a stage here (a function
+and its line in `STAGES`), or a switch of an existing stage.
 """
 
 from __future__ import annotations
 
 import math
 import threading
+from dataclasses import dataclass, field
 from functools import lru_cache
+from operator import itemgetter
 from statistics import NormalDist
+from typing import Callable
 
 import cv2
 import numpy as np
 
 from ..color import decode_srgb8, encode_srgb8
 from ..config import SensorSettings
+from ..factors import REGISTRY
 
 # A typical camera colour matrix (camera RGB -> linear sRGB; rows sum to 1 so white stays white).
 # Raw noise is added in camera space, so after this matrix it is colour-correlated, as in a camera.
@@ -59,7 +71,15 @@ def blackbody_rgb(kelvin: float) -> tuple[float, float, float]:
     return tuple(rgb / rgb[1])
 
 
-def white_balance_gains(assumed_kelvin: float, scene_kelvin: float = 6500.0) -> np.ndarray:
+# The illuminant the renders are neutral under: the scene's default key light (a black body at
+# this temperature renders white). The number lives in one place, the light_temperature entry
+# of the scene registry; white_balance's default is read from there too, so a camera left at its
+# default white balance applies gains of exactly 1.
+SCENE_ILLUMINANT_K = float(REGISTRY["light_temperature"].default)
+
+
+def white_balance_gains(assumed_kelvin: float, scene_kelvin: float = SCENE_ILLUMINANT_K
+                        ) -> np.ndarray:
     """Gains a camera applies to neutralise `assumed_kelvin`; 1 when it assumes the scene's."""
     return (np.array(blackbody_rgb(scene_kelvin)) / np.array(blackbody_rgb(assumed_kelvin))
             ).astype(np.float32)
@@ -141,23 +161,49 @@ def vignetting(img: np.ndarray, strength: float) -> np.ndarray:
 
 # --- optics --------------------------------------------------------------------------------------
 
+@lru_cache(maxsize=256)
+def defocus_kernel(sigma: float) -> np.ndarray:
+    """Lindeberg's discrete Gaussian, e^-t I_n(t) with t = sigma^2: the kernel whose variance is
+    exactly sigma^2 at every sigma, so a sub-pixel defocus blurs as much as it should. (A sampled
+    Gaussian, as cv2.GaussianBlur draws it, gives a neighbour 3e-4 of the light at sigma 0.25
+    instead of 0.03, and below about 0.3 px changes no 8-bit pixel at all.)"""
+    from scipy.special import ive
+
+    radius = math.ceil(6 * sigma) + 3
+    kernel = ive(np.arange(-radius, radius + 1), sigma * sigma)
+    kernel = kernel[kernel >= 1e-4 * kernel.max()]  # tails worth 0.03 LSB at most
+    return (kernel / kernel.sum()).astype(np.float32)
+
+
 def defocus(img: np.ndarray, sigma: float) -> np.ndarray:
-    return cv2.GaussianBlur(img, (0, 0), sigmaX=sigma, borderType=cv2.BORDER_REFLECT)
+    kernel = defocus_kernel(float(sigma))
+    return cv2.sepFilter2D(img, -1, kernel, kernel, borderType=cv2.BORDER_REFLECT)
 
 
 @lru_cache(maxsize=256)
 def motion_kernel(length: float, angle: float) -> np.ndarray:
-    """A line of `length` pixels at `angle` degrees, anti-aliased, summing to 1."""
-    size = int(math.ceil(length)) | 1
-    scale = 8  # draw at 8x and shrink, for sub-pixel lengths and angles
-    big = np.zeros((size * scale, size * scale), np.float32)
-    c = (size * scale - 1) / 2
-    dx = math.cos(math.radians(angle)) * length * scale / 2
-    dy = -math.sin(math.radians(angle)) * length * scale / 2
-    cv2.line(big, (round(c - dx), round(c - dy)), (round(c + dx), round(c + dy)), 1.0,
-             thickness=scale, lineType=cv2.LINE_AA)
-    kernel = cv2.resize(big, (size, size), interpolation=cv2.INTER_AREA)
-    return kernel / kernel.sum()
+    """The camera moving `length` pixels at `angle` degrees (counter-clockwise from the x axis)
+    while the shutter is open: the mean of the image shifted to every point of that segment,
+    each sub-pixel shift by bilinear interpolation. Any length > 0 blurs (half a pixel of motion
+    moves 1/16 of each pixel's light to each neighbour along the motion) and the kernel grows
+    continuously from the identity at length 0. Odd-sized, centred, summing to 1."""
+    n = max(64, math.ceil(length * 32))  # points along the segment (midpoint rule)
+    t = ((np.arange(n) + 0.5) / n - 0.5) * length
+    x = t * math.cos(math.radians(angle))
+    y = -t * math.sin(math.radians(angle))  # image rows grow downwards
+    r = int(np.floor(max(np.abs(x).max(), np.abs(y).max()))) + 1
+    kernel = np.zeros((2 * r + 1, 2 * r + 1))
+    x0, y0 = np.floor(x), np.floor(y)
+    fx, fy = x - x0, y - y0
+    col, row = x0.astype(int) + r, y0.astype(int) + r
+    for dy, wy in ((0, 1 - fy), (1, fy)):
+        for dx, wx in ((0, 1 - fx), (1, fx)):
+            np.add.at(kernel, (row + dy, col + dx), wy * wx)
+    while len(kernel) > 1 and not (kernel[0].any() or kernel[-1].any()):
+        kernel = kernel[1:-1]  # empty rows (a motion near the horizontal), kept centred
+    while kernel.shape[1] > 1 and not (kernel[:, 0].any() or kernel[:, -1].any()):
+        kernel = kernel[:, 1:-1]
+    return (kernel / kernel.sum()).astype(np.float32)
 
 
 def motion_blur(img: np.ndarray, length: float, angle: float) -> np.ndarray:
@@ -176,6 +222,28 @@ def bayer_masks(h: int, w: int) -> np.ndarray:
     m[1::2, 1::2, 2] = 1
     m.flags.writeable = False
     return m
+
+
+PRNU_SEED = 0x5052_4E55  # the sensor's fixed pattern: one constant seed, never the row's
+
+
+@lru_cache(maxsize=16)
+def prnu_pattern(h: int, w: int) -> np.ndarray:
+    """(h, w, 3) the fixed relative gain deviation of every photosite of every colour, zero mean
+    and unit variance per channel: a property of the sensor (drawn from a constant seed per
+    image size), the same in every image it takes."""
+    z = np.random.default_rng([PRNU_SEED, h, w]).standard_normal((h, w, 3))
+    z = (z - z.mean((0, 1))) / z.std((0, 1))
+    z = z.astype(np.float32)
+    z.flags.writeable = False
+    return z
+
+
+def photo_response(camera_rgb: np.ndarray, strength: float) -> np.ndarray:
+    """Photo-response non-uniformity: each photosite converts its light with a gain of
+    1 + strength * its fixed deviation (a standard deviation of `strength`, mean 1)."""
+    h, w = camera_rgb.shape[:2]
+    return camera_rgb * (1 + np.float32(strength) * prnu_pattern(h, w))
 
 
 def sensor_gain(iso: int, s: SensorSettings) -> float:
@@ -286,64 +354,13 @@ def demosaic(raw: np.ndarray, method: str) -> np.ndarray:
     return np.stack([r, g, b], -1)
 
 
-# --- the chain -------------------------------------------------------------------------------------
-
-def acquire(rgb: np.ndarray, mask: np.ndarray, row: dict, s: SensorSettings
-            ) -> tuple[np.ndarray, np.ndarray]:
-    """One clean render (uint8 sRGB) + its mask -> the final image (uint8) + mask."""
-    out = acquire_linear(rgb, mask, row, s) if needs_linear(row) else (rgb, mask)
-    out, mask = out
-    # resampling and compression, on the 8-bit image as a camera's encoder sees it
-    if row["resample_scale"] < 1:
-        out, mask = resample(out, mask, row["resample_scale"], row["resample_method"])
-    if row["jpeg_quality"] > 0:
-        out = jpeg(out, int(row["jpeg_quality"]), row["jpeg_subsampling"])
-    return out, mask
-
-
-def needs_linear(row: dict) -> bool:
-    """Is any stage that works in linear light switched on?"""
-    return bool(row["lens_k1"] or row["lens_k2"] or row["lens_p1"] or row["lens_p2"]
-                or row["chromatic_aberration"] > 0 or row["vignetting"] > 0
-                or row["blur_sigma"] > 0 or row["motion_blur_length"] >= 1 or row["iso"] > 0
-                or row["demosaic"] != "none" or row["white_balance"] != 6500)
-
-
-def acquire_linear(rgb: np.ndarray, mask: np.ndarray, row: dict, s: SensorSettings):
-    img = decode_srgb8(rgb)
-    # lens
-    k = (row["lens_k1"], row["lens_k2"], row["lens_p1"], row["lens_p2"])
-    if any(k):
-        img, mask = distort(img, mask, k)
-    if row["chromatic_aberration"] > 0:
-        img = chromatic_aberration(img, row["chromatic_aberration"])
-    if row["vignetting"] > 0:
-        img = vignetting(img, row["vignetting"])
-    # optics
-    if row["blur_sigma"] > 0:
-        img = defocus(img, row["blur_sigma"])
-    if row["motion_blur_length"] >= 1:
-        img = motion_blur(img, row["motion_blur_length"], row["motion_blur_angle"])
-    # raw sensor and ISP; the ISP's linear part (colour matrix, white balance) is applied as
-    # one matrix when the image is encoded
-    iso, method = int(row["iso"]), row["demosaic"]
-    isp = np.eye(3)
-    if iso > 0 or method != "none":
-        cam = cv2.transform(img, CCM_INV)  # linear sRGB -> camera RGB
-        signal = (cam * bayer_masks(*mask.shape)).sum(-1) if method != "none" else cam
-        if iso > 0:
-            rng = np.random.Generator(row_bit_generator(int(row["seed"])))
-            signal = expose(signal, iso, s, rng)
-        img = demosaic(signal, method) if method != "none" else signal
-        isp = CCM / np.float32(2 ** s.bit_depth - 1) if iso > 0 else CCM  # DN -> relative
-    if row["white_balance"] != 6500:
-        isp = np.diag(white_balance_gains(row["white_balance"])) @ isp
-    return encode_srgb8(img, isp), mask
-
+# --- after the ISP: on the 8-bit image, as a camera's encoder sees it ----------------------------
 
 def resample(img: np.ndarray, mask: np.ndarray, scale: float, method: str):
+    """Down by `scale` (< 1) and back up. Every scale below 1 loses at least one row and column,
+    so a scale within half a pixel of 1 still resamples (the nearest smaller size)."""
     h, w = mask.shape
-    small = (max(1, round(w * scale)), max(1, round(h * scale)))
+    small = (max(1, min(w - 1, round(w * scale))), max(1, min(h - 1, round(h * scale))))
     interp = RESAMPLE[method]
     img = cv2.resize(cv2.resize(img, small, interpolation=interp), (w, h),
                      interpolation=cv2.INTER_LINEAR if method == "area" else interp)
@@ -369,3 +386,197 @@ def jpeg_encode(img: np.ndarray, quality: int, subsampling: str) -> bytes:
 def jpeg_decode(data: bytes) -> np.ndarray:
     return cv2.cvtColor(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR),
                         cv2.COLOR_BGR2RGB)
+
+
+# --- the chain -------------------------------------------------------------------------------------
+
+class Frame:
+    """The picture as it travels through the stages. In linear light `img` is float32 linear
+    sRGB, or after `to_camera` the camera's own RGB (a 2-D mosaic between mosaic and demosaic,
+    digital numbers after exposure), and `matrix` (3x3, None for the identity) is what the ISP
+    still has to apply to it at the encode; in the 8-bit stages `img` is the encoded image."""
+
+    __slots__ = ("img", "mask", "matrix", "raw")
+
+    def __init__(self, img: np.ndarray, mask: np.ndarray):
+        self.img, self.mask, self.matrix, self.raw = img, mask, None, False
+
+    def to_camera(self) -> None:
+        """Into the camera's colour space (its colour matrix takes the image back at the
+        encode); raw noise added there is colour-correlated after the matrix, as in a camera."""
+        self.img = cv2.transform(self.img, CCM_INV)
+        self.matrix = CCM if self.matrix is None else self.matrix @ CCM
+        self.raw = True
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One stage of the camera. It runs when any factor in `switches` differs from its registry
+    default; `params` only qualify it (read when it runs, ignored when it does not, so a row
+    with only motion_blur_angle set is the clean render). `linear`: works in linear light,
+    between the decode and the encode; `raw`: works in the camera's colour space, on what the
+    photosites record. `apply(frame, row, settings)` updates the frame in place."""
+
+    name: str
+    switches: tuple[str, ...]
+    apply: Callable[[Frame, dict, SensorSettings], None]
+    linear: bool
+    raw: bool = False
+    params: tuple[str, ...] = ()
+    # the active-stage test, precomputed: the switches' values as one tuple (or one value)
+    # against their defaults, a single comparison per row
+    _get: Callable[[dict], object] = field(init=False, repr=False, compare=False)
+    _identity: object = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        unknown = [n for n in self.switches + self.params if n not in REGISTRY]
+        if unknown or not self.switches:
+            raise TypeError(f"stage {self.name}: {unknown or 'no switches'}: name the sensor "
+                            "factors of cuelab.factors that switch it on")
+        defaults = tuple(REGISTRY[n].default for n in self.switches)
+        object.__setattr__(self, "_get", itemgetter(*self.switches))
+        object.__setattr__(self, "_identity", defaults if len(defaults) > 1 else defaults[0])
+
+    @property
+    def factors(self) -> tuple[str, ...]:
+        return self.switches + self.params
+
+    def is_on(self, row: dict) -> bool:
+        return self._get(row) != self._identity
+
+
+LENS_K = ("lens_k1", "lens_k2", "lens_p1", "lens_p2")
+
+
+def _lens_distortion(f: Frame, row: dict, s: SensorSettings) -> None:
+    f.img, f.mask = distort(f.img, f.mask, tuple(row[n] for n in LENS_K))
+
+
+def _chromatic_aberration(f: Frame, row: dict, s: SensorSettings) -> None:
+    f.img = chromatic_aberration(f.img, row["chromatic_aberration"])
+
+
+def _vignetting(f: Frame, row: dict, s: SensorSettings) -> None:
+    f.img = vignetting(f.img, row["vignetting"])
+
+
+def _defocus(f: Frame, row: dict, s: SensorSettings) -> None:
+    f.img = defocus(f.img, row["blur_sigma"])
+
+
+def _motion_blur(f: Frame, row: dict, s: SensorSettings) -> None:
+    f.img = motion_blur(f.img, row["motion_blur_length"], row["motion_blur_angle"])
+
+
+def _prnu(f: Frame, row: dict, s: SensorSettings) -> None:
+    f.img = photo_response(f.img, row["prnu"])
+
+
+def _mosaic(f: Frame, row: dict, s: SensorSettings) -> None:
+    """The colour filter array: each photosite records one colour of camera RGB."""
+    f.img = (f.img * bayer_masks(*f.img.shape[:2])).sum(-1)
+
+
+def _exposure(f: Frame, row: dict, s: SensorSettings) -> None:
+    """Shot and read noise, drawn from the row's seed; quantisation."""
+    rng = np.random.Generator(row_bit_generator(int(row["seed"])))
+    f.img = expose(f.img, int(row["iso"]), s, rng)
+    f.matrix = f.matrix / np.float32(2 ** s.bit_depth - 1)  # digital numbers -> relative
+
+
+def _demosaic(f: Frame, row: dict, s: SensorSettings) -> None:
+    f.img = demosaic(f.img, row["demosaic"])
+
+
+@lru_cache(maxsize=256)
+def _white_balance_matrix(kelvin: float) -> np.ndarray:
+    m = np.diag(white_balance_gains(kelvin))
+    m.flags.writeable = False
+    return m
+
+
+def _white_balance(f: Frame, row: dict, s: SensorSettings) -> None:
+    """White balance, on the camera's output colours: folded into the encode's matrix."""
+    wb = _white_balance_matrix(float(row["white_balance"]))
+    f.matrix = wb if f.matrix is None else wb @ f.matrix
+
+
+def _resample(f: Frame, row: dict, s: SensorSettings) -> None:
+    f.img, f.mask = resample(f.img, f.mask, row["resample_scale"], row["resample_method"])
+
+
+def _jpeg(f: Frame, row: dict, s: SensorSettings) -> None:
+    f.img = jpeg(f.img, int(row["jpeg_quality"]), row["jpeg_subsampling"])
+
+
+# The camera, in physical order. Linear-light stages come first (one decode before them, one
+# encode after); the raw ones share the camera's colour space, entered once.
+STAGES: tuple[Stage, ...] = (
+    # lens
+    Stage("lens_distortion", LENS_K, _lens_distortion, linear=True),
+    Stage("chromatic_aberration", ("chromatic_aberration",), _chromatic_aberration, linear=True),
+    Stage("vignetting", ("vignetting",), _vignetting, linear=True),
+    # optics
+    Stage("defocus", ("blur_sigma",), _defocus, linear=True),
+    Stage("motion_blur", ("motion_blur_length",), _motion_blur, linear=True,
+          params=("motion_blur_angle",)),
+    # raw sensor: photosites of uneven response behind a colour filter array, then the exposure
+    Stage("prnu", ("prnu",), _prnu, linear=True, raw=True),
+    Stage("mosaic", ("demosaic",), _mosaic, linear=True, raw=True),
+    Stage("exposure", ("iso",), _exposure, linear=True, raw=True),
+    # ISP: demosaicing, then white balance and the colour matrix, folded into the encode
+    Stage("demosaic", ("demosaic",), _demosaic, linear=True, raw=True),
+    Stage("white_balance", ("white_balance",), _white_balance, linear=True),
+    # after the encode, on 8-bit sRGB
+    Stage("resample", ("resample_scale",), _resample, linear=False,
+          params=("resample_method",)),
+    Stage("jpeg", ("jpeg_quality",), _jpeg, linear=False, params=("jpeg_subsampling",)),
+)
+_linear_flags = [st.linear for st in STAGES]
+assert _linear_flags == sorted(_linear_flags, reverse=True), "linear-light stages come first"
+
+
+def active_stages(row: dict) -> list[Stage]:
+    """The stages this row switches on, in order."""
+    return [st for st in STAGES if st._get(row) != st._identity]
+
+
+def needs_linear(row: dict) -> bool:
+    """Is any stage that works in linear light switched on?"""
+    return any(st.linear for st in active_stages(row))
+
+
+def acquire(rgb: np.ndarray, mask: np.ndarray, row: dict, s: SensorSettings
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """One clean render (uint8 sRGB) + its mask -> the final image (uint8) + mask."""
+    stages = active_stages(row)
+    if not stages:
+        return rgb, mask
+    f = Frame(rgb, mask)
+    i = _run_linear(f, stages, row, s)
+    for st in stages[i:]:
+        st.apply(f, row, s)
+    return f.img, f.mask
+
+
+def acquire_linear(rgb: np.ndarray, mask: np.ndarray, row: dict, s: SensorSettings
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """Only the linear-light stages this row switches on: decoded, applied, encoded."""
+    f = Frame(rgb, mask)
+    _run_linear(f, active_stages(row), row, s)
+    return f.img, f.mask
+
+
+def _run_linear(f: Frame, stages: list[Stage], row: dict, s: SensorSettings) -> int:
+    """Decode, the leading linear stages of `stages`, encode; the number of stages run."""
+    n = 0
+    while n < len(stages) and stages[n].linear:
+        n += 1
+    if n:
+        f.img = decode_srgb8(f.img)
+        for st in stages[:n]:
+            if st.raw and not f.raw:
+                f.to_camera()
+            st.apply(f, row, s)
+        f.img = encode_srgb8(f.img, f.matrix)
+    return n

@@ -13,7 +13,8 @@ from ..render import read_renders
 from .camera import acquire
 
 TILE = 128
-# factors that act together are shown together
+# A factor that only qualifies a stage (camera.Stage.params) shows nothing on its own: its row
+# is drawn with that stage switched on, at these values (one entry per such factor, see tests).
 COMPANIONS = {"motion_blur_angle": {"motion_blur_length": 8.0},
               "resample_method": {"resample_scale": 0.35},
               "jpeg_subsampling": {"jpeg_quality": 30}}
