@@ -215,9 +215,20 @@ def _as_pair(p: Level | Interval) -> Level | Interval:
 
 
 def _registry_problems(exp: Experiment) -> typing.Iterator[Problem]:
+    label_factor = REGISTRY.get(exp.label.factor)
+    yield from _label_problems(exp, label_factor)
+    if label_factor is None or not label_factor.is_categorical:
+        return  # nothing else can be checked against a label that is not a class factor
+    for name, spec in exp.factors.items():
+        yield from _factor_problems(exp, name, spec)
+    yield from _sweep_problems(exp)
+    yield from _conflict_problems(exp)
+    yield from _protocol_problems(exp)
+
+
+def _label_problems(exp: Experiment, label_factor: Factor | None) -> typing.Iterator[Problem]:
     lab = exp.label
     k = len(lab.levels)
-    label_factor = REGISTRY.get(lab.factor)
     if label_factor is None:
         yield _unknown_factor("label.factor", lab.factor)
         return
@@ -226,26 +237,28 @@ def _registry_problems(exp: Experiment) -> typing.Iterator[Problem]:
                       + ", ".join(f.name for f in REGISTRY.values() if f.is_categorical))
         return
     for i, level in enumerate(lab.levels):
-        if not label_factor.accepts(level):
-            yield Problem(f"label.levels[{i}]", level, f"{lab.factor} must be "
-                          + label_factor.domain_text())
+        if problem := label_factor.problem(level):
+            yield Problem(f"label.levels[{i}]", level, problem)
     if len(set(lab.levels)) != k:
         yield Problem("label.levels", lab.levels, "each class level must appear once")
     if lab.weights is not None and len(lab.weights) != k:
         yield Problem("label.weights", lab.weights, f"one positive weight per class ({k})")
 
-    for name, spec in exp.factors.items():
-        path = f"factors.{name}"
-        f = REGISTRY.get(name)
-        if f is None:
-            yield _unknown_factor(path, name)
-            continue
-        if name == lab.factor:
-            yield Problem(path, name, f"'{name}' is the label: its levels are set by "
-                          "label.levels; remove it from factors")
-            continue
+
+def _factor_problems(exp: Experiment, name: str, spec: FactorSpec) -> typing.Iterator[Problem]:
+    path = f"factors.{name}"
+    f = REGISTRY.get(name)
+    if f is None:
+        yield _unknown_factor(path, name)
+    elif name == exp.label.factor:
+        yield Problem(path, name, f"'{name}' is the label: its levels are set by "
+                      "label.levels; remove it from factors")
+    else:
         yield from _spec_problems(path, f, spec, exp)
 
+
+def _sweep_problems(exp: Experiment) -> typing.Iterator[Problem]:
+    lab = exp.label
     for i, sw in enumerate(exp.sweeps):
         path = f"sweeps[{i}]"
         f = REGISTRY.get(sw.factor)
@@ -259,16 +272,16 @@ def _registry_problems(exp: Experiment) -> typing.Iterator[Problem]:
             if sw.factor == lab.factor and level not in lab.levels:
                 yield Problem(f"{path}.levels[{j}]", level, "a sweep over the label factor "
                               "stays within the classes: " + ", ".join(lab.levels))
-            elif not f.accepts(level):
-                yield Problem(f"{path}.levels[{j}]", level, f"{sw.factor} must be "
-                              + f.domain_text())
+            elif problem := f.problem(level):
+                yield Problem(f"{path}.levels[{j}]", level, problem)
         if sw.range is not None:
             yield from _range_problems(f"{path}.range", f, sw.range)
-
     seen = [sw.factor for sw in exp.sweeps]
-    for name in {n for n in seen if seen.count(n) > 1}:
+    for name in sorted({n for n in seen if seen.count(n) > 1}):
         yield Problem("sweeps", name, "one sweep per factor (merge their levels)")
 
+
+def _conflict_problems(exp: Experiment) -> typing.Iterator[Problem]:
     for i, c in enumerate(exp.conflicts):
         path = f"conflicts[{i}].factors"
         a, b = c.factors
@@ -279,15 +292,18 @@ def _registry_problems(exp: Experiment) -> typing.Iterator[Problem]:
                 yield _unknown_factor(path, name)
             elif not exp.indicates_class(name):
                 yield Problem(path, name, f"'{name}' does not indicate a class: use the label "
-                              f"factor ({lab.factor}) or a factor with a correlation "
+                              f"factor ({exp.label.factor}) or a factor with a correlation "
                               f"(factors.{name}.correlation)")
 
-    if exp.background_protocol is not None:
-        bg = exp.factors.get("background")
-        if lab.factor == "background" or bg is None or bg.levels is None or len(bg.levels) < 2:
-            yield Problem("background_protocol", "enabled", "the background protocol swaps "
-                          "backgrounds: give factors.background at least two levels (and "
-                          "a correlation, for Mixed-Same and Mixed-Rand to differ)")
+
+def _protocol_problems(exp: Experiment) -> typing.Iterator[Problem]:
+    if exp.background_protocol is None:
+        return
+    bg = exp.factors.get("background")
+    if exp.label.factor == "background" or bg is None or bg.levels is None or len(bg.levels) < 2:
+        yield Problem("background_protocol", "enabled", "the background protocol swaps "
+                      "backgrounds: give factors.background at least two levels (and "
+                      "a correlation, for Mixed-Same and Mixed-Rand to differ)")
 
 
 def _spec_problems(path: str, f: Factor, spec: FactorSpec, exp: Experiment):
@@ -303,8 +319,8 @@ def _spec_problems(path: str, f: Factor, spec: FactorSpec, exp: Experiment):
                       f"{f.name} is numeric: give either range [low, high] or a list of levels, "
                       + f.domain_text())
     for j, level in enumerate(spec.levels or []):
-        if not f.accepts(level):
-            yield Problem(f"{path}.levels[{j}]", level, f"{f.name} must be " + f.domain_text())
+        if problem := f.problem(level):
+            yield Problem(f"{path}.levels[{j}]", level, problem)
     if spec.levels is not None and len(set(spec.levels)) != len(spec.levels):
         yield Problem(f"{path}.levels", spec.levels, "each level once")
     if spec.weights is not None and (spec.levels is None
@@ -348,8 +364,8 @@ def _range_problems(path: str, f: Factor, rng: Interval):
     if lo > hi:
         yield Problem(path, list(rng), "[low, high] with low <= high")
     for v in rng:
-        if not f.accepts(v):
-            yield Problem(path, list(rng), f"{f.name} must be " + f.domain_text())
+        if problem := f.problem(v):
+            yield Problem(path, list(rng), problem)
             return
 
 

@@ -357,10 +357,37 @@ def _type_name(name: str) -> str:
 def expectations(exp: Experiment, tables: dict[str, pd.DataFrame]) -> dict[str, list]:
     """The suite, table by table, derived from the experiment."""
     import great_expectations.expectations as E
-    from great_expectations.expectations.row_conditions import Column
 
-    res = exp.render.resolution
-    min_visible = int(np.ceil(CLEVR_VISIBLE * res * res))
+    def within_tolerance(what: str) -> list:
+        return [E.ExpectColumnPairValuesAToBeGreaterThanB(
+            column_A="tolerance", column_B="deviation", or_equal=True, description=what)]
+
+    return {
+        "scenes": _scene_expectations(exp),
+        "values": [E.ExpectColumnValuesToBeInSet(
+            column="allowed", value_set=[True],
+            description="every factor value inside its registry domain")],
+        "images": _image_expectations(exp, tables["images"]),
+        "splits": [E.ExpectColumnPairValuesToBeEqual(
+            column_A="rows", column_B="expected", description="each split has its specified size")],
+        "balance": within_tolerance(
+            "each class's share of each split within tolerance of the label weights"),
+        "correlations": within_tolerance(
+            "each correlated factor agrees with the label as its rho says"),
+        "sweeps": [
+            E.ExpectColumnPairValuesToBeEqual(column_A="levels", column_B="expected_levels",
+                                              description="every base scene at every level"),
+            E.ExpectColumnValuesToBeInSet(column="scenes", value_set=[1], description=(
+                "sweep pairs change only the swept factor (all else equal)"))],
+        "conflicts": [E.ExpectColumnValuesToBeInSet(
+            column="in_conflict", value_set=[True],
+            description="conflict rows: each cue says its own class, and they differ")],
+    }
+
+
+def _scene_expectations(exp: Experiment) -> list:
+    import great_expectations.expectations as E
+
     types = {"image_id": "str", "split": "str", "label": "int64", "seed": "int64",
              "render_id": "str", **{n: _type_name(n) for n in FACTOR_NAMES}}
     scenes = [E.ExpectTableColumnsToMatchOrderedList(
@@ -381,58 +408,43 @@ def expectations(exp: Experiment, tables: dict[str, pd.DataFrame]) -> dict[str, 
                 description=f"`{name}` is one of its declared levels: {', '.join(map(str, domain))}"))
     scenes.append(E.ExpectColumnValuesToBeUnique(column="image_id",
                                                  description="image ids are unique"))
+    return scenes
 
-    images = [
-        E.ExpectColumnValuesToBeInSet(column="has_image", value_set=[True],
-                                      description="every scene has a readable image and mask"),
-        E.ExpectColumnValuesToBeInSet(column="has_scene", value_set=[True],
-                                      description="every image has a row in the scenes table"),
-        E.ExpectColumnValuesToBeInSet(column="image_format", value_set=[f"{res}x{res}x3 uint8"],
-                                      description=f"images are {res}x{res}x3 uint8"),
-        E.ExpectColumnValuesToBeInSet(column="mask_format", value_set=[f"{res}x{res} bool"],
-                                      description=f"masks are {res}x{res} bool"),
+
+def _image_expectations(exp: Experiment, images: pd.DataFrame) -> list:
+    import great_expectations.expectations as E
+    from great_expectations.expectations.row_conditions import Column
+
+    res = exp.render.resolution
+    min_visible = int(np.ceil(CLEVR_VISIBLE * res * res))
+
+    def in_set(column: str, value, description: str):
+        return E.ExpectColumnValuesToBeInSet(column=column, value_set=[value],
+                                             description=description)
+
+    def equal(column: str, description: str):
+        return E.ExpectColumnPairValuesToBeEqual(column_A="label", column_B=column,
+                                                 ignore_row_if="either_value_is_missing",
+                                                 description=description)
+    checks = [
+        in_set("has_image", True, "every scene has a readable image and mask"),
+        in_set("has_scene", True, "every image has a row in the scenes table"),
+        in_set("image_format", f"{res}x{res}x3 uint8", f"images are {res}x{res}x3 uint8"),
+        in_set("mask_format", f"{res}x{res} bool", f"masks are {res}x{res} bool"),
         E.ExpectColumnValuesToBeBetween(column="std", min_value=BLANK_STD, description=(
             f"no blank images: pixel standard deviation at least {BLANK_STD:g}")),
         E.ExpectColumnValuesToBeBetween(column="visible_pixels", min_value=min_visible,
                                         description=f"the target shows in at least {min_visible} "
                                         f"pixels (CLEVR's 200 at 320x240, scaled to {res}x{res})"),
-        E.ExpectColumnPairValuesToBeEqual(column_A="label", column_B="stored_label",
-                                          ignore_row_if="either_value_is_missing",
-                                          description="the dataset's label is the scene's label"),
-        E.ExpectColumnPairValuesToBeEqual(column_A="label", column_B="label_of_factor",
-                                          ignore_row_if="either_value_is_missing",
-                                          description=f"the label is the class of the "
-                                          f"`{exp.label.factor}` value"),
-        E.ExpectColumnValuesToBeInSet(column="splits_sharing_content", value_set=[1],
-                                      description="no identical image in two splits"),
+        equal("stored_label", "the dataset's label is the scene's label"),
+        equal("label_of_factor", f"the label is the class of the `{exp.label.factor}` value"),
+        in_set("splits_sharing_content", 1, "no identical image in two splits"),
     ]
-    for s in tables["images"]["split"].dropna().unique():
-        images.append(E.ExpectColumnMeanToBeBetween(
+    for s in images["split"].dropna().unique():
+        checks.append(E.ExpectColumnMeanToBeBetween(
             column="mean", min_value=1, max_value=254, row_condition=Column("split") == s,
             description=f"{s}: mean pixel value recorded (neither all black nor all white)"))
-    return {
-        "scenes": scenes,
-        "values": [E.ExpectColumnValuesToBeInSet(
-            column="allowed", value_set=[True],
-            description="every factor value inside its registry domain")],
-        "images": images,
-        "splits": [E.ExpectColumnPairValuesToBeEqual(
-            column_A="rows", column_B="expected", description="each split has its specified size")],
-        "balance": [E.ExpectColumnPairValuesAToBeGreaterThanB(
-            column_A="tolerance", column_B="deviation", or_equal=True,
-            description="each class's share of each split within tolerance of the label weights")],
-        "correlations": [E.ExpectColumnPairValuesAToBeGreaterThanB(
-            column_A="tolerance", column_B="deviation", or_equal=True,
-            description="each correlated factor agrees with the label as its rho says")],
-        "sweeps": [
-            E.ExpectColumnPairValuesToBeEqual(column_A="levels", column_B="expected_levels",
-                                              description="every base scene at every level"),
-            E.ExpectColumnValuesToBeInSet(column="scenes", value_set=[1], description=(
-                "sweep pairs change only the swept factor (all else equal)"))],
-        "conflicts": [E.ExpectColumnValuesToBeInSet(
-            column="in_conflict", value_set=[True],
-            description="conflict rows: each cue says its own class, and they differ")],
-    }
+    return checks
 
 
 ID_COLUMN = {"scenes": "image_id", "images": "image_id"}
