@@ -12,8 +12,9 @@ def evaluate(params_yaml: str, scenes: dsl.Input[dsl.Dataset], images: dsl.Input
              classification: dsl.Output[dsl.ClassificationMetrics],
              html: dsl.Output[dsl.HTML]):
     """Sweeps, flip rates, cue preferences, the background protocol and attribution; for the
-    dashboard: the headline metrics, the IID confusion matrix and a summary page. `evaluation`
-    holds everything for the trace report (results.json, figures, plot data, predictions)."""
+    dashboard: the headline metrics, the IID confusion matrix and the trace page of the
+    evaluation. `evaluation` holds everything for the trace report (results.json, figures, plot
+    data, predictions)."""
     import json
     import shutil
     from pathlib import Path
@@ -21,6 +22,7 @@ def evaluate(params_yaml: str, scenes: dsl.Input[dsl.Dataset], images: dsl.Input
     from cuelab.config import experiment_from_yaml
     from cuelab.evaluate import evaluate as evaluate_step
     from cuelab.evaluate import flatten
+    from cuelab.results import load_results
 
     out = Path(evaluation.path)
     # the metrics and the plot data go in with the results: the report needs one artifact
@@ -29,8 +31,8 @@ def evaluate(params_yaml: str, scenes: dsl.Input[dsl.Dataset], images: dsl.Input
                             plots=out / "plots", progress=False)
     for name, value in flatten(json.loads(summary.metrics.read_text())).items():
         metrics.log_metric(name, value)
-    results = json.loads((out / "results.json").read_text())
-    classification.log_confusion_matrix(results["classes"], results["iid"]["confusion"])
+    results = load_results(out)
+    classification.log_confusion_matrix(results.classes, results.iid.confusion)
     shutil.copy(out / "index.html", html.path)
     evaluation.metadata.update({"accuracy": summary.accuracy,
                                 "importance": dict(summary.ranking),

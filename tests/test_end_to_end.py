@@ -55,8 +55,8 @@ def test_every_stage_runs_and_writes_its_outputs(project):
     evaluation = json.loads((root / "metrics" / "evaluate.json").read_text())
     assert evaluation  # headline numbers for dvc metrics
     results = json.loads((root / "reports" / "evaluation" / "results.json").read_text())
-    assert set(results["sweeps"]) == {"color", "iso", "size"}
-    assert set(results["conflicts"]) == {"shape_vs_color"}
+    assert set(results["probes"]["sweep"]) == {"color", "iso", "size"}
+    assert set(results["probes"]["conflict"]) == {"shape_vs_color"}
     assert sorted(p.stem for p in (root / "metrics" / "plots" / "sweeps").iterdir()) == [
         "color", "iso", "size"]
     page = (root / "reports" / "trace_report.html").read_text()

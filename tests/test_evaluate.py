@@ -15,6 +15,7 @@ from torch import nn
 from conftest import ROOT, tiny_experiment, write_params
 from cuelab.errors import CuelabError
 from cuelab.evaluate.attribution import occlusion, on_object_share, patch_corners, saliency
+from cuelab.results import load_results
 
 
 class BoxReader(nn.Module):
@@ -128,16 +129,22 @@ def test_evaluate_writes_results_metrics_plots_and_pictures(evaluated):
 
     paths, summary = evaluated["paths"], evaluated["summary"]
     out = paths["out"]
-    results = json.loads((out / "results.json").read_text())
-    assert results["schema"] == 1 and results["classes"] == ["cube", "sphere", "cone"]
-    assert set(results["sweeps"]) == {"color", "iso", "size"}
-    assert results["sweeps"]["iso"]["reference"] == {"cube": "0", "sphere": "0", "cone": "0"}
-    assert results["sweeps"]["size"]["levels"] == ["0.8", "1", "1.2"]
-    assert list(results["conflicts"]) == ["shape_vs_color"]
-    assert results["background"]["variants"] == ["original", "only_fg", "mixed_same",
-                                                 "mixed_rand"]
-    assert {r["factor"] for r in results["importance"]} == {"color", "iso", "size", "shape",
-                                                            "background"}
+    results = load_results(out)
+    assert results.to_json() == (out / "results.json").read_text()  # file -> model -> file
+    assert json.loads((out / "results.json").read_text())["schema"] == 2
+    assert results.classes == ["cube", "sphere", "cone"]
+    sweeps = results.probes.sweep
+    assert set(sweeps) == {"color", "iso", "size"}
+    assert sweeps["iso"].reference == {"cube": "0", "sphere": "0", "cone": "0"}
+    assert sweeps["size"].levels == ["0.8", "1", "1.2"]
+    assert list(results.probes.conflict) == ["shape_vs_color"]
+    assert results.probes.protocol["background"].variants == ["original", "only_fg",
+                                                              "mixed_same", "mixed_rand"]
+    assert {r.factor for r in results.importance} == {"color", "iso", "size", "shape",
+                                                      "background"}
+    for entry in results.importance:  # every piece of evidence names its probe and measure
+        for ev in entry.evidence:
+            assert getattr(results.result(ev.ref), ev.ref.measure) == ev.estimate
 
     # the predictions are the model's, and the statistics are theirs
     table = read_scenes(paths["scenes"])
@@ -147,27 +154,33 @@ def test_evaluate_writes_results_metrics_plots_and_pictures(evaluated):
     test = load_split(paths["images"], "test")
     chosen = predict(model, test.images).argmax(1)
     assert preds[preds.split == "test"].pred.tolist() == chosen.tolist()
-    acc = results["iid"]["accuracy"]
-    assert acc["value"] == pytest.approx((chosen == test.labels).mean(), abs=1e-6)
-    assert acc["n"] == 6 and acc["low"] <= acc["value"] <= acc["high"]
-    assert np.sum(results["iid"]["confusion"]) == 6
+    acc = results.iid.accuracy
+    assert acc.value == pytest.approx((chosen == test.labels).mean(), abs=1e-6)
+    assert acc.n == 6 and acc.low <= acc.value <= acc.high
+    assert np.sum(results.iid.confusion) == 6
 
     # attribution: maps, masks and pictures, shares within [0, 1]
-    att = results["attribution"]
-    maps = np.load(out / att["maps"])
+    att = results.attribution
+    maps = np.load(out / att.maps)
     assert maps["saliency"].shape == maps["occlusion"].shape == (4, 32, 32)
     assert maps["images"].shape == (4, 32, 32, 3)
     assert np.array_equal(maps["masks"], test.masks[:4])
-    for method in ("saliency", "occlusion"):
-        assert 0 <= att[method]["on_object"]["value"] <= 1
-        assert att[method]["object_area"]["value"] == pytest.approx(test.masks[:4].mean(),
-                                                                    abs=1e-6)
-    for example in att["examples"]:
+    for method in (att.saliency, att.occlusion):
+        assert 0 <= method.on_object.value <= 1
+        assert method.object_area.value == pytest.approx(test.masks[:4].mean(), abs=1e-6)
+    for example in att.examples:
         for kind in ("image", "mask", "saliency", "occlusion"):
-            assert (out / example[kind]).is_file()
-    for figure in results["files"]["figures"].values():
+            assert (out / getattr(example, kind)).is_file()
+    # the page's figures, one per probe, and the attribution examples
+    assert set(results.files.figures) == {
+        "sweep-color", "sweep-iso", "sweep-size", "conflict-shape_vs_color",
+        "protocol-background", "confusion", "attribution"}
+    assert sorted((out / "figures").iterdir()) == sorted(
+        out / f for f in results.files.figures.values())
+    for figure in results.files.figures.values():
         assert (out / figure).read_bytes()[:4] == b"\x89PNG"
-    assert "Factor importance" in (out / "index.html").read_text()
+    page = (out / "index.html").read_text()  # the trace page of this evaluation
+    assert 'id="ranking"' in page and 'id="factor-color"' in page
 
     # the metrics dvc compares, and the plot data
     assert json.loads(paths["metrics"].read_text()) == headline_metrics(results)
@@ -181,7 +194,7 @@ def test_evaluate_writes_results_metrics_plots_and_pictures(evaluated):
 
     text = str(summary)
     assert "IID test accuracy" in text and str(paths["metrics"]) in text
-    assert summary.mlflow_run == results["tracking"]["run_id"]
+    assert summary.mlflow_run == results.tracking.run_id
 
 
 @pytest.mark.slow
@@ -189,19 +202,19 @@ def test_evaluation_is_a_nested_mlflow_run(evaluated, mlflow_server):
     from mlflow.tracking import MlflowClient
 
     paths = evaluated["paths"]
-    results = json.loads((paths["out"] / "results.json").read_text())
+    results = load_results(paths["out"])
     config = json.loads((paths["models"] / "model.json").read_text())
     client = MlflowClient(mlflow_server)
-    run = client.get_run(results["tracking"]["run_id"])
+    run = client.get_run(results.tracking.run_id)
     assert run.info.status == "FINISHED" and run.info.run_name == "evaluate"
     assert run.data.tags["mlflow.parentRunId"] == config["run_id"]
     assert run.info.experiment_id == config["experiment_id"]
-    assert run.data.metrics["iid.accuracy"] == results["iid"]["accuracy"]["value"]
+    assert run.data.metrics["iid.accuracy"] == results.iid.accuracy.value
     assert "preference.shape_vs_color.preference" in run.data.metrics
     logged = {f.path for f in client.list_artifacts(run.info.run_id)}
     assert {"figures", "results.json", "index.html"} <= logged
     figures = {f.path for f in client.list_artifacts(run.info.run_id, "figures")}
-    assert "figures/sweeps.png" in figures and "figures/attribution.png" in figures
+    assert "figures/sweep-color.png" in figures and "figures/attribution.png" in figures
 
 
 @pytest.mark.slow
@@ -215,6 +228,8 @@ def test_evaluation_is_deterministic(evaluated, tmp_path):
     again = json.loads((tmp_path / "out" / "results.json").read_text())
     assert first.pop("tracking")["run_id"] != again.pop("tracking")["run_id"]
     assert first == again
+    for figure in first["files"]["figures"].values():
+        assert (paths["out"] / figure).read_bytes() == (tmp_path / "out" / figure).read_bytes()
     assert paths["metrics"].read_text() == (tmp_path / "evaluate.json").read_text()
     assert (np.load(paths["out"] / "attribution" / "maps.npz")["occlusion"] ==
             np.load(tmp_path / "out" / "attribution" / "maps.npz")["occlusion"]).all()
@@ -307,17 +322,17 @@ def test_the_component_runs_in_kfp_local(evaluated, tmp_path, monkeypatch):
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path))
     run = only_evaluate(params_yaml=yaml.safe_dump(evaluated["exp"].model_dump(mode="json")))
     evaluation = Path(run.outputs["evaluation"].path)
-    results = json.loads((evaluation / "results.json").read_text())
+    results = load_results(evaluation)
     headline = json.loads((evaluation / "metrics.json").read_text())
     assert (evaluation / "plots" / "confusion.csv").is_file()
     assert run.outputs["metrics"].metadata["iid.accuracy"] == headline["iid"]["accuracy"]
     confusion = run.outputs["classification"].metadata["confusionMatrix"]
     assert [c["displayName"] for c in confusion["annotationSpecs"]] == ["cube", "sphere",
                                                                          "cone"]
-    assert [r["row"] for r in confusion["rows"]] == results["iid"]["confusion"]
+    assert [r["row"] for r in confusion["rows"]] == results.iid.confusion
     page = next(tmp_path.glob("*/evaluate/html"))
-    assert "Factor importance" in page.read_text()
-    assert results["tracking"]["parent_run_id"] == json.loads(
+    assert page.read_text() == (evaluation / "index.html").read_text()
+    assert results.tracking.parent_run_id == json.loads(
         (paths["models"] / "model.json").read_text())["run_id"]
 
 
@@ -360,6 +375,5 @@ def test_a_planted_shortcut_is_found(cue, tmp_path, mlflow_server):
     assert summary.preferences[f"{cue}_vs_{other}"] >= 0.9
     assert summary.accuracy >= 0.9
     assert summary.ranking[0][0] == cue and summary.ranking[1][0] == other
-    results = json.loads((tmp_path / "evaluation" / "results.json").read_text())
-    conflict = results["conflicts"][f"{cue}_vs_{other}"]
-    assert conflict["share_b"]["value"] <= 0.1
+    conflict = load_results(tmp_path / "evaluation").probes.conflict[f"{cue}_vs_{other}"]
+    assert conflict.share_b.value <= 0.1

@@ -8,9 +8,12 @@ import pytest
 from conftest import ROOT, bare_experiment
 from cuelab.config import experiment_from_dict, load_experiment
 from cuelab.errors import CuelabError
-from cuelab.evaluate.stats import (Bootstrap, Estimate, background_protocol, confusion_matrix,
-                                   cue_preference, importance_ranking, iid, reference_levels,
-                                   sweep_curve)
+from cuelab.evaluate.stats import confusion_matrix, importance_ranking, iid
+from cuelab.probes import ProbeRef
+from cuelab.probes.conflict import ConflictResult, cue_preference
+from cuelab.probes.estimate import Bootstrap, Estimate
+from cuelab.probes.protocol import ProtocolResult, background_protocol
+from cuelab.probes.sweep import SweepResult, reference_levels, sweep_curve
 from cuelab.sampling import sample_scenes
 
 BOOT = Bootstrap(resamples=2000, confidence=0.95, seed=1)
@@ -48,10 +51,13 @@ def test_accuracy_interval_matches_the_normal_approximation():
 
 
 def test_constant_data_has_no_spread_and_no_data_is_undefined():
-    assert BOOT.mean("c", np.ones(50)) == Estimate(1.0, 1.0, 1.0, 50)
+    assert BOOT.mean("c", np.ones(50)) == Estimate.of(1.0, 1.0, 1.0, 50)
     empty = BOOT.mean("e", [])
-    assert np.isnan(empty.value) and empty.n == 0
-    assert empty.to_dict() == {"value": None, "low": None, "high": None, "n": 0}
+    assert empty.value is None and empty.n == 0 and not empty.defined
+    assert empty.model_dump() == {"value": None, "low": None, "high": None, "n": 0}
+    # raw numbers are kept to 6 decimals, as results.json holds them
+    assert Estimate.of(1 / 3, np.nan, 2 / 3, 3) == Estimate(value=0.333333, low=None,
+                                                            high=0.666667, n=3)
 
 
 def test_ratio_resamples_units_with_their_denominators():
@@ -67,10 +73,10 @@ def test_iid_accuracy_and_confusion_by_hand():
     table = pd.DataFrame({"split": ["test"] * 5 + ["val"], "label": [0, 0, 1, 2, 2, 0],
                           "pred": [0, 1, 1, 2, 0, 2]})
     out = iid(table, ["a", "b", "c"], BOOT)
-    assert out["accuracy"].value == pytest.approx(3 / 5)  # the val row is not counted
-    assert out["accuracy"].n == 5
-    assert out["confusion"] == [[1, 1, 0], [0, 1, 0], [1, 0, 1]]
-    assert out["class_accuracy"] == {"a": 0.5, "b": 1.0, "c": 0.5}
+    assert out.accuracy.value == pytest.approx(3 / 5)  # the val row is not counted
+    assert out.accuracy.n == 5
+    assert out.confusion == [[1, 1, 0], [0, 1, 0], [1, 0, 1]]
+    assert out.class_accuracy == {"a": 0.5, "b": 1.0, "c": 0.5}
     assert confusion_matrix([1, 1], [0, 0], 2).tolist() == [[0, 0], [2, 0]]
 
 
@@ -105,19 +111,18 @@ def test_sweep_accuracy_and_flip_rates_by_hand():
     table = table.assign(pred=0)
     table.loc[rows.index, "pred"] = np.concatenate(list(preds.values()))
     out = sweep_curve(table, exp, exp.sweeps[0], BOOT)
-    assert out["levels"] == ["0", "800", "3200"]
-    assert out["reference"] == {"cube": "0", "sphere": "0", "cone": "0"}
-    assert [a.value for a in out["accuracy"]] == [1.0, 0.5, 0.25]
-    assert out["reference_accuracy"].value == 1.0
-    flip = [f.value for f in out["flip_rate"]]
-    assert np.isnan(flip[0]) and flip[1:] == [0.5, 0.75]   # against the base's prediction at 0
-    assert out["flip_rate"][0].to_dict()["value"] is None
-    assert out["max_flip_rate"].value == 0.75 and out["max_flip_rate_level"] == "3200"
-    assert out["max_accuracy_drop"].value == 0.75
-    assert out["max_accuracy_drop_level"] == "3200"
+    assert out.levels == ["0", "800", "3200"]
+    assert out.reference == {"cube": "0", "sphere": "0", "cone": "0"}
+    assert [a.value for a in out.accuracy] == [1.0, 0.5, 0.25]
+    assert out.reference_accuracy.value == 1.0
+    flip = [f.value for f in out.flip_rate]
+    assert flip == [None, 0.5, 0.75]   # against the base's prediction at 0 (none at 0 itself)
+    assert out.max_flip_rate.value == 0.75 and out.max_flip_rate_level == "3200"
+    assert out.max_accuracy_drop.value == 0.75
+    assert out.max_accuracy_drop_level == "3200"
     # all pairs: flips 2 + 2 + 0 + 3 over 4 * 3 pairs
-    assert out["flip_rate_all_pairs"].value == pytest.approx(7 / 12)
-    assert out["flip_rate_all_pairs"].n == 4
+    assert out.flip_rate_all_pairs.value == pytest.approx(7 / 12, abs=1e-6)
+    assert out.flip_rate_all_pairs.n == 4
 
 
 def test_flip_rates_compare_each_class_against_its_paired_level():
@@ -127,26 +132,26 @@ def test_flip_rates_compare_each_class_against_its_paired_level():
     # a model that reads the colour only
     table = with_preds(table, table.color.map(colour_class))
     out = sweep_curve(table, exp, exp.sweeps[1], BOOT)
-    assert out["reference"] == {"cube": "red", "sphere": "green", "cone": "blue"}
+    assert out.reference == {"cube": "red", "sphere": "green", "cone": "blue"}
     labels = table[table.sweep == "color"].groupby("base_id").label.first().to_numpy()
     assert labels.tolist() == [0, 1, 2, 0, 1, 2]
     # at red: the right answer for the 2 cubes only; at orange (read as cube) likewise
-    assert [a.value for a in out["accuracy"]] == pytest.approx([1 / 3] * 4)
+    assert [a.value for a in out.accuracy] == pytest.approx([1 / 3] * 4, abs=1e-6)
     # every change away from the paired colour flips the decision, except cube -> orange
-    flip = [f.value for f in out["flip_rate"]]
+    flip = [f.value for f in out.flip_rate]
     assert flip[:3] == [1.0, 1.0, 1.0]
-    assert flip[3] == pytest.approx(4 / 6)
-    assert out["reference_accuracy"].value == 1.0
-    assert out["max_accuracy_drop"].value == pytest.approx(2 / 3)
+    assert flip[3] == pytest.approx(4 / 6, abs=1e-6)
+    assert out.reference_accuracy.value == 1.0
+    assert out.max_accuracy_drop.value == pytest.approx(2 / 3, abs=1e-6)
 
 
 def test_a_model_that_ignores_the_factor_never_flips():
     exp = iso_experiment()
     table = sample_scenes(exp)
     out = sweep_curve(with_preds(table, table.label), exp, exp.sweeps[1], BOOT)
-    assert all(a.value == 1 for a in out["accuracy"])
-    assert out["max_flip_rate"] == Estimate(0.0, 0.0, 0.0, 6)
-    assert out["flip_rate_all_pairs"].value == 0
+    assert all(a.value == 1 for a in out.accuracy)
+    assert out.max_flip_rate == Estimate.of(0.0, 0.0, 0.0, 6)
+    assert out.flip_rate_all_pairs.value == 0
 
 
 def test_a_sweep_with_missing_levels_is_refused():
@@ -164,15 +169,15 @@ def test_cue_preference_and_decision_matrix_by_hand():
                           "class_a": [0, 0, 1, 2, 2], "class_b": [1, 1, 2, 0, 0],
                           "pred": [0, 1, 2, 1, 2]})  # follows: a, b, b, neither, a
     out = cue_preference(table, "shape", "color", 3, BOOT)
-    assert out["images"] == 5
-    assert out["preference"].value == pytest.approx(2 / 4)
-    assert out["share_a"].value == pytest.approx(2 / 5)
-    assert out["share_b"].value == pytest.approx(2 / 5)
-    assert out["share_other"].value == pytest.approx(1 / 5)
-    d = np.array(out["decisions"])  # [what a said][what b said][decision]
+    assert out.images == 5
+    assert out.preference.value == pytest.approx(2 / 4)
+    assert out.share_a.value == pytest.approx(2 / 5)
+    assert out.share_b.value == pytest.approx(2 / 5)
+    assert out.share_other.value == pytest.approx(1 / 5)
+    d = np.array(out.decisions)  # [what a said][what b said][decision]
     assert d.sum() == 5 and d[0, 1].tolist() == [1, 1, 0] and d[2, 0].tolist() == [0, 1, 1]
     assert d[1, 2].tolist() == [0, 0, 1]
-    assert out["preference_matrix"] == [[None, 0.5, None], [None, None, 0.0],
+    assert out.preference_matrix == [[None, 0.5, None], [None, None, 0.0],
                                         [1.0, None, None]]
 
 
@@ -182,10 +187,10 @@ def test_preference_on_sampled_conflicts_follows_the_model():
     table = sample_scenes(exp)
     colour_reader = with_preds(table, table.color.map({"red": 0, "green": 1, "blue": 2}))
     shape_reader = with_preds(table, table["shape"].map({"cube": 0, "sphere": 1, "cone": 2}))
-    assert cue_preference(colour_reader, "shape", "color", 3, BOOT)["preference"].value == 0
-    assert cue_preference(shape_reader, "shape", "color", 3, BOOT)["preference"].value == 1
-    assert cue_preference(shape_reader, "shape", "color", 3, BOOT)["share_a"] == \
-        Estimate(1.0, 1.0, 1.0, 60)
+    assert cue_preference(colour_reader, "shape", "color", 3, BOOT).preference.value == 0
+    assert cue_preference(shape_reader, "shape", "color", 3, BOOT).preference.value == 1
+    assert cue_preference(shape_reader, "shape", "color", 3, BOOT).share_a == \
+        Estimate.of(1.0, 1.0, 1.0, 60)
 
 
 # --- background protocol -------------------------------------------------------------------------
@@ -203,10 +208,10 @@ def test_background_gap_by_hand():
     out = background_protocol(protocol_table({
         "original": [1, 1, 1, 1], "only_fg": [1, 0, 1, 0],
         "mixed_same": [1, 1, 1, 0], "mixed_rand": [0, 1, 0, 0]}), BOOT)
-    acc = {v: e.value for v, e in out["accuracy"].items()}
+    acc = {v: e.value for v, e in out.accuracy.items()}
     assert acc == {"original": 1.0, "only_fg": 0.5, "mixed_same": 0.75, "mixed_rand": 0.25}
-    assert out["gap"].value == 0.5 and out["only_fg_drop"].value == 0.5
-    assert out["base_scenes"] == 4
+    assert out.gap.value == 0.5 and out.only_fg_drop.value == 0.5
+    assert out.base_scenes == 4
 
 
 def test_background_variants_are_resampled_together():
@@ -215,34 +220,39 @@ def test_background_variants_are_resampled_together():
     out = background_protocol(protocol_table({
         "original": [1, 1, 0, 0, 1], "only_fg": [1, 1, 0, 0, 1],
         "mixed_same": [1, 0, 1, 0, 1], "mixed_rand": [1, 0, 1, 0, 1]}), BOOT)
-    assert out["gap"] == Estimate(0.0, 0.0, 0.0, 5)
-    assert out["only_fg_drop"] == Estimate(0.0, 0.0, 0.0, 5)
+    assert out.gap == Estimate.of(0.0, 0.0, 0.0, 5)
+    assert out.only_fg_drop == Estimate.of(0.0, 0.0, 0.0, 5)
 
 
 def test_background_protocol_without_a_variant_has_no_gap():
     out = background_protocol(protocol_table({"original": [1, 0], "only_fg": [0, 0]}), BOOT)
-    assert "gap" not in out and out["only_fg_drop"].value == 0.5
+    assert out.gap is None and out.only_fg_drop.value == 0.5
 
 
 # --- the ranking ---------------------------------------------------------------------------------
 
 def test_importance_takes_each_factors_largest_share_and_ranks_by_it():
-    e = lambda v: Estimate(v, v - 0.1, v + 0.1, 10)  # noqa: E731
-    sweeps = {"color": {"max_flip_rate": e(0.3), "max_flip_rate_level": "blue"},
-              "iso": {"max_flip_rate": e(0.05), "max_flip_rate_level": "3200"},
-              "background": {"max_flip_rate": e(0.2), "max_flip_rate_level": "sky"}}
-    conflicts = {"shape_vs_color": {"factors": ["shape", "color"], "share_a": e(0.25),
-                                    "share_b": e(0.7)}}
-    background = {"gap": e(0.4), "only_fg_drop": Estimate(np.nan, np.nan, np.nan, 0)}
-    ranking = importance_ranking(sweeps, conflicts, background)
-    assert [(r["rank"], r["factor"], r["importance"]) for r in ranking] == [
+    e = lambda v: Estimate.of(v, v - 0.1, v + 0.1, 10)  # noqa: E731
+    sweeps = {f: SweepResult.model_construct(factor=f, max_flip_rate=e(v), max_flip_rate_level=at)
+              for f, v, at in (("color", 0.3, "blue"), ("iso", 0.05, "3200"),
+                               ("background", 0.2, "sky"))}
+    conflicts = {"shape_vs_color": ConflictResult.model_construct(
+        factors=("shape", "color"), share_a=e(0.25), share_b=e(0.7))}
+    background = ProtocolResult.model_construct(
+        gap=e(0.4), only_fg_drop=Estimate.of(np.nan, np.nan, np.nan, 0))
+    ranking = importance_ranking({"sweep": sweeps, "conflict": conflicts,
+                                  "protocol": {"background": background}})
+    assert [(r.rank, r.factor, r.importance.value) for r in ranking] == [
         (1, "color", 0.7), (2, "background", 0.4), (3, "shape", 0.25), (4, "iso", 0.05)]
     color = ranking[0]
-    assert color["measure"] == "conflict share" and color["detail"] == "color against shape"
-    assert (color["low"], color["high"]) == (pytest.approx(0.6), pytest.approx(0.8))
-    assert len(color["evidence"]) == 2
-    assert [ev["measure"] for ev in ranking[1]["evidence"]] == ["max flip rate",
-                                                                "background gap"]
+    assert color.set_by == ProbeRef(kind="conflict", key="shape_vs_color", measure="share_b")
+    assert (color.top.label, color.top.detail) == ("conflict share", "color against shape")
+    assert (color.importance.low, color.importance.high) == (pytest.approx(0.6),
+                                                             pytest.approx(0.8))
+    assert [ev.ref.measure for ev in color.evidence] == ["max_flip_rate", "share_b"]
+    # the undefined Only-FG drop is no evidence
+    assert [(ev.ref.kind, ev.label) for ev in ranking[1].evidence] == [
+        ("sweep", "max flip rate"), ("protocol", "background gap")]
 
 
 def test_reference_levels_follow_the_training_distribution():
@@ -266,8 +276,8 @@ def test_a_sweep_over_the_label_compares_against_its_first_level():
     table = sample_scenes(exp)
     shape_reader = with_preds(table, table["shape"].map({"cube": 0, "sphere": 1, "cone": 2}))
     out = sweep_curve(shape_reader, exp, exp.sweeps[0], BOOT)
-    assert [a.value for a in out["accuracy"]] == [1.0, 1.0, 1.0]
-    assert [f.value for f in out["flip_rate"]][1:] == [1.0, 1.0]
-    assert out["flip_rate_all_pairs"].value == 1.0
+    assert [a.value for a in out.accuracy] == [1.0, 1.0, 1.0]
+    assert [f.value for f in out.flip_rate][1:] == [1.0, 1.0]
+    assert out.flip_rate_all_pairs.value == 1.0
     colour_reader = with_preds(table, table.color.map({"red": 0, "green": 1, "blue": 2}))
-    assert sweep_curve(colour_reader, exp, exp.sweeps[0], BOOT)["max_flip_rate"].value == 0
+    assert sweep_curve(colour_reader, exp, exp.sweeps[0], BOOT).max_flip_rate.value == 0

@@ -1,6 +1,8 @@
 """The trace report: sentences from numbers, the page (self-contained, every section, ranked as
-the results say), its errors, the CLI, and the real evaluate -> report chain on the tiny dataset."""
+the results say), results.json (its model, its errors), the CLI, and the real evaluate -> report
+chain on the tiny dataset."""
 
+import base64
 import html
 import json
 import re
@@ -12,103 +14,108 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import tiny_experiment, write_params
+from conftest import BIN, tiny_experiment, write_params
 from cuelab.cli import main
 from cuelab.errors import CuelabError
-from cuelab.evaluate.stats import Estimate, importance_ranking
-from cuelab.report import load_results, report
+from cuelab.evaluate.stats import importance_ranking
+from cuelab.probes import PROBE_KINDS
+from cuelab.probes import conflict as conflict_kind
+from cuelab.probes import protocol as protocol_kind
+from cuelab.probes import sweep as sweep_kind
+from cuelab.probes.conflict import ConflictResult
+from cuelab.probes.estimate import Estimate
+from cuelab.probes.protocol import ProtocolResult
+from cuelab.probes.sweep import SweepResult
+from cuelab.report import report
 from cuelab.report import sentences as say
+from cuelab.report import words
+from cuelab.results import AttributionResult, AttributionShares, Results, load_results
 
 CLASSES = ["cube", "sphere", "cone"]
 
 
-# --- a results.json that follows schema 1, with the numbers a test chooses ----------------------
+# --- a results.json (schema 2) with the numbers a test chooses -----------------------------------
 
 def est(value, low=None, high=None, n=100) -> Estimate:
     low = value - 0.04 if low is None else low
     high = value + 0.04 if high is None else high
-    return Estimate(value, low, high, n)
+    return Estimate.of(value, low, high, n)
 
 
-def sweep(factor, levels, reference, flips, accuracies, stage="scene", n=40) -> dict:
+def sweep(factor, levels, reference, flips, accuracies, stage="scene", n=40) -> SweepResult:
     """flips: the flip rate at each level (None at the reference), intervals of +-0.04 cut at 0."""
     worst = int(np.nanargmax([np.nan if f is None else f for f in flips]))
-    return {"factor": factor, "stage": stage, "levels": levels,
-            "reference": {c: reference for c in CLASSES}, "base_scenes": n,
-            "accuracy": [est(a, n=n) for a in accuracies],
-            "flip_rate": [Estimate(np.nan, np.nan, np.nan, n) if f is None
-                          else est(f, max(0, f - 0.04), n=n) for f in flips],
-            "reference_accuracy": est(accuracies[levels.index(reference)], n=n),
-            "max_accuracy_drop": est(accuracies[levels.index(reference)] - min(accuracies), n=n),
-            "max_accuracy_drop_level": levels[int(np.argmin(accuracies))],
-            "max_flip_rate": est(flips[worst], max(0, flips[worst] - 0.04), n=n),
-            "max_flip_rate_level": levels[worst],
-            "flip_rate_all_pairs": est(0.2, n=n)}
+    return SweepResult(
+        factor=factor, stage=stage, levels=levels, reference={c: reference for c in CLASSES},
+        base_scenes=n, accuracy=[est(a, n=n) for a in accuracies],
+        flip_rate=[Estimate.of(np.nan, np.nan, np.nan, n) if f is None
+                   else est(f, max(0, f - 0.04), n=n) for f in flips],
+        reference_accuracy=est(accuracies[levels.index(reference)], n=n),
+        max_accuracy_drop=est(accuracies[levels.index(reference)] - min(accuracies), n=n),
+        max_accuracy_drop_level=levels[int(np.argmin(accuracies))],
+        max_flip_rate=est(flips[worst], max(0, flips[worst] - 0.04), n=n),
+        max_flip_rate_level=levels[worst], flip_rate_all_pairs=est(0.2, n=n))
 
 
-def conflict(a, b, preference: Estimate, images=200, share_other=0.0) -> dict:
+def conflict(a, b, preference: Estimate, images=200, share_other=0.0) -> ConflictResult:
     decided = 1 - share_other
+    p = np.nan if preference.value is None else preference.value
     k = len(CLASSES)
     decisions = np.zeros((k, k, k), int)
     for i in range(k):
         for j in range(k):
-            if i != j and not np.isnan(preference.value):
-                decisions[i, j, i] = round(20 * decided * preference.value)
-                decisions[i, j, j] = round(20 * decided * (1 - preference.value))
-    return {"factors": [a, b], "images": images, "preference": preference,
-            "share_a": est(decided * preference.value, n=images),
-            "share_b": est(decided * (1 - preference.value), n=images),
-            "share_other": est(share_other, max(0, share_other - 0.02), share_other + 0.02,
-                               n=images),
-            "decisions": decisions.tolist(),
-            "preference_matrix": [[None if i == j else preference.value for j in range(k)]
-                                  for i in range(k)]}
+            if i != j and not np.isnan(p):
+                decisions[i, j, i] = round(20 * decided * p)
+                decisions[i, j, j] = round(20 * decided * (1 - p))
+    return ConflictResult(
+        factors=(a, b), images=images, preference=preference,
+        share_a=est(decided * p, n=images), share_b=est(decided * (1 - p), n=images),
+        share_other=est(share_other, max(0, share_other - 0.02), share_other + 0.02, n=images),
+        decisions=decisions.tolist(),
+        preference_matrix=[[None if i == j else preference.value for j in range(k)]
+                           for i in range(k)])
+
+
+def protocol(gap: Estimate) -> ProtocolResult:
+    return ProtocolResult(
+        variants=["original", "only_fg", "mixed_same", "mixed_rand"], base_scenes=100,
+        accuracy={"original": est(0.95), "only_fg": est(0.8), "mixed_same": est(0.93),
+                  "mixed_rand": est(0.93 - gap.value)},
+        gap=gap, only_fg_drop=est(0.15))
 
 
 def synthetic_results(preference=est(0.13, 0.09, 0.17), gap=est(0.25, 0.18, 0.32),
-                      color_flip=0.6, **overrides) -> dict:
-    """The tiny experiment's evaluation: preference is shape's over colour."""
-    sweeps = {
-        "color": sweep("color", ["red", "green", "blue", "orange"], "red",
-                       [None, color_flip, color_flip - 0.1, 0.3], [0.95, 0.5, 0.55, 0.7]),
-        "iso": sweep("iso", ["0", "1600"], "0", [None, 0.005], [0.9, 0.89], stage="sensor"),
-        "size": sweep("size", ["0.8", "1", "1.2"], "1", [0.08, None, 0.1], [0.85, 0.9, 0.86]),
-    }
-    conflicts = {"shape_vs_color": conflict("shape", "color", preference)}
-    background = {"variants": ["original", "only_fg", "mixed_same", "mixed_rand"],
-                  "base_scenes": 100,
-                  "accuracy": {"original": est(0.95), "only_fg": est(0.8),
-                               "mixed_same": est(0.93), "mixed_rand": est(0.93 - gap.value)},
-                  "gap": gap, "only_fg_drop": est(0.15)}
-    results = {
-        "schema": 1, "experiment": "tiny", "classes": CLASSES, "seed": 3,
-        "bootstrap": {"resamples": 1000, "confidence": 0.95},
-        "model": {"models_dir": "models", "architecture": "simple_cnn", "width": 32,
-                  "input_size": 32, "num_classes": 3, "classes": CLASSES, "best_epoch": 4,
-                  "run_id": "abc123", "tracking_uri": "sqlite:///mlflow.db",
-                  "train": {"epochs": 5}},
-        "iid": {"accuracy": est(0.97, 0.94, 0.99, 300),
-                "confusion": [[98, 1, 1], [2, 97, 1], [0, 3, 97]],
-                "class_accuracy": {"cube": 0.98, "sphere": 0.97, "cone": 0.97}},
-        "sweeps": sweeps, "conflicts": conflicts, "background": background,
-        "attribution": None,
-        "importance": importance_ranking(sweeps, conflicts, background),
-        "importance_definition": "A factor's importance is the largest share ...",
-        "files": {"predictions": "predictions.parquet", "summary": "index.html",
-                  "figures": {}},
-        "tracking": {"tracking_uri": "sqlite:///mlflow.db", "experiment_id": "1",
-                     "run_id": "eval456", "parent_run_id": "abc123"},
-    }
-    results.update(overrides)
-    return plain(results)
+                      color_flip=0.6, probes: dict | None = None) -> Results:
+    """The tiny experiment's evaluation: preference is shape's over colour. `probes` replaces
+    some kinds' results."""
+    probes = {
+        "sweep": {
+            "color": sweep("color", ["red", "green", "blue", "orange"], "red",
+                           [None, color_flip, color_flip - 0.1, 0.3], [0.95, 0.5, 0.55, 0.7]),
+            "iso": sweep("iso", ["0", "1600"], "0", [None, 0.005], [0.9, 0.89], stage="sensor"),
+            "size": sweep("size", ["0.8", "1", "1.2"], "1", [0.08, None, 0.1],
+                          [0.85, 0.9, 0.86])},
+        "conflict": {"shape_vs_color": conflict("shape", "color", preference)},
+        "protocol": {"background": protocol(gap)},
+        **(probes or {})}
+    return Results(
+        experiment="tiny", classes=CLASSES, seed=3,
+        bootstrap={"resamples": 1000, "confidence": 0.95},
+        model={"models_dir": "models", "architecture": "simple_cnn", "width": 32,
+               "input_size": 32, "num_classes": 3, "classes": CLASSES, "best_epoch": 4,
+               "run_id": "abc123", "tracking_uri": "sqlite:///mlflow.db",
+               "train": {"epochs": 5}},
+        iid={"accuracy": est(0.97, 0.94, 0.99, 300),
+             "confusion": [[98, 1, 1], [2, 97, 1], [0, 3, 97]],
+             "class_accuracy": {"cube": 0.98, "sphere": 0.97, "cone": 0.97}},
+        probes=probes, attribution=None, importance=importance_ranking(probes),
+        importance_definition="A factor's importance is the largest share ...",
+        files={"predictions": "predictions.parquet", "summary": "index.html", "figures": {}},
+        tracking={"tracking_uri": "sqlite:///mlflow.db", "experiment_id": "1",
+                  "run_id": "eval456", "parent_run_id": "abc123"})
 
 
-def plain(obj):
-    """As read back from results.json: estimates as dictionaries."""
-    return json.loads(json.dumps(obj, default=lambda e: e.to_dict()))
-
-
-def write_evaluation(folder: Path, results: dict, attribution: bool = True) -> Path:
+def write_evaluation(folder: Path, results: Results, attribution: bool = True) -> Path:
     """results.json, and attribution maps of a few made-up images, as `evaluate` lays them out."""
     folder.mkdir(parents=True, exist_ok=True)
     if attribution:
@@ -123,17 +130,15 @@ def write_evaluation(folder: Path, results: dict, attribution: bool = True) -> P
                             image_ids=np.array([f"test-{i:05d}" for i in range(n)]),
                             labels=np.array([0, 1, 2, 0, 1, 2]), preds=np.array([0, 1, 2, 1, 1, 0]),
                             images=images, masks=masks, saliency=sal, occlusion=sal ** 2)
-        share = est(0.6, 0.55, 0.65, n)
-        results = {**results, "attribution": {
-            "images": n, "patch": 8, "split": "test",
-            "saliency": {"on_object": share, "object_area": est(0.19, 0.18, 0.2, n),
-                         "ratio": est(3.1, 2.9, 3.3, n)},
-            "occlusion": {"on_object": est(0.2, 0.1, 0.3, n),
-                          "object_area": est(0.19, 0.18, 0.2, n),
-                          "ratio": est(1.05, 0.6, 1.5, n)},
-            "maps": "attribution/maps.npz", "examples": []}}
-        results = plain(results)
-    (folder / "results.json").write_text(json.dumps(results, indent=1))
+        area = est(0.19, 0.18, 0.2, n)
+        results = results.model_copy(update={"attribution": AttributionResult(
+            images=n, patch=8, split="test",
+            saliency={"on_object": est(0.6, 0.55, 0.65, n), "object_area": area,
+                      "ratio": est(3.1, 2.9, 3.3, n)},
+            occlusion={"on_object": est(0.2, 0.1, 0.3, n), "object_area": area,
+                       "ratio": est(1.05, 0.6, 1.5, n)},
+            maps="attribution/maps.npz", examples=[])})
+    (folder / "results.json").write_text(results.to_json())
     return folder
 
 
@@ -174,23 +179,23 @@ def tags_of(page: str) -> list[tuple[str, dict]]:
 # --- sentences ---------------------------------------------------------------------------------
 
 def test_a_preference_is_said_with_its_number_and_interval():
-    c = synthetic_results(preference=est(0.87, 0.83, 0.91))["conflicts"]["shape_vs_color"]
-    assert say.conflict_sentence(c) == ("the model follows shape over colour in 87% [83–91%] "
+    c = synthetic_results(preference=est(0.87, 0.83, 0.91)).probes.conflict["shape_vs_color"]
+    assert conflict_kind.sentence(c) == ("the model follows shape over colour in 87% [83–91%] "
                                         "of shape-vs-colour conflict images")
     # from colour's side, the same verdict: colour loses
-    assert "follows shape over colour in 87% [83–91%]" in say.conflict_sentence(c, "color")
+    assert "follows shape over colour in 87% [83–91%]" in conflict_kind.sentence(c, "color")
 
 
 def test_colour_and_shape_preferring_models_get_opposite_verdicts():
-    colour = synthetic_results(preference=est(0.13, 0.09, 0.17))["conflicts"]["shape_vs_color"]
-    shape = synthetic_results(preference=est(0.87, 0.83, 0.91))["conflicts"]["shape_vs_color"]
-    assert "follows colour over shape in 87% [83–91%]" in say.conflict_sentence(colour, "color")
-    assert "follows shape over colour in 87% [83–91%]" in say.conflict_sentence(shape, "color")
+    colour = synthetic_results(preference=est(0.13, 0.09, 0.17)).probes.conflict["shape_vs_color"]
+    shape = synthetic_results(preference=est(0.87, 0.83, 0.91)).probes.conflict["shape_vs_color"]
+    assert "follows colour over shape in 87% [83–91%]" in conflict_kind.sentence(colour, "color")
+    assert "follows shape over colour in 87% [83–91%]" in conflict_kind.sentence(shape, "color")
 
 
 def test_careful_wording_when_the_data_cannot_decide():
     def sentence(**kw):
-        return say.conflict_sentence(plain(conflict("shape", "color", **kw)))
+        return conflict_kind.sentence(conflict("shape", "color", **kw))
 
     assert sentence(preference=est(0.55, 0.45, 0.65)).startswith(
         "no clear preference between shape and colour")
@@ -198,7 +203,7 @@ def test_careful_wording_when_the_data_cannot_decide():
                                                         images=30)
     assert sentence(preference=est(0.9, 0.6, 1.0, 12), images=12).startswith(
         "too few shape-vs-colour conflict images to tell: only 12 of 12")
-    assert "undefined" in sentence(preference=Estimate(np.nan, np.nan, np.nan, 10), images=10,
+    assert "undefined" in sentence(preference=Estimate.of(np.nan, np.nan, np.nan, 10), images=10,
                                    share_other=1.0)
     assert "10% went to a class neither cue indicates" in sentence(
         preference=est(0.9, 0.85, 0.95), share_other=0.1)
@@ -206,29 +211,30 @@ def test_careful_wording_when_the_data_cannot_decide():
 
 def test_sweep_background_and_attribution_sentences():
     r = synthetic_results(color_flip=0.6)
-    assert say.sweep_sentence(r["sweeps"]["color"]) == (
+    sweeps = r.probes.sweep
+    assert sweep_kind.sentence(sweeps["color"]) == (
         "predictions change in 60% [56–64%] of 40 base scenes when colour goes from red to "
         "green; accuracy falls from 95% at the reference to 50% at green (a drop of "
         "45% [41–49%])")
-    assert say.sweep_sentence(r["sweeps"]["iso"]).startswith(
+    assert sweep_kind.sentence(sweeps["iso"]).startswith(
         "predictions barely move when ISO noise changes: at most 0% [0–4%] of 40")
-    assert "0 (noise-free ideal sensor)" in say.sweep_sentence(r["sweeps"]["iso"])
-    assert say.background_sentence(r["background"]).startswith(
+    assert "0 (noise-free ideal sensor)" in sweep_kind.sentence(sweeps["iso"])
+    assert protocol_kind.sentence(r.probes.protocol["background"]).startswith(
         "accuracy falls from 93% to 68% when the background is drawn for a random class "
         "instead of the object's own (gap 25% [18–32%])")
-    none = synthetic_results(gap=est(0.01, -0.03, 0.05))["background"]
+    none = protocol(est(0.01, -0.03, 0.05))
     assert "barely changes when the background is drawn for a random class instead of the " \
         "object's own (93% against 92%; gap 1% [−3% to 5%]): no sign the model reads the " \
-        "background" in say.background_sentence(none)
-    unsure = synthetic_results(gap=est(0.2, -0.05, 0.45))["background"]
+        "background" in protocol_kind.sentence(none)
+    unsure = protocol(est(0.2, -0.05, 0.45))
     assert "accuracy goes from 93% to 73% when the background is drawn for a random class " \
         "instead of the object's own, but that gap of 20% [−5% to 45%] could be chance" \
-        in say.background_sentence(unsure)
+        in protocol_kind.sentence(unsure)
     assert "the map concentrates on the object" in say.attribution_sentence(
-        "saliency", plain({"on_object": est(0.6), "object_area": est(0.2),
-                           "ratio": est(3.0, 2.5, 3.5)}))
-    assert say.pct(-0.031) == "−3%"
-    assert say.interval({"low": 0.826, "high": 0.914}) == "[83–91%]"
+        "saliency", AttributionShares(on_object=est(0.6), object_area=est(0.2),
+                                      ratio=est(3.0, 2.5, 3.5)))
+    assert words.pct(-0.031) == "−3%"
+    assert words.interval(Estimate(value=None, low=0.826, high=0.914, n=1)) == "[83–91%]"
 
 
 # --- the page ------------------------------------------------------------------------------------
@@ -270,7 +276,7 @@ def test_the_ranking_follows_importance(tmp_path, params):
     for preference in (est(0.13), est(0.9)):  # colour wins, then shape wins
         results = synthetic_results(preference=preference)
         page = render_page(tmp_path, params, results)
-        expected = [r["factor"] for r in results["importance"]]
+        expected = [r.factor for r in results.importance]
         table = page[page.index('<table class="ranking">'):]
         table = table[:table.index("</table>")]
         assert re.findall(r"href='#factor-([a-z_]+)'", table) == expected
@@ -290,9 +296,8 @@ def test_opposite_models_get_opposite_verdicts_on_the_page(tmp_path, params):
 
 
 def test_missing_probes_are_said_not_hidden(tmp_path, params):
-    results = synthetic_results(background=None, conflicts={})
-    results["importance"] = [r for r in results["importance"]
-                             if r["factor"] not in ("background", "shape")]
+    results = synthetic_results(probes={"conflict": {}, "protocol": {}})
+    assert [r.factor for r in results.importance] == ["color", "size", "iso"]
     page = render_page(tmp_path, params, results, attribution=False)
     assert 'id="factor-background"' not in page
     page = text_of(page)
@@ -324,22 +329,112 @@ def test_validation_and_training_summaries_are_shown(tmp_path, params):
     assert "0.9612" in page and "best_epoch" in page
 
 
-# --- errors and the CLI ----------------------------------------------------------------------
+# --- results.json: its model and its errors -----------------------------------------------------
+
+def test_results_round_trip_through_their_model(tmp_path):
+    results = synthetic_results()
+    assert Results.model_validate_json(results.to_json()) == results  # dump -> load -> equal
+    folder = write_evaluation(tmp_path / "evaluation", results)  # with attribution
+    text = (folder / "results.json").read_text()
+    loaded = load_results(folder)
+    assert loaded.to_json() == text and loaded.attribution.saliency.ratio.value == 3.1
+    assert load_results(folder / "results.json") == loaded  # the file or its folder
+    data = json.loads(text)  # plain JSON, for any other reader
+    assert data["schema"] == 2 and list(data["probes"]) == list(PROBE_KINDS)
+    assert data["probes"]["sweep"]["color"]["flip_rate"][0] == {
+        "value": None, "low": None, "high": None, "n": 40}
+    colour = next(e for e in data["importance"] if e["factor"] == "color")
+    assert colour["set_by"] == {"kind": "conflict", "key": "shape_vs_color",
+                                "measure": "share_b"}
+    assert colour["importance"]["value"] == data["probes"]["conflict"]["shape_vs_color"][
+        "share_b"]["value"]
+
+
+def test_evidence_points_at_its_probe():
+    results = synthetic_results()
+    for entry in results.importance:
+        for ev in entry.evidence:  # each ref names the result and the field the number is
+            assert getattr(results.result(ev.ref), ev.ref.measure) == ev.estimate
+    refs = {e.factor: [ev.ref.model_dump() for ev in e.evidence] for e in results.importance}
+    assert refs["background"] == [
+        {"kind": "protocol", "key": "background", "measure": "gap"},
+        {"kind": "protocol", "key": "background", "measure": "only_fg_drop"}]
+    assert refs["color"][0] == {"kind": "sweep", "key": "color", "measure": "max_flip_rate"}
+
+
+def test_the_verdict_follows_refs_not_display_strings():
+    results = synthetic_results(preference=est(0.1, 0.06, 0.14))
+    blank = results.model_copy(update={"importance": [
+        e.model_copy(update={"evidence": [ev.model_copy(update={"label": "", "detail": ""})
+                                          for ev in e.evidence]})
+        for e in results.importance]})
+    said = [(f, text) for f, text, _ in say.findings(results, "shape")]
+    assert said == [(f, text) for f, text, _ in say.findings(blank, "shape")]
+    assert said[0] == ("color", "the model follows colour over shape in 90% [86–94%] of "
+                                "shape-vs-colour conflict images")
+
+
+OLD_RESULTS = {"schema": 1, "experiment": "tiny", "classes": CLASSES, "seed": 3, "sweeps": {},
+               "conflicts": {}, "background": None, "importance": []}
+
+
+@pytest.mark.parametrize("content, message", [
+    (json.dumps(OLD_RESULTS), r"written by an older cuelab \(schema 1\); this one reads "
+                              r"schema 2: run `cuelab evaluate` again"),
+    ('{"schema": 3}', r"written by a newer cuelab \(schema 3\)"),
+    (json.dumps({"name": "tiny", "rows": [1, 2]}),
+     r"is not a cuelab results file: experiment: field required; classes: field required; "
+     r"seed: field required; and \d+ more"),
+    ("[1, 2]", r"is not a cuelab results file: \(top level\): input should be a valid "
+               "dictionary"),
+    ("{not json", "is not valid JSON"),
+])
+def test_unreadable_results_name_the_file(tmp_path, content, message):
+    path = tmp_path / "evaluation" / "results.json"
+    path.parent.mkdir()
+    path.write_text(content)
+    with pytest.raises(CuelabError, match=re.escape(str(path)) + ":? " + message):
+        load_results(path.parent)
+
+
+def test_a_damaged_results_file_names_the_field(tmp_path):
+    data = json.loads(synthetic_results().to_json())
+    del data["probes"]["sweep"]["color"]["levels"]
+    data["importance"][0]["set_by"]["kind"] = 7
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(CuelabError, match=r"not a cuelab results file: probes.sweep.color.levels: "
+                                          r"field required; importance.0.set_by.kind: input "
+                                          "should be a valid string"):
+        load_results(path)
+
 
 def test_missing_or_foreign_results_give_a_clear_error(tmp_path, params):
     with pytest.raises(CuelabError, match=r"results.json is missing\): run `cuelab evaluate` "
                                           "first"):
         report(params, tmp_path / "nowhere", tmp_path / "r.html")
-    (tmp_path / "old").mkdir()
-    (tmp_path / "old" / "results.json").write_text('{"schema": 0}')
-    with pytest.raises(CuelabError, match="got results schema 0; this version of cuelab reads "
-                                          "schema 1"):
-        load_results(tmp_path / "old")
     other = write_params(tmp_path / "other.yaml", tiny_experiment(name="other"))
     write_evaluation(tmp_path / "evaluation", synthetic_results(), attribution=False)
     with pytest.raises(CuelabError, match="the evaluation is of experiment 'tiny'"):
         report(other, tmp_path / "evaluation", tmp_path / "r.html")
     assert not (tmp_path / "r.html").exists()
+
+
+@pytest.mark.parametrize("content, message", [
+    (json.dumps(OLD_RESULTS), "written by an older cuelab (schema 1)"),
+    (json.dumps({"rows": [1, 2]}), "is not a cuelab results file: experiment: field required"),
+])
+def test_cli_refuses_old_or_foreign_results_without_a_traceback(tmp_path, params, content,
+                                                                 message):
+    results = tmp_path / "evaluation" / "results.json"
+    results.parent.mkdir()
+    results.write_text(content)
+    out = tmp_path / "trace.html"
+    r = subprocess.run([BIN / "cuelab", "report", "--params", params, "--evaluation",
+                        results.parent, "--out", out], capture_output=True, text=True)
+    assert r.returncode == 2, r.stderr
+    assert f"cuelab report: error: {results}" in r.stderr and message in r.stderr
+    assert "Traceback" not in r.stderr and not out.exists()
 
 
 def test_cli(tmp_path, params, capsys):
@@ -415,21 +510,28 @@ def test_report_on_a_real_evaluation(tiny_dataset, tmp_path, monkeypatch):
     summary = report(params, tmp_path / "evaluation", tmp_path / "trace_report.html",
                      validation=None, train_metrics=tmp_path / "train.json")
     page = (tmp_path / "trace_report.html").read_text()
-    results = json.loads((tmp_path / "evaluation" / "results.json").read_text())
+    results = load_results(tmp_path / "evaluation")
     ids = [attrs.get("id") for _, attrs in tags_of(page)]
     for section in ["verdict", "ranking", "iid", "attribution", "experiment"] + [
             f"factor-{f}" for f in ("color", "iso", "size", "shape", "background")]:
         assert section in ids
     ranked = re.findall(r'<section class="factor" id="factor-([a-z_]+)"', page)
-    assert ranked[:len(results["importance"])] == [r["factor"] for r in results["importance"]]
+    assert ranked[:len(results.importance)] == [r.factor for r in results.importance]
     # 12 conflict images: too few decisions for a verdict, and the page says so
     assert "Too few shape-vs-colour conflict images to tell" in text_of(page)
     assert "best_val_accuracy" in page  # train.json
-    runs = [(results["tracking"] or {}).get(k) for k in ("run_id", "parent_run_id")]
-    assert all(run in page for run in runs if run)
+    assert results.tracking.run_id in page and results.tracking.parent_run_id in page
     assert all(src.startswith("data:image/png;base64,")
                for tag, attrs in tags_of(page) if tag == "img" for src in [attrs["src"]])
     cards = page.count("<div class='card'>")  # up to 4 right and 4 wrong of the 6 images
     assert cards >= 4
     assert len([t for t, _ in tags_of(page) if t == "img"]) == 6 + 4 * cards  # + 6 figures
     assert str(summary).startswith(f"wrote {tmp_path / 'trace_report.html'}")
+    # one presentation: the evaluation's figures are the report's pictures, and its summary
+    # page is the same page (without the training summary it was not given)
+    for name, path in results.files.figures.items():
+        png = base64.b64encode((tmp_path / "evaluation" / path).read_bytes()).decode()
+        assert (png in page) == (name != "attribution"), name  # that one is for MLflow
+    summary_page = (tmp_path / "evaluation" / "index.html").read_text()
+    assert ranked == re.findall(r'<section class="factor" id="factor-([a-z_]+)"', summary_page)
+    assert "No training summary found" in summary_page and "best_val_accuracy" not in summary_page

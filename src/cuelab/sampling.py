@@ -29,7 +29,6 @@ from .scenes import agreement, read_scenes, render_ids, write_table  # noqa: F40
 from .streams import Streams
 
 Registry = Mapping[str, Factor]
-_fmt = S.level_text  # TODO(refactor in flight): evaluate/stats.py still imports it from here
 
 
 # --- one factor, many rows -----------------------------------------------------------------------
