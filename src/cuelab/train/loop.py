@@ -79,25 +79,8 @@ def train(params: str | Path | Experiment, images: str | Path, models_dir: str |
     cuda = [torch.cuda.current_device()] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=cuda), \
             deterministic(device.type == "cpu"):
-        torch.manual_seed(exp.seed)
-        model = build_model(cfg.model, len(exp.classes), cfg.width, train_set.size)
-        model.to(device, memory_format=torch.channels_last)
-        optimizer = make_optimizer(model, cfg)
-        amp = torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() \
-            else torch.float16
-        scaler = torch.amp.GradScaler(device.type, enabled=device.type == "cuda"
-                                      and amp == torch.float16)
-        generator = torch.Generator().manual_seed(exp.seed)
-        steps_per_epoch = train_set.steps(cfg.batch_size)
-        state = {"epoch": 0, "best_accuracy": -1.0, "best_epoch": 0, "seconds": 0.0,
-                 "history": [], "run_id": None}
-        best_weights = None
-        if ckpt is not None:
-            model.load_state_dict(ckpt["model"])
-            optimizer.load_state_dict(ckpt["optimizer"])
-            scaler.load_state_dict(ckpt["scaler"])
-            set_rng_state(ckpt["rng"], generator, device)
-            state, best_weights = ckpt["state"], ckpt["best_weights"]
+        model, optimizer, scaler, amp, generator, state, best_weights = start_or_resume(
+            exp, train_set.size, device, ckpt)
         resumed_after = state["epoch"] or None
 
         with tracking.start_run(exp.name, run_id=state["run_id"], run_name=cfg.model) as run:
@@ -108,27 +91,8 @@ def train(params: str | Path | Experiment, images: str | Path, models_dir: str |
                        disable=not progress)
             while state["epoch"] < cfg.epochs and not stop_early(state, cfg):
                 start, epoch = time.perf_counter(), state["epoch"]
-                model.train()
-                loss_sum = correct = seen = 0
-                for step, (x, y) in enumerate(train_set.batches(
-                        cfg.batch_size, generator, cfg.augment,
-                        cfg.mitigation == "random_background")):
-                    if epoch == 0 and step == 0:
-                        log_sample_grid(x, y, exp.classes)
-                    lr = learning_rate(cfg, epoch * steps_per_epoch + step,
-                                       cfg.epochs * steps_per_epoch)
-                    for group in optimizer.param_groups:
-                        group["lr"] = lr
-                    with torch.autocast(device.type, amp, enabled=device.type == "cuda"):
-                        logits = model(x.contiguous(memory_format=torch.channels_last))
-                        loss = F.cross_entropy(logits, y)
-                    optimizer.zero_grad(set_to_none=True)
-                    scaler.scale(loss).backward()
-                    scaler.step(optimizer)
-                    scaler.update()
-                    loss_sum += loss.detach().float() * len(y)  # no .item(): no sync
-                    correct += (logits.argmax(1) == y).sum()
-                    seen += len(y)
+                metrics = train_epoch(model, train_set, optimizer, scaler, generator, cfg,
+                                      epoch, amp, exp.classes)
                 val_loss, val_accuracy = evaluate(model, val_set)
                 state["epoch"] = epoch + 1
                 state["seconds"] += time.perf_counter() - start
@@ -136,9 +100,7 @@ def train(params: str | Path | Experiment, images: str | Path, models_dir: str |
                     state["best_accuracy"], state["best_epoch"] = val_accuracy, epoch + 1
                     best_weights = {k: v.detach().cpu().clone()
                                     for k, v in model.state_dict().items()}
-                metrics = {"train_loss": loss_sum.item() / seen,
-                           "train_accuracy": correct.item() / seen,
-                           "val_loss": val_loss, "val_accuracy": val_accuracy, "lr": lr}
+                metrics |= {"val_loss": val_loss, "val_accuracy": val_accuracy}
                 state["history"].append(metrics)
                 log_epoch(metrics, epoch + 1)
                 save_checkpoint(models_dir, exp, data_version, model, optimizer, scaler,
@@ -149,26 +111,88 @@ def train(params: str | Path | Experiment, images: str | Path, models_dir: str |
             bar.close()
 
             model.load_state_dict(best_weights)  # early stopping keeps the best epoch
-            train_accuracy = evaluate(model, train_set)[1]
-            config = model_config(exp, train_set.size, data_version, tracking_uri, run,
-                                  state["best_epoch"])
-            version = log_model(model, val_set, config)
-            final = state["history"][-1]
-            metrics = {"val_accuracy": final["val_accuracy"],
-                       "best_val_accuracy": state["best_accuracy"],
-                       "best_epoch": state["best_epoch"], "train_accuracy": train_accuracy,
-                       "epochs": state["epoch"], "wall_seconds": round(state["seconds"], 2),
-                       "device": str(device)}
-            config |= {"registered_model": f"cuelab-{exp.name}", "model_version": version}
-            write_outputs(models_dir, best_weights, config, Path(metrics_path), metrics)
-            log_epoch({"best_val_accuracy": state["best_accuracy"],
-                       "best_epoch": state["best_epoch"], "model_train_accuracy": train_accuracy,
-                       "wall_seconds": state["seconds"]}, state["epoch"])
+            config = finish(model, best_weights, state, exp, train_set, val_set, tracking_uri,
+                            run, data_version, models_dir, Path(metrics_path), device)
+            final, version = state["history"][-1], config["model_version"]
 
     return TrainSummary(models_dir, Path(metrics_path), cfg.model, str(device), state["epoch"],
                         final["val_accuracy"], state["best_accuracy"], state["best_epoch"],
                         len(train_set), state["seconds"], state["run_id"], tracking_uri,
                         config["registered_model"], version, resumed_after)
+
+
+def start_or_resume(exp: Experiment, size: int, device: torch.device, ckpt: dict | None):
+    """The model, optimizer, loss scaler, autocast type, batch generator, loop state and best
+    weights: new from the experiment's seed, or as the checkpoint left them."""
+    cfg = exp.train
+    torch.manual_seed(exp.seed)
+    model = build_model(cfg.model, len(exp.classes), cfg.width, size)
+    model.to(device, memory_format=torch.channels_last)
+    optimizer = make_optimizer(model, cfg)
+    amp = torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() \
+        else torch.float16
+    scaler = torch.amp.GradScaler(device.type, enabled=device.type == "cuda"
+                                  and amp == torch.float16)
+    generator = torch.Generator().manual_seed(exp.seed)
+    state = {"epoch": 0, "best_accuracy": -1.0, "best_epoch": 0, "seconds": 0.0,
+             "history": [], "run_id": None}
+    best_weights = None
+    if ckpt is not None:
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scaler.load_state_dict(ckpt["scaler"])
+        set_rng_state(ckpt["rng"], generator, device)
+        state, best_weights = ckpt["state"], ckpt["best_weights"]
+    return model, optimizer, scaler, amp, generator, state, best_weights
+
+
+def train_epoch(model, train_set: InMemorySplit, optimizer, scaler, generator,
+                cfg: TrainSettings, epoch: int, amp: torch.dtype, classes: list[str]) -> dict:
+    """One pass over the training split: its mean loss and accuracy, the last learning rate."""
+    device = next(model.parameters()).device
+    steps_per_epoch = train_set.steps(cfg.batch_size)
+    model.train()
+    loss_sum = correct = seen = 0
+    for step, (x, y) in enumerate(train_set.batches(cfg.batch_size, generator, cfg.augment,
+                                                    cfg.mitigation == "random_background")):
+        if epoch == 0 and step == 0:
+            log_sample_grid(x, y, classes)
+        lr = learning_rate(cfg, epoch * steps_per_epoch + step, cfg.epochs * steps_per_epoch)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        with torch.autocast(device.type, amp, enabled=device.type == "cuda"):
+            logits = model(x.contiguous(memory_format=torch.channels_last))
+            loss = F.cross_entropy(logits, y)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        loss_sum += loss.detach().float() * len(y)  # no .item(): no sync
+        correct += (logits.argmax(1) == y).sum()
+        seen += len(y)
+    return {"train_loss": loss_sum.item() / seen, "train_accuracy": correct.item() / seen,
+            "lr": lr}
+
+
+def finish(model, best_weights: dict, state: dict, exp: Experiment, train_set: InMemorySplit,
+           val_set: InMemorySplit, tracking_uri: str, run, data_version: str, models_dir: Path,
+           metrics_path: Path, device: torch.device) -> dict:
+    """The kept (best) model: registered in MLflow, written with its config and metrics."""
+    train_accuracy = evaluate(model, train_set)[1]
+    config = model_config(exp, train_set.size, data_version, tracking_uri, run,
+                          state["best_epoch"])
+    version = log_model(model, val_set, config)
+    metrics = {"val_accuracy": state["history"][-1]["val_accuracy"],
+               "best_val_accuracy": state["best_accuracy"],
+               "best_epoch": state["best_epoch"], "train_accuracy": train_accuracy,
+               "epochs": state["epoch"], "wall_seconds": round(state["seconds"], 2),
+               "device": str(device)}
+    config |= {"registered_model": f"cuelab-{exp.name}", "model_version": version}
+    write_outputs(models_dir, best_weights, config, metrics_path, metrics)
+    log_epoch({"best_val_accuracy": state["best_accuracy"], "best_epoch": state["best_epoch"],
+               "model_train_accuracy": train_accuracy, "wall_seconds": state["seconds"]},
+              state["epoch"])
+    return config
 
 
 # --- around the loop ---------------------------------------------------------------------------
