@@ -170,3 +170,27 @@ def test_cli_exits_non_zero_and_lists_the_failures(data, tmp_path):
     done = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path)
     assert done.returncode == 1
     assert "no blank images" in done.stderr and "train-000001" in done.stderr
+
+
+def test_broken_background_protocol_and_a_value_outside_the_registry(data):
+    def change(t):
+        t.drop(t.index[t.image_id == "protocol-0001-mixed_rand"], inplace=True)
+        t.loc[t.image_id == "protocol-0002-mixed_same", "size"] = 1.13
+        t.loc[t.image_id == "protocol-0003-only_fg", "background"] = "studio"
+        t.loc[t.image_id == "test-000002", "texture"] = "plaid"
+    edit_scenes(data, change)
+    failed = failures_of(data)
+    assert failed["every protocol base scene in every variant"] == ["protocol-0001"]
+    assert failed["protocol variants change only the background (all else equal)"] == [
+        "protocol-0002"]
+    assert failed["Only-FG shows the object on black"] == ["protocol-0003"]
+    assert failed["every factor value inside its registry domain"] == ["texture='plaid'"]
+
+
+def test_each_probe_kind_has_rows_checks_and_statistics():
+    from cuelab.probes import PROBE_KINDS
+    from cuelab.sampling import PROBE_ROWS
+    from cuelab.scenes import PROBE_GROUPS
+    from cuelab.validate import PROBE_TABLES
+
+    assert list(PROBE_ROWS) == list(PROBE_TABLES) == list(PROBE_KINDS) == list(PROBE_GROUPS)

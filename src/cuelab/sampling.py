@@ -189,16 +189,25 @@ def _frame(registry: Registry, ids, split, labels, cols, seeds, **probe) -> pd.D
     return pd.DataFrame(data)
 
 
+# Each probe kind's rows (cuelab.probes declares the rest of the kind: its statistics and page;
+# its data-gate checks are cuelab.validate's PROBE_TABLES). Here, not in the kind's module, so
+# that sampling does not depend on the evaluation's and the page's code.
+PROBE_ROWS = {
+    "sweep": lambda exp, registry: [_sweep_rows(exp, registry, s) for s in exp.sweeps],
+    "conflict": lambda exp, registry: [_conflict_rows(exp, registry, c) for c in exp.conflicts],
+    "protocol": lambda exp, registry: ([_protocol_rows(exp, registry)]
+                                       if exp.background_protocol is not None else []),
+}
+
+
 # --- the table -----------------------------------------------------------------------------------
 
 def sample_scenes(exp: Experiment, registry: Registry = REGISTRY) -> pd.DataFrame:
     """The scenes table of an experiment (pure: same experiment, same table). `registry`: the
     factors that make its columns (tests pass one with a factor added)."""
     frames = [_split_rows(exp, registry, s, getattr(exp.splits, s)) for s in S.SPLITS]
-    frames += [_sweep_rows(exp, registry, sweep) for sweep in exp.sweeps]
-    frames += [_conflict_rows(exp, registry, c) for c in exp.conflicts]
-    if exp.background_protocol is not None:
-        frames.append(_protocol_rows(exp, registry))
+    for rows in PROBE_ROWS.values():
+        frames += rows(exp, registry)
     df = pd.concat(frames, ignore_index=True)
     df = df.astype({name: S.factor_dtype(f) for name, f in registry.items()
                     if f.is_categorical})

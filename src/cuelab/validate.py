@@ -15,8 +15,9 @@ offending images (or splits, sweep pairs, ...):
     splits        rows per split as specified
     balance       each class's share of each split, within sampling tolerance
     correlations  each correlated factor's agreement with the label, within tolerance of its rho
-    sweeps        every base scene at every level, all else equal
-    conflicts     conflict rows really in conflict
+    sweep         every base scene at every level, all else equal
+    conflict      conflict rows really in conflict
+    protocol      every base scene in every background variant, all else equal; Only-FG on black
 
 Data Docs (HTML) go to reports/validation/, a JSON summary to metrics/validation.json.
 """
@@ -37,8 +38,8 @@ from .config import Experiment, load_experiment
 from .data import read_index
 from .errors import CuelabError
 from .factors import FACTOR_NAMES, REGISTRY
-from .scenes import (SPLITS, agreement, columns, conflict_key, indicates, read_scenes,
-                     sweep_base_id)
+from .scenes import (SPLITS, agreement, columns, conflict_key, indicates, protocol_base_id,
+                     read_scenes, sweep_base_id)
 
 BLANK_STD = 2.0          # DN: a picture with less contrast than this is blank (constant)
 CLEVR_VISIBLE = 200 / (320 * 240)  # CLEVR's generator: 200 visible pixels at 320x240
@@ -167,8 +168,8 @@ def build_tables(exp: Experiment, scenes: pd.DataFrame, stats: pd.DataFrame
     return {"scenes": scenes, "values": _values_table(scenes),
             "images": _images_table(exp, scenes, stats),
             "splits": _splits_table(exp, scenes), "balance": _balance_table(exp, scenes),
-            "correlations": _correlations_table(exp, scenes), "sweeps": _sweeps_table(exp, scenes),
-            "conflicts": _conflicts_table(exp, scenes)}
+            "correlations": _correlations_table(exp, scenes),
+            **{kind: table(exp, scenes) for kind, table in PROBE_TABLES.items()}}
 
 
 def _values_table(scenes) -> pd.DataFrame:
@@ -297,6 +298,30 @@ def _sweeps_table(exp, scenes) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["id", "levels", "expected_levels", "scenes"])
 
 
+def _protocol_table(exp, scenes) -> pd.DataFrame:
+    """One row per base scene of the background protocol: its variants present, how many
+    different scenes its rows describe once the background is set aside (1: only the background
+    changes), and whether its Only-FG row (if any) is on black."""
+    cols = ["id", "variants", "expected_variants", "scenes", "only_fg_on_black"]
+    proto = exp.background_protocol
+    if proto is None:
+        return pd.DataFrame(columns=cols)
+    part = scenes[scenes.split == "protocol"]
+    others = [c for c in FACTOR_NAMES if c != "background"] + ["seed", "label"]
+    scene_key = pd.util.hash_pandas_object(part[others].astype(str), index=False)
+    grouped = pd.DataFrame({
+        "base_id": part.base_id, "variant": part.variant, "scene": scene_key.to_numpy(),
+        "black": ((part.variant != "only_fg") | (part.background == "black")).to_numpy(),
+    }).groupby("base_id")
+    variants, kinds, black = (grouped["variant"].nunique(), grouped["scene"].nunique(),
+                              grouped["black"].all())
+    rows = [{"id": base, "variants": int(variants.get(base, 0)),
+             "expected_variants": len(proto.variants), "scenes": int(kinds.get(base, 0)),
+             "only_fg_on_black": bool(black.get(base, True))}
+            for base in (protocol_base_id(b) for b in range(proto.base_scenes))]
+    return pd.DataFrame(rows, columns=cols)
+
+
 def _conflicts_table(exp, scenes) -> pd.DataFrame:
     """One row per conflict image: is it in conflict? Each cue's value indicates its own
     recorded class, the two classes differ, and the label is the label factor's class."""
@@ -317,6 +342,12 @@ def _conflicts_table(exp, scenes) -> pd.DataFrame:
                    & ~scenes.conflict.isin([conflict_key(*c.factors) for c in exp.conflicts])]
     frames.append(pd.DataFrame({"id": stray.image_id.to_numpy(), "in_conflict": False}))
     return pd.concat(frames, ignore_index=True)
+
+
+# The data gate's part of each probe kind (cuelab.probes declares the rest of the kind: its
+# statistics and page; the rows are cuelab.sampling's PROBE_ROWS). Here, not in the kind's module,
+# so that the data steps do not depend on the evaluation's and the page's code.
+PROBE_TABLES = {"sweep": _sweeps_table, "conflict": _conflicts_table, "protocol": _protocol_table}
 
 
 def pixel_stats(images: pd.DataFrame) -> dict[str, dict[str, float]]:
@@ -374,14 +405,22 @@ def expectations(exp: Experiment, tables: dict[str, pd.DataFrame]) -> dict[str, 
             "each class's share of each split within tolerance of the label weights"),
         "correlations": within_tolerance(
             "each correlated factor agrees with the label as its rho says"),
-        "sweeps": [
+        "sweep": [
             E.ExpectColumnPairValuesToBeEqual(column_A="levels", column_B="expected_levels",
                                               description="every base scene at every level"),
             E.ExpectColumnValuesToBeInSet(column="scenes", value_set=[1], description=(
                 "sweep pairs change only the swept factor (all else equal)"))],
-        "conflicts": [E.ExpectColumnValuesToBeInSet(
+        "conflict": [E.ExpectColumnValuesToBeInSet(
             column="in_conflict", value_set=[True],
             description="conflict rows: each cue says its own class, and they differ")],
+        "protocol": [
+            E.ExpectColumnPairValuesToBeEqual(column_A="variants", column_B="expected_variants",
+                                              description="every protocol base scene in every "
+                                              "variant"),
+            E.ExpectColumnValuesToBeInSet(column="scenes", value_set=[1], description=(
+                "protocol variants change only the background (all else equal)")),
+            E.ExpectColumnValuesToBeInSet(column="only_fg_on_black", value_set=[True],
+                                          description="Only-FG shows the object on black")],
     }
 
 
