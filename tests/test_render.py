@@ -237,6 +237,28 @@ def test_contact_sheet_has_a_row_per_scene_factor(tmp_path):
     assert len({tiles[:, i * 96:(i + 1) * 96].tobytes() for i in range(8)}) == 8
 
 
+def test_contact_sheet_levels_are_renderable_values_of_every_scene_factor():
+    """Also for an integer scene factor (none is in the registry yet): whole levels only."""
+    from cuelab.factors import REGISTRY, Factor
+    from cuelab.render.contact_sheet import sheet_rows
+    from cuelab.scenes import check_values
+
+    lights = Factor("test_lights", "scene", "An integer factor added by a test.", default=1,
+                    low=0, high=4, integer=True)
+    rows = sheet_rows({**REGISTRY, lights.name: lights})
+    assert sorted(rows[rows.factor == "test_lights"].test_lights) == [0, 1, 2, 3, 4]
+    check_values(sheet_rows(), SCENE_FACTOR_NAMES, "rendered")  # as the renderer checks them
+    for name in SCENE_FACTOR_NAMES:
+        assert all(REGISTRY[name].accepts(v) for v in rows[rows.factor == name][name])
+
+
+def test_an_integer_factor_with_a_fraction_is_refused_before_rendering(tmp_path):
+    df = table([{"rotation": 10.0, "iso": 800.5}])  # a sensor factor: checked before rendering
+    with pytest.raises(CuelabError, match=r"iso = 800\.5: not allowed; iso must be an integer"):
+        render(experiment(), df, tmp_path / "out", progress=False)
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
 def test_chunks_from_another_renderer_are_rendered_again(tmp_path):
     import json
 

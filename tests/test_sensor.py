@@ -352,7 +352,7 @@ def test_a_missing_render_names_the_image(tmp_path, renders_dir):
 def test_a_table_sampled_before_a_factor_existed_is_named(tmp_path, renders_dir):
     exp = experiment_from_dict(bare_experiment())
     table = scenes([{"image_id": "a", "split": "train", "render_id": "r0"}]).drop(columns="prnu")
-    with pytest.raises(CuelabError, match="no column prnu.*cuelab sample"):
+    with pytest.raises(CuelabError, match="column 'prnu' is missing.*cuelab sample"):
         sensor(exp, table, renders_dir, tmp_path / "images", progress=False)
 
 

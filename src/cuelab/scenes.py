@@ -136,6 +136,39 @@ def render_ids(df: pd.DataFrame, registry: Mapping[str, Factor] = REGISTRY) -> l
     return [hashlib.blake2b(k.encode(), digest_size=8).hexdigest() for k in keys]
 
 
+# --- checked at the door -----------------------------------------------------------------------------
+
+def check_values(table: pd.DataFrame, names, purpose: str,
+                 registry: Mapping[str, Factor] = REGISTRY) -> None:
+    """Every value of these factor columns in its registry domain (`Factor.accepts`, the test the
+    schema and the data gate use too), every file an open value names there; else a
+    `CuelabError` naming the rows, values and what is allowed."""
+    problems = []
+    for name in names:
+        if name not in table:
+            problems.append(f"column {name!r} is missing from the scenes table (sampled before "
+                            "that factor existed?): run `cuelab sample` again")
+            continue
+        f = registry[name]
+        firsts = table[name].drop_duplicates()  # each distinct value once, at its first row
+        if not f.is_categorical:  # numbers: a vectorised pre-test, then the registry's own
+            values = pd.to_numeric(firsts, errors="coerce")
+            whole = (values == values.round()) if f.integer else True
+            firsts = firsts[~(values.between(f.low, f.high) & whole)]
+        for row, value in firsts.items():
+            v = value.item() if hasattr(value, "item") else value
+            where = f"row {row} ({table.at[row, 'image_id']}): {name} = {v!r}"
+            if problem := f.problem(v):
+                problems.append(f"{where}: not allowed; {problem}")
+            elif (file := f.file_of(v)) is not None and not Path(file).is_file():
+                problems.append(f"{where}: no such file {Path(file).resolve()} (paths are "
+                                "relative to the directory cuelab runs in)")
+    if problems:
+        shown = problems[:10] + ([f"... and {len(problems) - 10} more"] if len(problems) > 10
+                                 else [])
+        raise CuelabError(f"the scenes table cannot be {purpose}:\n  - " + "\n  - ".join(shown))
+
+
 # --- files --------------------------------------------------------------------------------------------------
 
 def write_table(df: pd.DataFrame, out: str | Path) -> None:

@@ -55,37 +55,6 @@ def parse_shard(text: str) -> tuple[int, int]:
     return i, n
 
 
-def check_rows(scenes: pd.DataFrame) -> None:
-    """Every scene value renderable, every file there: fail before any rendering starts."""
-    import pandas as pd
-
-    problems = []
-    for name in SCENE_FACTOR_NAMES:
-        if name not in scenes:
-            problems.append(f"column {name!r} is missing from the scenes table")
-            continue
-        f = REGISTRY[name]
-        firsts = scenes[name].drop_duplicates()  # each distinct value once, at its first row
-        if not f.is_categorical:  # numbers: one vectorised range test, then only the offenders
-            values = pd.to_numeric(firsts, errors="coerce")
-            ok = values.between(f.low, f.high) & (~f.integer | (values == values.round()))
-            firsts = firsts[~ok]
-        for row, value in firsts.items():
-            v = value.item() if hasattr(value, "item") else value
-            where = f"row {row} ({scenes.at[row, 'image_id']}): {name} = {v!r}"
-            if not f.accepts(v):
-                problems.append(f"{where}: not allowed; {name} must be {f.domain_text()}")
-            elif isinstance(v, str) and v.startswith(("mesh:", "image:")):
-                path = Path(v.split(":", 1)[1])
-                if not path.is_file():
-                    problems.append(f"{where}: no such file {path.resolve()} (paths are "
-                                    "relative to the directory cuelab runs in)")
-    if problems:
-        shown = problems[:10] + ([f"... and {len(problems) - 10} more"] if len(problems) > 10
-                                 else [])
-        raise CuelabError("the scenes table cannot be rendered:\n  - " + "\n  - ".join(shown))
-
-
 # --- chunk files -------------------------------------------------------------------------------
 
 def chunk_paths(out: Path, k: int) -> tuple[Path, Path]:
@@ -97,13 +66,19 @@ def _manifest(k: int, render_ids: list[str], settings: RenderSettings) -> dict:
             "render_settings": settings.model_dump(), "renderer": renderer_fingerprint()}
 
 
+# The code the pixels depend on, under src/cuelab: the studio and what it takes from the rest of
+# cuelab (the sRGB conversions; the palette, which names the colours). The render settings it
+# takes from cuelab.config are in the manifest on their own.
+RENDERER_CODE = ("render/studio.py", "color.py", "factors/scene.py")
+
+
 @functools.lru_cache(maxsize=1)
 def renderer_fingerprint() -> str:
-    """The studio's code and Blender's version: chunks made by another renderer are redone."""
+    """The renderer's code and Blender's version: chunks made by another renderer are redone."""
     from importlib.metadata import version
 
-    here = Path(__file__).parent
-    code = (here / "studio.py").read_bytes() + (here.parent / "color.py").read_bytes()
+    root = Path(__file__).parents[1]
+    code = b"".join(name.encode() + b"\0" + (root / name).read_bytes() for name in RENDERER_CODE)
     return f"bpy {version('bpy')}, studio {hashlib.sha256(code).hexdigest()[:16]}"
 
 
@@ -227,12 +202,14 @@ def render(params: str | Path | Experiment, scenes: str | Path | pd.DataFrame, o
     `threads`: Cycles' CPU threads per worker; by default the cores shared out among them."""
     import pandas as pd
 
-    from ..sampling import read_scenes
+    from ..scenes import check_values, read_scenes
 
     start = time.perf_counter()
     exp = params if isinstance(params, Experiment) else load_experiment(params)
     table = scenes if isinstance(scenes, pd.DataFrame) else read_scenes(scenes)
-    check_rows(table)
+    # every scene value renderable, and the rest acquirable: fail before any rendering starts
+    check_values(table, [n for n, f in REGISTRY.items() if f.stage == "scene" or n in table],
+                 "rendered")
     index, count = parse_shard(shard)
     if workers < 1:
         raise CuelabError(f"--workers: got {workers}; at least 1")
@@ -264,9 +241,8 @@ def _run_workers(settings: RenderSettings, table: pd.DataFrame, chunks, todo, ou
                  workers: int, threads: int, progress: bool) -> None:
     from tqdm import tqdm
 
-    values = {v for name in ("shape", "background") for v in table[name].unique()}
-    meshes = sorted(v.split(":", 1)[1] for v in values if v.startswith("mesh:"))
-    images = sorted(v.split(":", 1)[1] for v in values if v.startswith("image:"))
+    meshes = _files(table, "shape")
+    images = _files(table, "background")
     settings_json = settings.model_dump_json()
     jobs = [(k, _records(chunks[k]), str(out), settings_json) for k in todo]
     ctx = multiprocessing.get_context("spawn")  # a fresh interpreter: bpy wants its own
@@ -278,6 +254,12 @@ def _run_workers(settings: RenderSettings, table: pd.DataFrame, chunks, todo, ou
             tqdm(total=total, unit="img", desc="render", disable=not progress) as bar:
         for _, n in pool.imap_unordered(_render_chunk, jobs):
             bar.update(n)
+
+
+def _files(table: pd.DataFrame, name: str) -> list[str]:
+    """The files a factor's open values name (user meshes, background images)."""
+    f = REGISTRY[name]
+    return sorted({p for v in table[name].unique() if (p := f.file_of(v)) is not None})
 
 
 def _records(rows: pd.DataFrame) -> list[dict]:

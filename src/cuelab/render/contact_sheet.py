@@ -11,7 +11,7 @@ import pandas as pd
 
 from ..config import Experiment, load_experiment
 from ..contact_sheet import save_contact_sheet
-from ..factors import REGISTRY, SCENE_FACTOR_NAMES
+from ..factors import REGISTRY
 from ..scenes import render_ids
 from . import read_renders, render
 
@@ -21,13 +21,17 @@ BASE = {"shape": "cube", "color": "orange", "rotation": 30.0, "camera_elevation"
 TILE = 96
 
 
-def sheet_rows() -> pd.DataFrame:
+def sheet_rows(registry=REGISTRY) -> pd.DataFrame:
+    """Every scene factor of `registry` at each of its levels (six across a numeric range)."""
+    scene = [name for name, f in registry.items() if f.stage == "scene"]
     rows = []
-    for name in SCENE_FACTOR_NAMES:
-        f = REGISTRY[name]
+    for name in scene:
+        f = registry[name]
         levels = list(f.levels) if f.is_categorical else list(np.linspace(f.low, f.high, 6))
+        if f.integer:  # whole numbers only: the renderer refuses 2.4 lights
+            levels = sorted({int(round(v)) for v in levels})
         for level in levels:
-            row = {n: REGISTRY[n].default for n in SCENE_FACTOR_NAMES} | BASE
+            row = {n: registry[n].default for n in scene} | BASE
             row[name] = level
             if name == "texture" or name == "material":
                 row["shape"] = "sphere"
@@ -35,7 +39,7 @@ def sheet_rows() -> pd.DataFrame:
                                "level": level if isinstance(level, str) else f"{level:g}",
                                "seed": 1})
     df = pd.DataFrame(rows)
-    df["render_id"] = render_ids(df)
+    df["render_id"] = render_ids(df, registry)
     return df
 
 

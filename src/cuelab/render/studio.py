@@ -4,12 +4,15 @@ A `Studio` builds one Blender scene per worker process (every shape, the occlude
 the camera, every material) and, per row of the scenes table, only updates what changed, in the
 cheapest way Blender and Cycles offer: ray visibility for which shape is shown (hide_render would
 rebuild the dependency graph), object attributes for colour and surface, material slots for the
-texture (no shader is compiled after the first render), transforms. The backdrop is rendered
-once per background and composited under each row's render on a transparent film. Each scene
-factor has one apply function in `APPLY`.
+texture (no shader is compiled after the first render), transforms. Every backdrop is rendered
+once, when the studio is built, and composited under each row's render on a transparent film.
+Each scene factor has one apply function in `APPLY`.
 
-Determinism: Cycles' seed is fixed and persistent data is on, so a row's pixels depend on the row
-alone (our own randomness, such as where an occluder stands, comes from the row's seed).
+Determinism: a row's pixels depend on the row alone, not on the process nor on the rows it
+rendered before (tests/test_render_determinism.py). Cycles' seed is fixed; the meshes are the same
+in every process (`_mesh_object`); no render setting changes once rows are rendered
+(`_render_backdrops`); and our own randomness, such as where an occluder stands, comes from the
+row's seed.
 """
 
 from __future__ import annotations
@@ -105,6 +108,7 @@ class Studio:
             ob.data.materials.clear()
             for m in self.materials:
                 ob.data.materials.append(m)
+            _show(ob, False)  # a row shows its own (`_apply_shape`)
         self.occluders = _make_occluders(self.scene)
         self._camera_and_light()
         self._world()
@@ -112,6 +116,7 @@ class Studio:
                        for p in images}  # loaded once: loading per row leaks
         self._backdrop()
         self._compositor(scratch)
+        self._render_backdrops()
         self.state: dict = {}    # the current row's values, for the placements at the end
         self.applied: dict = {}  # the factor values the scene shows now
         self.surface: dict = {}  # the target's attributes, set on whichever shape is shown
@@ -132,17 +137,15 @@ class Studio:
         self._place_camera_and_light()
         self._place_occluder(row["occluder"])
         color, alpha, mask = self._render()
-        backdrop = self._backdrop_picture(row["background"])
+        backdrop = self.backdrop_pictures[row["background"]]
         rgb = encode_srgb8(color * alpha + backdrop * (1 - alpha))  # "Standard" view: sRGB
         if row["occluder"] == "none":
             return rgb, mask, 1.0
-        # the unoccluded silhouette, from a 1-sample render without the occluder
+        # the unoccluded silhouette: the same render without the occluder (at the same sample
+        # count: Cycles would ignore a change, or keep it for the rows after: _render_backdrops)
         for ob in self.occluders.values():
             _show(ob, False)
-        samples = self.scene.cycles.samples
-        self.scene.cycles.samples = 1
         _, _, full = self._render()
-        self.scene.cycles.samples = samples
         return rgb, mask, float(mask.sum() / max(full.sum(), 1))
 
     def _render(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -178,6 +181,7 @@ class Studio:
         r.resolution_percentage = 100
         r.use_persistent_data = True         # keep BVH and shaders between rows
         r.film_transparent = True           # the backdrop is composited in (see _backdrop)
+        r.dither_intensity = 0               # no noise on the 8-bit mask (the 16-bit RGBA has none)
         r.use_compositing = True
         sc.view_settings.view_transform = "Standard"  # AgX would shift the palette
         sc.view_settings.look = "None"
@@ -214,7 +218,7 @@ class Studio:
 
     def _backdrop(self) -> None:
         """What the camera sees behind the scene. A backdrop is a pattern in screen space, the
-        same for every row, so each is rendered once, on its own (`_backdrop_picture`), and
+        same for every row, so each is rendered once, on its own (`_render_backdrops`), and
         composited under each row's render of the scene on a transparent film: the rows'
         camera rays never shade it. To render it: a plane riding with the camera with one
         constant material per background in its slots, the face pointed at the row's."""
@@ -230,33 +234,30 @@ class Studio:
         for name, look in looks.items():
             self.backdrop_slot[name] = len(me.materials)
             me.materials.append(_backdrop_material(name, *look))
-        self.backdrop_pictures: dict = {}
 
-    def _backdrop_picture(self, value: str) -> np.ndarray:
-        """The backdrop `value` as the camera sees it, linear RGB; rendered on first use."""
-        if value in self.backdrop_pictures:
-            return self.backdrop_pictures[value]
-        shown = [ob for ob in [*self.shapes.values(), *self.occluders.values()]
-                 if ob.visible_camera]
-        for ob in shown:
-            _show(ob, False)
+    def _render_backdrops(self) -> None:
+        """Every backdrop as the camera sees it (linear RGB), rendered when the studio is built:
+        in a fixed order, nothing else shown, one camera for all, before any row, so that the
+        film never changes once rows are rendered. Rendered on first use instead, a picture
+        came in the middle of some row (whose silhouette then saw the backdrop's camera), and
+        a film change is a trap with persistent data: Cycles takes the sample count only at
+        the first render after a reset (the studio's first, or one after the film changed) and
+        ignores later changes, so when that render was a 1-sample silhouette, every row after
+        it was rendered with 1 sample too."""
         plane, cam = self.backdrop, self.camera.data
-        plane.data.polygons[0].material_index = self.backdrop_slot[value]
-        plane.data.update()
-        # one camera for every backdrop, so that a picture does not depend on the row that
-        # asked for it first (the next row places the camera again)
         self.camera.location, self.camera.rotation_euler = (0, 0, 0), (0, 0, 0)
         cam.lens, cam.shift_x, cam.shift_y, cam.clip_end = 50, 0, 0, 100
         plane.location = (0, 0, -10)  # filling the view three times over
         plane.scale = (3 * 10 * cam.sensor_width / 2 / cam.lens,) * 2 + (1,)
         plane.visible_camera = True
         self.scene.render.film_transparent = False
-        picture = self.backdrop_pictures[value] = self._render()[0]
-        self.scene.render.film_transparent = True
+        self.backdrop_pictures = {}
+        for value, slot in self.backdrop_slot.items():
+            plane.data.polygons[0].material_index = slot
+            plane.data.update()
+            self.backdrop_pictures[value] = self._render()[0]
         plane.visible_camera = False
-        for ob in shown:
-            _show(ob, True)
-        return picture
+        self.scene.render.film_transparent = True
 
     def _compositor(self, scratch: str | None) -> None:
         # Blender can only hand its passes over as files: a RAM disk keeps that cheap
@@ -518,11 +519,28 @@ def _mix(N, L, a, b, factor):
 
 
 def _mesh_object(name: str, build) -> bpy.types.Object:
-    me = bpy.data.meshes.new(name)
+    """A mesh built by bmesh's operators, written out in a canonical order. Those operators
+    number the faces (and which corner a face starts from) in an order that follows memory
+    addresses, so it changes from process to process (the UV spheres': the sphere, the capsule,
+    the ball), and with it the last bit of the vertex normals Blender computes, and so some
+    pixels of the smooth shapes. Here vertices go by position, each face starts from its lowest
+    vertex (winding kept), and the faces are sorted: the same mesh in every process."""
     bm = bmesh.new()
     build(bm)
-    bm.to_mesh(me)
+    bm.verts.index_update()
+    positions = [tuple(v.co) for v in bm.verts]  # float32 as Python floats: exact
+    faces = [[v.index for v in f.verts] for f in bm.faces]
     bm.free()
+    order = sorted(range(len(positions)), key=positions.__getitem__)
+    new_index = {old: new for new, old in enumerate(order)}
+    canonical = []
+    for face in faces:
+        face = [new_index[i] for i in face]
+        first = face.index(min(face))
+        canonical.append(tuple(face[first:] + face[:first]))
+    me = bpy.data.meshes.new(name)
+    me.from_pydata([positions[i] for i in order], [], sorted(canonical))
+    me.update()
     ob = bpy.data.objects.new(name, me)
     bpy.context.scene.collection.objects.link(ob)
     return ob

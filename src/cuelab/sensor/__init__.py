@@ -18,7 +18,7 @@ from ..data import DatasetWriter
 from ..errors import CuelabError
 from ..factors import SENSOR_FACTOR_NAMES
 from ..render import read_renders
-from ..scenes import read_scenes
+from ..scenes import check_values, read_scenes
 from .camera import acquire
 
 ROW_FIELDS = list(SENSOR_FACTOR_NAMES) + ["seed"]
@@ -46,10 +46,7 @@ def sensor(params: str | Path | Experiment, scenes: str | Path | pd.DataFrame,
     start = time.perf_counter()
     exp = params if isinstance(params, Experiment) else load_experiment(params)
     table = scenes if isinstance(scenes, pd.DataFrame) else read_scenes(scenes)
-    absent = [c for c in ROW_FIELDS if c not in table.columns]
-    if absent:
-        raise CuelabError(f"the scenes table has no column {', '.join(absent)} (sampled before "
-                          "that factor existed?): run `cuelab sample` again")
+    check_values(table, SENSOR_FACTOR_NAMES, "acquired")
     clean = read_renders(renders)
     where = {rid: i for i, rid in enumerate(clean["render_id"])}
     missing = table[~table.render_id.isin(where)]
