@@ -271,3 +271,35 @@ def test_chunks_from_another_renderer_are_rendered_again(tmp_path):
     manifest.write_text(json.dumps(written | {"renderer": "bpy 4.2, studio 0000"}))
     again = render(experiment(), df, tmp_path, progress=False)
     assert again.rendered == 4 and again.reused == 0
+
+
+def test_every_scene_factor_has_one_owner_in_the_studio():
+    """Checked in a process of its own: importing bpy here would break the render workers."""
+    import sys
+
+    check = """
+import pytest
+from cuelab.factors import SCENE_FACTOR_NAMES
+from cuelab.render.studio import APPLY, OWNERS, PLACEMENTS, owners
+assert sorted(OWNERS) == sorted(SCENE_FACTOR_NAMES)
+with pytest.raises(TypeError, match="ambient: no apply function or placement"):
+    owners({k: f for k, f in APPLY.items() if k != "ambient"}, PLACEMENTS)
+with pytest.raises(TypeError, match="size: owned by apply, placement target"):
+    owners({**APPLY, "size": APPLY["shape"]}, PLACEMENTS)
+print("ok")
+"""
+    done = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
+
+
+def test_ambient_light_fills_the_shadows(tmp_path):
+    """The new scene factor: 0 leaves the key light alone (darker shadows), more lifts them;
+    the default is the studio as it was."""
+    df = table([{"ambient": a, "light_azimuth": 150.0} for a in (0.0, 1.0, 3.0)])
+    render(experiment(), df, tmp_path / "out", progress=False)
+    out = read_renders(tmp_path / "out")
+    by_id = dict(zip(out["render_id"], range(len(out["render_id"]))))
+    means = [out["rgb"][by_id[rid]][out["mask"][by_id[rid]]].mean() for rid in df.render_id]
+    assert means[0] < means[1] < means[2]
+    # the default value changes no render id: a render of the old studio is still valid
+    assert df.render_id[1] == table([{"light_azimuth": 150.0}]).render_id[0]

@@ -85,6 +85,9 @@ SCENE_FACTORS = (
            default=1.0, low=0.1, high=5.0, unit="x"),
     Factor("light_temperature", "scene", "Key light colour temperature (black body).",
            default=6500.0, low=2000.0, high=12000.0, unit="K"),
+    Factor("ambient", "scene", "Light from everywhere but the key light (sky and bounce light), "
+           "relative to the studio's; 0 leaves the key light alone, with black shadows.",
+           default=1.0, low=0.0, high=4.0, unit="x"),
     # --- camera ------------------------------------------------------------------------------
     Factor("camera_distance", "scene", "Camera distance from the object, relative to the "
            "default framing.", default=1.0, low=0.6, high=2.5, unit="x"),

@@ -6,7 +6,7 @@ cheapest way Blender and Cycles offer: ray visibility for which shape is shown (
 rebuild the dependency graph), object attributes for colour and surface, material slots for the
 texture (no shader is compiled after the first render), transforms. Every backdrop is rendered
 once, when the studio is built, and composited under each row's render on a transparent film.
-Each scene factor has one apply function in `APPLY`.
+Each scene factor has one owner: an apply function in `APPLY`, or a placement in `PLACEMENTS`.
 
 Determinism: a row's pixels depend on the row alone, not on the process nor on the rows it
 rendered before (tests/test_render_determinism.py). Cycles' seed is fixed; the meshes are the same
@@ -21,6 +21,7 @@ import colorsys
 import math
 import os
 import tempfile
+import zlib
 from pathlib import Path
 
 import bpy  # noqa: I001  (bpy first: it makes bmesh and mathutils importable)
@@ -32,7 +33,7 @@ from mathutils import Matrix, Vector
 
 from ..color import decode_srgb16, encode_srgb8, srgb_to_linear
 from ..config import RenderSettings
-from ..factors.scene import PALETTE
+from ..factors.scene import PALETTE, SCENE_FACTORS
 
 TARGET, OCCLUDER = 1, 2          # object pass indices
 BASE_DISTANCE = 4.6              # camera distance (m) at 50 mm where the object fills ~half the frame
@@ -75,6 +76,7 @@ MATERIALS = {  # SURFACE_INPUTS, then Coat Weight
     "metal": ((0.25, 1.0, 0.5), 0.0),
     "rubber": ((0.55, 0.0, 0.35), 0.0),
 }
+OCCLUDER_STREAM = zlib.crc32(b"occluder")  # where an occluder stands: the row seed's stream
 RAYS = ("camera", "diffuse", "glossy", "transmission", "volume_scatter", "shadow")
 
 
@@ -133,6 +135,7 @@ class Studio:
             if self.applied.get(name, _UNSET) != row[name]:
                 apply(self, row[name])
                 self.applied[name] = row[name]
+        self.state.update((n, row[n]) for names in PLACEMENTS.values() for n in names)
         self._place_target()
         self._place_camera_and_light()
         self._place_occluder(row["occluder"])
@@ -337,7 +340,7 @@ class Studio:
             return
         # between camera and object, offset so that it covers part of the target; where
         # exactly comes from the row's seed
-        rng = np.random.default_rng(self.state["seed"])
+        rng = np.random.default_rng([self.state["seed"], OCCLUDER_STREAM])
         cam = self.camera
         forward = cam.rotation_euler.to_matrix() @ Vector((0, 0, -1))
         right = cam.rotation_euler.to_matrix() @ Vector((1, 0, 0))
@@ -391,34 +394,51 @@ def _apply_light_temperature(st: Studio, value: float) -> None:
     st.sun.data.temperature = value
 
 
-def _remember(name: str):
-    """Factors that act together (pose, camera, light direction, position) are placed at the
-    end of the row."""
-    def apply(st: Studio, value) -> None:
-        st.state[name] = value
-    return apply
+def _apply_ambient(st: Studio, value: float) -> None:
+    st.scene.world.node_tree.nodes["Background"].inputs["Color"].default_value = (
+        *(value * c for c in AMBIENT), 1)
 
 
+# Who applies each scene factor. A factor that acts alone has an apply function, called when its
+# value changes. Factors that act together are set in `Studio.state` and placed together by one
+# placement at the end of every row: the target's pose and surface pattern, the camera and the
+# light's direction (both follow the camera), the occluder (where it stands comes from the row's
+# seed), and the backdrop (composited under the render). Each scene factor has one owner.
 APPLY = {
     "shape": _apply_shape,
-    "size": _remember("size"),
     "color": _apply_color,
-    "texture": _remember("texture"),
     "material": _apply_material,
-    "rotation": _remember("rotation"),
-    "position_x": _remember("position_x"),
-    "position_y": _remember("position_y"),
-    "background": _remember("background"),  # composited in by render_row
-    "occluder": _remember("occluder"),
-    "light_elevation": _remember("light_elevation"),
-    "light_azimuth": _remember("light_azimuth"),
     "light_intensity": _apply_light_intensity,
     "light_temperature": _apply_light_temperature,
-    "camera_distance": _remember("camera_distance"),
-    "camera_elevation": _remember("camera_elevation"),
-    "camera_azimuth": _remember("camera_azimuth"),
-    "focal_length": _remember("focal_length"),
+    "ambient": _apply_ambient,
 }
+PLACEMENTS = {
+    "target": ("size", "rotation", "texture"),
+    "camera_and_light": ("camera_distance", "camera_elevation", "camera_azimuth", "focal_length",
+                         "position_x", "position_y", "light_elevation", "light_azimuth"),
+    "occluder": ("occluder",),
+    "backdrop": ("background",),
+}
+
+
+def owners(apply=APPLY, placements=PLACEMENTS,
+           factors=tuple(f.name for f in SCENE_FACTORS)) -> dict[str, str]:
+    """Each scene factor's owner: its apply function's factor, or its placement. Raises when a
+    factor has none or several (a factor the renderer would ignore, or set twice)."""
+    owned = [(name, "apply") for name in apply]
+    owned += [(name, f"placement {p}") for p, names in placements.items() for name in names]
+    found: dict[str, list[str]] = {}
+    for name, owner in owned:
+        found.setdefault(name, []).append(owner)
+    problems = [f"{n}: owned by {', '.join(found[n])}" for n in factors if len(found.get(n, [])) > 1]
+    problems += [f"{n}: no apply function or placement" for n in factors if n not in found]
+    problems += [f"{n}: not a scene factor" for n in found if n not in factors]
+    if problems:
+        raise TypeError("the studio must apply every scene factor once: " + "; ".join(problems))
+    return {name: owners[0] for name, owners in found.items()}
+
+
+OWNERS = owners()  # checked when the studio is imported
 
 
 # --- building blocks -------------------------------------------------------------------------
