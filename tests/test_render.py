@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -257,6 +258,26 @@ def test_an_integer_factor_with_a_fraction_is_refused_before_rendering(tmp_path)
     with pytest.raises(CuelabError, match=r"iso = 800\.5: not allowed; iso must be an integer"):
         render(experiment(), df, tmp_path / "out", progress=False)
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_a_palette_change_renders_again(tmp_path, monkeypatch):
+    """The palette is in the renderer's fingerprint: a new shade of red redoes the renders."""
+    import shutil
+
+    import cuelab.render as R
+
+    df = table([{"color": "red"}])
+    assert render(experiment(), df, tmp_path / "out", progress=False).rendered == 1
+    assert render(experiment(), df, tmp_path / "out", progress=False).reused == 1
+    copy = tmp_path / "cuelab"
+    shutil.copytree(Path(R.__file__).parents[1], copy,
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    scene = copy / "factors" / "scene.py"
+    scene.write_text(scene.read_text().replace('"red": (200, 30, 30)', '"red": (210, 30, 30)'))
+    edited = R.renderer_fingerprint(copy)
+    assert edited != R.renderer_fingerprint()
+    monkeypatch.setattr(R, "renderer_fingerprint", lambda: edited)
+    assert render(experiment(), df, tmp_path / "out", progress=False).rendered == 1
 
 
 def test_chunks_from_another_renderer_are_rendered_again(tmp_path):

@@ -72,12 +72,12 @@ def _manifest(k: int, render_ids: list[str], settings: RenderSettings) -> dict:
 RENDERER_CODE = ("render/studio.py", "color.py", "factors/scene.py")
 
 
-@functools.lru_cache(maxsize=1)
-def renderer_fingerprint() -> str:
-    """The renderer's code and Blender's version: chunks made by another renderer are redone."""
+@functools.lru_cache(maxsize=2)
+def renderer_fingerprint(root: Path = Path(__file__).parents[1]) -> str:
+    """The renderer's code (in the package at `root`) and Blender's version: chunks made by
+    another renderer are redone."""
     from importlib.metadata import version
 
-    root = Path(__file__).parents[1]
     code = b"".join(name.encode() + b"\0" + (root / name).read_bytes() for name in RENDERER_CODE)
     return f"bpy {version('bpy')}, studio {hashlib.sha256(code).hexdigest()[:16]}"
 

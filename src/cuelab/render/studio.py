@@ -33,7 +33,7 @@ from mathutils import Matrix, Vector
 
 from ..color import decode_srgb16, encode_srgb8, srgb_to_linear
 from ..config import RenderSettings
-from ..factors.scene import PALETTE, SCENE_FACTORS
+from ..factors.scene import IMAGE, MESH, PALETTE, SCENE_FACTORS, hsv_of
 
 TARGET, OCCLUDER = 1, 2          # object pass indices
 BASE_DISTANCE = 4.6              # camera distance (m) at 50 mm where the object fills ~half the frame
@@ -81,9 +81,10 @@ RAYS = ("camera", "diffuse", "glossy", "transmission", "volume_scatter", "shadow
 
 
 def color_of(value: str) -> tuple[float, float, float]:
-    if value.startswith("hsv:"):
-        h, s, v = (float(x) for x in value[4:].split(","))
-        rgb = colorsys.hsv_to_rgb(h / 360, s, v)
+    """A palette name or an hsv: colour, in linear RGB."""
+    hsv = hsv_of(value)
+    if hsv is not None:
+        rgb = colorsys.hsv_to_rgb(hsv[0] / 360, hsv[1], hsv[2])
     else:
         rgb = tuple(x / 255 for x in PALETTE[value])
     return tuple(float(c) for c in srgb_to_linear(np.array(rgb, np.float64)))
@@ -103,7 +104,7 @@ class Studio:
         self.scene.render.threads = max(threads, 1)
         self.shapes = _make_shapes()
         for path in meshes:
-            self.shapes[f"mesh:{path}"] = _import_mesh(path)
+            self.shapes[MESH.prefix + path] = _import_mesh(path)
         self._target_materials()
         for ob in self.shapes.values():
             ob.pass_index = TARGET
@@ -114,7 +115,7 @@ class Studio:
         self.occluders = _make_occluders(self.scene)
         self._camera_and_light()
         self._world()
-        self.images = {f"image:{p}": bpy.data.images.load(str(Path(p).resolve()))
+        self.images = {IMAGE.prefix + p: bpy.data.images.load(str(Path(p).resolve()))
                        for p in images}  # loaded once: loading per row leaks
         self._backdrop()
         self._compositor(scratch)
