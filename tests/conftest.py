@@ -61,7 +61,7 @@ def tiny_params(tmp_path) -> Path:
 
 def copy_project(dest: Path) -> Path:
     """The files a stage needs, as a user's checkout would have them."""
-    for name in ("dvc.yaml", "params.yaml", "pyproject.toml"):
+    for name in ("dvc.yaml", "params.yaml", "pyproject.toml", ".dvcignore"):
         shutil.copy(ROOT / name, dest / name)
     for name in ("src", "components", "pipelines"):
         shutil.copytree(ROOT / name, dest / name,

@@ -16,6 +16,7 @@ from conftest import ROOT, tiny_experiment, write_params
 from cuelab.errors import CuelabError
 from cuelab.evaluate.attribution import occlusion, on_object_share, patch_corners, saliency
 from cuelab.results import load_results
+from cuelab.tracking import read_run_link
 
 
 class BoxReader(nn.Module):
@@ -194,7 +195,7 @@ def test_evaluate_writes_results_metrics_plots_and_pictures(evaluated):
 
     text = str(summary)
     assert "IID test accuracy" in text and str(paths["metrics"]) in text
-    assert summary.mlflow_run == results.tracking.run_id
+    assert summary.mlflow_run == read_run_link(paths["out"])["run_id"]
 
 
 @pytest.mark.slow
@@ -203,12 +204,12 @@ def test_evaluation_is_a_nested_mlflow_run(evaluated, mlflow_server):
 
     paths = evaluated["paths"]
     results = load_results(paths["out"])
-    config = json.loads((paths["models"] / "model.json").read_text())
+    trained, link = read_run_link(paths["models"]), read_run_link(paths["out"])
     client = MlflowClient(mlflow_server)
-    run = client.get_run(results.tracking.run_id)
+    run = client.get_run(link["run_id"])
     assert run.info.status == "FINISHED" and run.info.run_name == "evaluate"
-    assert run.data.tags["mlflow.parentRunId"] == config["run_id"]
-    assert run.info.experiment_id == config["experiment_id"]
+    assert run.data.tags["mlflow.parentRunId"] == trained["run_id"] == link["parent_run_id"]
+    assert run.info.experiment_id == trained["experiment_id"] == link["experiment_id"]
     assert run.data.metrics["iid.accuracy"] == results.iid.accuracy.value
     assert "preference.shape_vs_color.preference" in run.data.metrics
     logged = {f.path for f in client.list_artifacts(run.info.run_id)}
@@ -224,10 +225,13 @@ def test_evaluation_is_deterministic(evaluated, tmp_path):
     paths = evaluated["paths"]
     evaluate(evaluated["exp"], paths["scenes"], paths["images"], paths["models"],
              tmp_path / "out", tmp_path / "evaluate.json", tmp_path / "plots", progress=False)
-    first = json.loads((paths["out"] / "results.json").read_text())
-    again = json.loads((tmp_path / "out" / "results.json").read_text())
-    assert first.pop("tracking")["run_id"] != again.pop("tracking")["run_id"]
-    assert first == again
+    first = (paths["out"] / "results.json").read_bytes()
+    again = (tmp_path / "out" / "results.json").read_bytes()
+    assert first == again  # byte for byte: the run ids are apart, in mlflow-run.json
+    assert read_run_link(paths["out"])["run_id"] != read_run_link(tmp_path / "out")["run_id"]
+    for name in ("index.html", "predictions.parquet"):
+        assert (paths["out"] / name).read_bytes() == (tmp_path / "out" / name).read_bytes()
+    first = json.loads(first)
     for figure in first["files"]["figures"].values():
         assert (paths["out"] / figure).read_bytes() == (tmp_path / "out" / figure).read_bytes()
     assert paths["metrics"].read_text() == (tmp_path / "evaluate.json").read_text()
@@ -332,8 +336,7 @@ def test_the_component_runs_in_kfp_local(evaluated, tmp_path, monkeypatch):
     assert [r["row"] for r in confusion["rows"]] == results.iid.confusion
     page = next(tmp_path.glob("*/evaluate/html"))
     assert page.read_text() == (evaluation / "index.html").read_text()
-    assert results.tracking.parent_run_id == json.loads(
-        (paths["models"] / "model.json").read_text())["run_id"]
+    assert read_run_link(evaluation)["parent_run_id"] == read_run_link(paths["models"])["run_id"]
 
 
 # --- planted shortcuts ---------------------------------------------------------------------------

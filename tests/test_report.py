@@ -103,16 +103,13 @@ def synthetic_results(preference=est(0.13, 0.09, 0.17), gap=est(0.25, 0.18, 0.32
         bootstrap={"resamples": 1000, "confidence": 0.95},
         model={"models_dir": "models", "architecture": "simple_cnn", "width": 32,
                "input_size": 32, "num_classes": 3, "classes": CLASSES, "best_epoch": 4,
-               "run_id": "abc123", "tracking_uri": "sqlite:///mlflow.db",
-               "train": {"epochs": 5}},
+               "registered_model": "cuelab-tiny", "train": {"epochs": 5}},
         iid={"accuracy": est(0.97, 0.94, 0.99, 300),
              "confusion": [[98, 1, 1], [2, 97, 1], [0, 3, 97]],
              "class_accuracy": {"cube": 0.98, "sphere": 0.97, "cone": 0.97}},
         probes=probes, attribution=None, importance=importance_ranking(probes),
         importance_definition="A factor's importance is the largest share ...",
-        files={"predictions": "predictions.parquet", "summary": "index.html", "figures": {}},
-        tracking={"tracking_uri": "sqlite:///mlflow.db", "experiment_id": "1",
-                  "run_id": "eval456", "parent_run_id": "abc123"})
+        files={"predictions": "predictions.parquet", "summary": "index.html", "figures": {}})
 
 
 def write_evaluation(folder: Path, results: Results, attribution: bool = True) -> Path:
@@ -267,7 +264,8 @@ def test_every_section_is_there_and_the_verdict_comes_first(tmp_path, params):
     assert "The model follows colour over shape in 87% [83–91%]" in verdict
     assert "Accuracy falls from 93% to 68%" in verdict  # the background, in the top findings
     assert "Texture was paired with the class in training (ρ = 0.5)" in verdict  # not probed
-    assert "simple_cnn" in page and "eval456" in page and "abc123" in page  # model, MLflow
+    assert "simple_cnn" in page and "cuelab-tiny" in page  # the model, where MLflow has it
+    assert "models/mlflow-run.json" in page  # where the run ids are (not on the page)
     assert "rho: 0.8" in page  # the params file as written
     assert "✗ chose" in page and "on object" in page  # attribution examples, both kinds
 
@@ -520,7 +518,11 @@ def test_report_on_a_real_evaluation(tiny_dataset, tmp_path, monkeypatch):
     # 12 conflict images: too few decisions for a verdict, and the page says so
     assert "Too few shape-vs-colour conflict images to tell" in text_of(page)
     assert "best_val_accuracy" in page  # train.json
-    assert results.tracking.run_id in page and results.tracking.parent_run_id in page
+    # where the runs are, not their ids: the page is the same for the same data
+    from cuelab.tracking import read_run_link
+    link = read_run_link(tmp_path / "evaluation")
+    assert link["run_id"] not in page and link["parent_run_id"] not in page
+    assert "reports/evaluation/mlflow-run.json" in page and "cuelab-tiny" in page
     assert all(src.startswith("data:image/png;base64,")
                for tag, attrs in tags_of(page) if tag == "img" for src in [attrs["src"]])
     cards = page.count("<div class='card'>")  # up to 4 right and 4 wrong of the 6 images

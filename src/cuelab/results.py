@@ -20,7 +20,7 @@ reader (the report, the headline metrics, the Kubeflow component).
                  (probes.<kind>.<key>) and the field of its result the number is
     importance_definition: str
     files: {predictions, summary, figures: {name: path}}   paths relative to results.json
-    tracking: {tracking_uri, experiment_id, run_id, parent_run_id}   the evaluation's MLflow run
+    (the evaluation's MLflow run is in mlflow-run.json beside it: `Tracking`)
 """
 
 from __future__ import annotations
@@ -96,6 +96,8 @@ class Files(Strict):
 
 
 class Tracking(Strict):
+    """The evaluation's MLflow run (reports/evaluation/mlflow-run.json, not results.json: run
+    ids differ from run to run, the results do not)."""
     tracking_uri: str
     experiment_id: str
     run_id: str
@@ -123,7 +125,6 @@ class Results(Strict):
     importance: list[ImportanceEntry]
     importance_definition: str
     files: Files
-    tracking: Tracking
 
     def of(self, kind: str) -> dict[str, BaseModel]:
         """Every result of one probe kind, by key."""

@@ -171,3 +171,22 @@ def git_commit(where: str | Path | None = None) -> str | None:
     if commit and git("status", "--porcelain", "--untracked-files=no"):
         commit += "-dirty"
     return commit
+
+
+# --- the link from an output to its run ---------------------------------------------------------
+
+RUN_FILE = "mlflow-run.json"  # beside a model or an evaluation; .dvcignore keeps it unversioned
+
+
+def read_run_link(folder: str | Path) -> dict | None:
+    """Where the output in `folder` was logged (its mlflow-run.json), or None when the file is
+    not there (an output restored with `dvc pull`, or copied without it). Run ids are kept
+    apart from the outputs: they differ from run to run while the outputs do not."""
+    path = Path(folder) / RUN_FILE
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except ValueError as e:
+        raise CuelabError(f"{path}: not readable JSON ({e}); delete it to go on without the "
+                          "link to its MLflow run") from None

@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..atomic import replaced_dir, write_json
+from ..atomic import npz_bytes, replaced_dir, write_json
 from ..config import Experiment
 from ..data import load_split
 from ..errors import CuelabError
@@ -84,14 +84,14 @@ class EvaluateSummary:
         return "\n".join(lines)
 
     @classmethod
-    def of(cls, results: Results, out: Path, metrics: Path, plots: Path,
+    def of(cls, results: Results, run_id: str, out: Path, metrics: Path, plots: Path,
            seconds: float) -> EvaluateSummary:
         background = results.of("protocol").get("background")
         return cls(out, metrics, plots, results.iid.accuracy.value,
                    [(r.factor, r.importance.value) for r in results.importance],
                    {k: c.preference.value for k, c in results.of("conflict").items()},
                    background.gap.value if background and background.gap else None,
-                   results.tracking.run_id, seconds)
+                   run_id, seconds)
 
 
 def evaluate(params: str | Path | Experiment, scenes: str | Path | pd.DataFrame,
@@ -107,13 +107,14 @@ def evaluate(params: str | Path | Experiment, scenes: str | Path | pd.DataFrame,
     exp, params_text = experiment_and_text(params)
     table = scenes if isinstance(scenes, pd.DataFrame) else read_scenes(scenes)
     model, config = _model(exp, models_dir)
-    tracking.connect(config["tracking_uri"])  # before anything slow: fail now if unreachable
+    trained = tracking.read_run_link(models_dir) or {}
+    tracking.connect(trained.get("tracking_uri"))  # before anything slow: fail now if unreachable
     boot = Bootstrap(exp.evaluate.bootstrap, exp.evaluate.confidence, exp.seed)
     preds = predict_probes(model, table, images, progress=progress)
     probes = {name: kind.statistics(preds, exp, boot) for name, kind in PROBE_KINDS.items()}
 
     out, metrics, plots = Path(out), Path(metrics), Path(plots)
-    with tracking.start_run(parent_run_id=config["run_id"], run_name="evaluate",
+    with tracking.start_run(exp.name, parent_run_id=trained.get("run_id"), run_name="evaluate",
                             tags={"cuelab.step": "evaluate"}) as run:
         with replaced_dir(out) as tmp:
             attribution = _attribution(model, images, preds, exp, boot, tmp, progress)
@@ -125,14 +126,15 @@ def evaluate(params: str | Path | Experiment, scenes: str | Path | pd.DataFrame,
                 iid=iid(preds, exp.classes, boot), probes=probes, attribution=attribution,
                 importance=importance_ranking(probes),
                 importance_definition=IMPORTANCE_DEFINITION,
-                files=Files(predictions="predictions.parquet", summary="index.html", figures={}),
-                tracking=_tracking(config, run))
+                files=Files(predictions="predictions.parquet", summary="index.html", figures={}))
             results = _write_results(results, exp, params_text, tmp)
+            write_json(tmp / tracking.RUN_FILE, _tracking(trained, run).model_dump())
         headline = headline_metrics(results)
         write_json(metrics, headline)
         _write_plots(plots, results)
         _log_to_mlflow(headline, out)
-    return EvaluateSummary.of(results, out, metrics, plots, time.perf_counter() - start)
+    return EvaluateSummary.of(results, run.info.run_id, out, metrics, plots,
+                              time.perf_counter() - start)
 
 
 def _model(exp: Experiment, models_dir: str | Path):
@@ -151,9 +153,13 @@ def _model(exp: Experiment, models_dir: str | Path):
     return model, config
 
 
-def _tracking(config: dict, run) -> Tracking:
-    return Tracking(tracking_uri=config["tracking_uri"], experiment_id=run.info.experiment_id,
-                    run_id=run.info.run_id, parent_run_id=config["run_id"])
+def _tracking(trained: dict, run) -> Tracking:
+    """reports/evaluation/mlflow-run.json: the evaluation's run and the training run above it;
+    apart from results.json (DVC ignores it): run ids differ from run to run, the results not."""
+    import mlflow
+
+    return Tracking(tracking_uri=mlflow.get_tracking_uri(), experiment_id=run.info.experiment_id,
+                    run_id=run.info.run_id, parent_run_id=trained.get("run_id"))
 
 
 # --- predictions ---------------------------------------------------------------------------------
@@ -223,9 +229,10 @@ def _attribution(model, images: str | Path, predictions: pd.DataFrame, exp: Expe
                                          ratio=boot.ratio(key, share[ok], area[ok]))
     folder = out / "attribution"
     folder.mkdir()
-    np.savez_compressed(folder / "maps.npz", image_ids=data.image_ids[:n],
-                        labels=data.labels[:n], preds=preds, images=pics, masks=masks,
-                        saliency=sal.astype(np.float32), occlusion=occ.astype(np.float32))
+    (folder / "maps.npz").write_bytes(npz_bytes(dict(  # no timestamps: the same bytes each run
+        image_ids=data.image_ids[:n], labels=data.labels[:n], preds=preds, images=pics,
+        masks=masks, saliency=sal.astype(np.float32), occlusion=occ.astype(np.float32)),
+        compress=True))
     examples = _save_examples(data.image_ids, data.labels, preds, pics, masks, sal, occ, out)
     return AttributionResult(images=n, patch=exp.evaluate.occlusion_patch, split="test",
                              maps="attribution/maps.npz", examples=examples, **shares)

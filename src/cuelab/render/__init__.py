@@ -20,14 +20,13 @@ import multiprocessing
 import os
 import tempfile
 import time
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..atomic import write_bytes
+from ..atomic import npz_bytes, write_bytes
 from ..config import Experiment, RenderSettings, load_experiment
 from ..errors import CuelabError
 from ..factors import REGISTRY, SCENE_FACTOR_NAMES
@@ -99,17 +98,6 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
-    """An .npz without timestamps, so the same renders give the same bytes."""
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zf:
-        for name, arr in arrays.items():
-            with zf.open(zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0)),
-                         "w") as f:
-                np.lib.format.write_array(f, np.ascontiguousarray(arr), allow_pickle=False)
-    return buf.getvalue()
-
-
 def read_renders(out: str | Path) -> dict[str, np.ndarray]:
     """Every chunk of a render directory: render_id, rgb, mask, visible_fraction."""
     files = sorted(Path(out).glob("chunk-*.npz"))
@@ -165,7 +153,7 @@ def _render_chunk(job: tuple) -> tuple[int, int]:
         masks.append(mask)
         visible.append(frac)
     data, meta = chunk_paths(Path(out), k)
-    payload = _npz_bytes({"render_id": np.array(render_ids, dtype="U16"),
+    payload = npz_bytes({"render_id": np.array(render_ids, dtype="U16"),
                           "rgb": np.stack(rgbs), "mask": np.stack(masks),
                           "visible_fraction": np.asarray(visible, np.float32)})
     write_bytes(data, payload)

@@ -303,21 +303,21 @@ def _model_rows(results: Results) -> dict[str, str]:
     settings = model.pop("train", None)
     rows = {k: esc(model[k]) for k in (
         "architecture", "width", "input_size", "num_classes", "best_epoch", "dataset_version",
-        "registered_model", "model_version", "models_dir") if model.get(k) is not None}
+        "models_dir") if model.get(k) is not None}
     if settings:
         rows["training settings"] = f"<code>{esc(json.dumps(settings))}</code>"
     return rows
 
 
 def _runs(results: Results) -> str:
-    tracking = results.tracking
-    runs = {}
-    training_run = results.model.get("run_id") or tracking.parent_run_id
-    if training_run:
-        runs["training run"] = f"<code>{esc(training_run)}</code>"
-    runs["evaluation run"] = f"<code>{esc(tracking.run_id)}</code>"
-    runs["experiment id"] = esc(tracking.experiment_id)
-    runs["tracking store"] = f"<code>{esc(tracking.tracking_uri)}</code>"
+    """Where the runs are, not their ids: the page is the same for the same data, and run ids
+    differ from run to run (they are in the mlflow-run.json beside the model and the
+    evaluation)."""
+    runs = {"MLflow experiment": esc(results.experiment),
+            "run ids": "<code>models/mlflow-run.json</code> (training), "
+                       "<code>reports/evaluation/mlflow-run.json</code> (evaluation)"}
+    if results.model.get("registered_model"):
+        runs["registered model"] = f"<code>{esc(results.model['registered_model'])}</code>"
     return key_values(runs)
 
 

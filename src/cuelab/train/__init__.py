@@ -3,8 +3,11 @@ and the two functions the later steps use, `load_model` and `predict`.
 
     models/model.pt     the state_dict (torch.load(..., weights_only=True): no pickled code)
     models/model.json   architecture, width, input_size, num_classes, classes, experiment,
-                        seed, dataset_version, tracking_uri, experiment_id, run_id,
-                        registered_model, model_version, best_epoch, train (the settings)
+                        seed, dataset_version, registered_model, best_epoch, train (the settings)
+    models/mlflow-run.json  where the model was logged: tracking_uri, experiment_id, run_id,
+                        registered_model, model_version. Not part of the versioned model (DVC
+                        ignores it, .dvcignore): it differs from run to run while the model
+                        does not, and it means something only beside that MLflow store.
 """
 
 from __future__ import annotations

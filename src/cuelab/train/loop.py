@@ -30,6 +30,7 @@ from .models import build_model
 CHECKPOINT = "checkpoint.pt"
 WEIGHTS = "model.pt"
 CONFIG = "model.json"
+RUN = tracking.RUN_FILE  # the MLflow run: apart from the model, DVC ignores it (.dvcignore)
 
 
 @dataclass
@@ -177,22 +178,24 @@ def train_epoch(model, train_set: InMemorySplit, optimizer, scaler, generator,
 def finish(model, best_weights: dict, state: dict, exp: Experiment, train_set: InMemorySplit,
            val_set: InMemorySplit, tracking_uri: str, run, data_version: str, models_dir: Path,
            metrics_path: Path, device: torch.device) -> dict:
-    """The kept (best) model: registered in MLflow, written with its config and metrics."""
+    """The kept (best) model: registered in MLflow, written with its config, where it was
+    logged and its metrics; returns the config and the run link together."""
     train_accuracy = evaluate(model, train_set)[1]
-    config = model_config(exp, train_set.size, data_version, tracking_uri, run,
-                          state["best_epoch"])
+    config = model_config(exp, train_set.size, data_version, state["best_epoch"])
     version = log_model(model, val_set, config)
+    # no wall time: the metrics file is versioned, and the same data must give the same bytes
     metrics = {"val_accuracy": state["history"][-1]["val_accuracy"],
                "best_val_accuracy": state["best_accuracy"],
                "best_epoch": state["best_epoch"], "train_accuracy": train_accuracy,
-               "epochs": state["epoch"], "wall_seconds": round(state["seconds"], 2),
-               "device": str(device)}
-    config |= {"registered_model": f"cuelab-{exp.name}", "model_version": version}
-    write_outputs(models_dir, best_weights, config, metrics_path, metrics)
+               "epochs": state["epoch"], "device": str(device)}
+    link = {"tracking_uri": tracking_uri, "experiment_id": run.info.experiment_id,
+            "run_id": run.info.run_id, "registered_model": config["registered_model"],
+            "model_version": version}
+    write_outputs(models_dir, best_weights, config, link, metrics_path, metrics)
     log_epoch({"best_val_accuracy": state["best_accuracy"], "best_epoch": state["best_epoch"],
                "model_train_accuracy": train_accuracy, "wall_seconds": state["seconds"]},
               state["epoch"])
-    return config
+    return config | link
 
 
 # --- around the loop ---------------------------------------------------------------------------
@@ -379,22 +382,22 @@ def atomic_save(obj, path: Path) -> None:
     tmp.replace(path)
 
 
-def model_config(exp: Experiment, input_size: int, data_version: str, tracking_uri: str,
-                 run, best_epoch: int) -> dict:
-    """models/model.json: enough to rebuild the network, and to find its MLflow run."""
+def model_config(exp: Experiment, input_size: int, data_version: str, best_epoch: int) -> dict:
+    """models/model.json: enough to rebuild the network and say what it was trained on; the
+    same for the same experiment and data (no run ids, no paths)."""
     return {"architecture": exp.train.model, "width": exp.train.width,
             "input_size": input_size, "num_classes": len(exp.classes),
             "classes": exp.classes, "experiment": exp.name, "seed": exp.seed,
-            "dataset_version": data_version, "tracking_uri": tracking_uri,
-            "experiment_id": run.info.experiment_id, "run_id": run.info.run_id,
+            "dataset_version": data_version, "registered_model": f"cuelab-{exp.name}",
             "best_epoch": best_epoch, "train": exp.train.model_dump(mode="json")}
 
 
-def write_outputs(models_dir: Path, weights: dict, config: dict, metrics_path: Path,
-                  metrics: dict) -> None:
+def write_outputs(models_dir: Path, weights: dict, config: dict, link: dict,
+                  metrics_path: Path, metrics: dict) -> None:
     """The model directory is built beside the old one and swapped in (taking the checkpoint
     away with the old one); the metrics file is written under a temporary name and renamed."""
     with replaced_dir(models_dir) as tmp:
         torch.save(weights, tmp / WEIGHTS)
         (tmp / CONFIG).write_text(json.dumps(config, indent=2) + "\n")
+        (tmp / RUN).write_text(json.dumps(link, indent=2) + "\n")
     write_json(metrics_path, metrics)
