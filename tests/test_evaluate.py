@@ -125,7 +125,7 @@ def evaluated(tiny_dataset, mlflow_server, tmp_path_factory):
 def test_evaluate_writes_results_metrics_plots_and_pictures(evaluated):
     from cuelab.data import load_split
     from cuelab.evaluate import headline_metrics
-    from cuelab.sampling import read_scenes
+    from cuelab.scenes import read_scenes
     from cuelab.train import load_model, predict
 
     paths, summary = evaluated["paths"], evaluated["summary"]
@@ -285,7 +285,7 @@ def test_a_model_of_other_classes_is_refused(evaluated):
 @pytest.mark.slow
 def test_images_missing_from_the_dataset_are_named(evaluated):
     from cuelab.evaluate import predict_probes
-    from cuelab.sampling import read_scenes
+    from cuelab.scenes import read_scenes
     from cuelab.train import load_model
 
     paths = evaluated["paths"]

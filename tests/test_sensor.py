@@ -8,12 +8,12 @@ import pandas as pd
 import pytest
 
 from conftest import bare_experiment
+from cuelab.atomic import npz_bytes
 from cuelab.color import decode_srgb8
 from cuelab.config import SensorSettings, experiment_from_dict
 from cuelab.data import load_split, read_index
 from cuelab.errors import CuelabError
 from cuelab.factors import REGISTRY, SENSOR_FACTOR_NAMES
-from cuelab.render import _npz_bytes
 from cuelab.sensor import sensor
 from cuelab.sensor.camera import (CCM, SCENE_ILLUMINANT_K, STAGES, acquire, active_stages,
                                   bayer_masks, camera_matrix, defocus_kernel, demosaic,
@@ -303,7 +303,7 @@ def renders_dir(tmp_path):
     """A render directory made from arrays (the sensor step does not care who rendered)."""
     img, mask = make_image()
     ids = np.array(["r0", "r1"], dtype="U16")
-    payload = _npz_bytes({"render_id": ids, "rgb": np.stack([img, img[::-1]]),
+    payload = npz_bytes({"render_id": ids, "rgb": np.stack([img, img[::-1]]),
                           "mask": np.stack([mask, mask[::-1]]),
                           "visible_fraction": np.ones(2, np.float32)})
     (tmp_path / "renders").mkdir()
