@@ -248,7 +248,8 @@ def test_model_config_names_the_model_and_the_data_and_the_run_is_apart(trained,
     assert not {"run_id", "experiment_id", "tracking_uri", "model_version"} & set(config)
     link = read_run_link(trained["models"])
     assert link["run_id"] == trained["summary"].run_id and link["tracking_uri"] == trained["uri"]
-    assert link["registered_model"] == "cuelab-tiny" and link["model_version"] == "1"
+    assert link["registered_model"] == "cuelab-tiny"
+    assert link["model_version"] == trained["summary"].model_version
 
 
 def test_a_separate_client_reads_the_run_and_the_registered_model(trained, tiny_dataset):
