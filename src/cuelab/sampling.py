@@ -25,7 +25,7 @@ from scipy.special import ndtri
 from . import scenes as S
 from .config import Conflict, Experiment, Level, Sweep, load_experiment
 from .factors import REGISTRY, Factor
-from .scenes import agreement, read_scenes, render_ids, write_table  # noqa: F401  (re-exported)
+from .scenes import render_ids, write_table
 from .streams import Streams
 
 Registry = Mapping[str, Factor]

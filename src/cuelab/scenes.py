@@ -24,8 +24,7 @@ if TYPE_CHECKING:
     from .config import Experiment
 
 SPLITS = ("train", "val", "test")
-PROBE_GROUPS = ("sweep", "conflict", "protocol")
-GROUPS = SPLITS + PROBE_GROUPS   # the values of the `split` column
+PROBE_GROUPS = ("sweep", "conflict", "protocol")  # with SPLITS, the values of `split`
 
 ID_COLUMNS = ["image_id", "split", "label"]
 ROW_COLUMNS = ["seed", "render_id"]

@@ -538,7 +538,7 @@ assert _linear_flags == sorted(_linear_flags, reverse=True), "linear-light stage
 
 def active_stages(row: dict) -> list[Stage]:
     """The stages this row switches on, in order."""
-    return [st for st in STAGES if st._get(row) != st._identity]
+    return [st for st in STAGES if st.is_on(row)]
 
 
 def needs_linear(row: dict) -> bool:
@@ -556,14 +556,6 @@ def acquire(rgb: np.ndarray, mask: np.ndarray, row: dict, s: SensorSettings
     i = _run_linear(f, stages, row, s)
     for st in stages[i:]:
         st.apply(f, row, s)
-    return f.img, f.mask
-
-
-def acquire_linear(rgb: np.ndarray, mask: np.ndarray, row: dict, s: SensorSettings
-                   ) -> tuple[np.ndarray, np.ndarray]:
-    """Only the linear-light stages this row switches on: decoded, applied, encoded."""
-    f = Frame(rgb, mask)
-    _run_linear(f, active_stages(row), row, s)
     return f.img, f.mask
 
 
