@@ -21,7 +21,7 @@ def test_default_and_tiny_experiments_are_valid():
     assert exp.label.factor == "shape" and len(exp.classes) >= 2
     tiny = experiment_from_dict(tiny_experiment())
     assert tiny.row_counts() == {"train": 30, "val": 6, "test": 6, "sweep": 5 * 4 + 4 * 2 + 3 * 3,
-                                 "conflict": 12, "protocol": 20}
+                                 "conflict": 12, "protocol": 5 * (8 + 3)}
 
 
 def test_positional_and_explicit_pairs():
@@ -68,8 +68,18 @@ BAD = [
     ({"factors": {"iso": {"range": [0, 100.5]}}}, "factors.iso.range", "100.5", "an integer"),
     ({"seed": -1}, "seed", "-1", "greater than or equal to 0"),
     ({"name": "Bad Name!"}, "name", "Bad Name!", "match pattern"),
-    ({"background_protocol": {"variants": ["mixed_next"]}}, "background_protocol.variants[0]",
-     "mixed_next", "original"),
+    ({"background_protocol": {"variants": ["mixed_other"]}}, "background_protocol.variants[0]",
+     "mixed_other", "original"),
+    # only_fg_neutral needs a training background no class pairs with: 3 levels, 3 classes
+    ({"background_protocol": {"variants": ["original", "only_fg_neutral"]}},
+     "background_protocol.variants", "only_fg_neutral",
+     "add a level no class pairs with to factors.background.levels"),
+    ({"background_protocol": {"neutral": "bricks"}}, "background_protocol.neutral", "bricks",
+     "one of factors.background.levels: studio, sky, sunset"),
+    ({"background_protocol": {"neutral": "sky"}}, "background_protocol.neutral", "sky",
+     "a level no class pairs with"),
+    ({"background_protocol": {"variants": ["original", "no_fg", "original"]}},
+     "background_protocol.variants", "original", "each variant once"),
 ]
 
 
@@ -83,6 +93,34 @@ def test_bad_input_names_path_value_and_what_is_allowed(change, path, value, all
     msg = found[0]
     assert msg.startswith(path + ":"), msg
     assert value in msg and allowed in msg, msg
+
+
+def test_neutral_background_for_only_fg_neutral():
+    """The first training background paired with no class, or the one named; none with every
+    level paired, or with rho 1 (training then never shows an unpaired level)."""
+    def neutral(background, **protocol):
+        exp = tiny_experiment(background_protocol={"base_scenes": 2, **protocol})
+        exp["factors"] = dict(exp["factors"], background=background)
+        return experiment_from_dict(exp).neutral_background()
+
+    four = ["studio", "sky", "sunset", "white"]
+    assert neutral({"levels": four, "correlation": {"rho": 0.7}}) == "white"
+    assert neutral({"levels": four, "correlation": {"rho": 0.7, "pairs": {
+        "cube": "sky", "sphere": "sunset", "cone": "white"}}}) == "studio"
+    assert neutral({"levels": four + ["black"], "correlation": {"rho": 0.7}},
+                   neutral="black") == "black"
+    assert neutral({"levels": four}) == "studio"  # no correlation: no level says a class
+    assert neutral({"levels": four[:3], "correlation": {"rho": 0.7}}) is None
+    assert neutral({"levels": four, "correlation": {"rho": 1.0}}) is None
+    with_it = {"variants": ["original", "only_fg_neutral"]}
+    assert neutral({"levels": four, "correlation": {"rho": 0.7}}, **with_it) == "white"
+    exp = tiny_experiment(background_protocol={"base_scenes": 2, **with_it})
+    exp["factors"] = dict(exp["factors"], background={"levels": four,
+                                                      "correlation": {"rho": 1.0}})
+    msg = problems(exp)
+    assert len(msg) == 1 and msg[0].startswith("background_protocol.variants:")
+    assert "lower factors.background.correlation.rho" in msg[0]
+    assert "background_protocol.neutral" in msg[0]
 
 
 def test_malformed_yaml_names_the_line():
@@ -128,4 +166,4 @@ def test_params_check_summarises(tmp_path):
     assert "classes (shape): cube, sphere, cone" in out
     assert "rho 0.8 (cube->red, sphere->green, cone->blue)" in out
     assert "splits: train 30, val 6, test 6" in out
-    assert "images in the scenes table: 111" in out
+    assert "images in the scenes table: 146" in out

@@ -89,7 +89,7 @@ def test_on_object_share_by_hand():
 # --- the step on a trained model -----------------------------------------------------------------
 
 QUICK_TRAIN = {"epochs": 8, "batch_size": 16, "width": 16, "lr": 0.003, "device": "cpu",
-               "augment": {"flip": False, "crop": False}}
+               "augment": {"flip": False, "crop": False}, "replicates": 2}
 QUICK_EVALUATE = {"bootstrap": 200, "attribution_images": 4, "occlusion_patch": 8}
 
 
@@ -126,39 +126,46 @@ def test_evaluate_writes_results_metrics_plots_and_pictures(evaluated):
     from cuelab.data import load_split
     from cuelab.evaluate import headline_metrics
     from cuelab.scenes import read_scenes
-    from cuelab.train import load_model, predict
+    from cuelab.train import load_models, predict
 
     paths, summary = evaluated["paths"], evaluated["summary"]
     out = paths["out"]
     results = load_results(out)
     assert results.to_json() == (out / "results.json").read_text()  # file -> model -> file
-    assert json.loads((out / "results.json").read_text())["schema"] == 2
+    assert json.loads((out / "results.json").read_text())["schema"] == 3
     assert results.classes == ["cube", "sphere", "cone"]
     sweeps = results.probes.sweep
     assert set(sweeps) == {"color", "iso", "size"}
-    assert sweeps["iso"].reference == {"cube": "0", "sphere": "0", "cone": "0"}
+    assert sweeps["iso"].reference == {"cube": ["0"], "sphere": ["0"], "cone": ["0"]}
+    assert sweeps["iso"].in_training == [True, False] and sweeps["iso"].models == 2
     assert sweeps["size"].levels == ["0.8", "1", "1.2"]
     assert list(results.probes.conflict) == ["shape_vs_color"]
-    assert results.probes.protocol["background"].variants == ["original", "only_fg",
-                                                              "mixed_same", "mixed_rand"]
-    assert {r.factor for r in results.importance} == {"color", "iso", "size", "shape",
-                                                      "background"}
-    for entry in results.importance:  # every piece of evidence names its probe and measure
+    # the factors that indicate a class in training have a reliance; iso and size do not
+    assert {r.factor for r in results.reliance} == {"color", "shape", "background"}
+    assert results.not_cues == ["iso", "size"]
+    for entry in results.reliance:  # every piece of evidence names its probe and measure
         for ev in entry.evidence:
             assert getattr(results.result(ev.ref), ev.ref.measure) == ev.estimate
+        assert len(entry.reliance.per_model) == 2
+    # iso 1600 was never in training: robustness, with its drop against iso 0
+    assert "ISO noise = 1600" in [r.condition for r in results.robustness]
 
     # the predictions are the model's, and the statistics are theirs
     table = read_scenes(paths["scenes"])
     preds = pd.read_parquet(out / "predictions.parquet")
-    assert len(preds) == (table.split != "train").sum() - (table.split == "val").sum()
-    model, _ = load_model(paths["models"])
+    assert len(preds) == 2 * ((table.split != "train").sum() - (table.split == "val").sum())
     test = load_split(paths["images"], "test")
-    chosen = predict(model, test.images).argmax(1)
-    assert preds[preds.split == "test"].pred.tolist() == chosen.tolist()
+    accuracies = []
+    for r, (model, config) in enumerate(load_models(paths["models"])):
+        chosen = predict(model, test.images).argmax(1)
+        mine = preds[(preds.split == "test") & (preds.replicate == r)]
+        assert mine.pred.tolist() == chosen.tolist() and config["replicate"] == r
+        accuracies.append((chosen == test.labels).mean())
     acc = results.iid.accuracy
-    assert acc.value == pytest.approx((chosen == test.labels).mean(), abs=1e-6)
-    assert acc.n == 6 and acc.low <= acc.value <= acc.high
-    assert np.sum(results.iid.confusion) == 6
+    assert acc.per_model == pytest.approx(accuracies, abs=1e-6)
+    assert acc.value == pytest.approx(np.mean(accuracies), abs=1e-6)
+    assert acc.n == 6 and acc.low <= min(accuracies) and max(accuracies) <= acc.high
+    assert np.sum(results.iid.confusion) == 2 * 6  # every model's decisions
 
     # attribution: maps, masks and pictures, shares within [0, 1]
     att = results.attribution
@@ -191,7 +198,7 @@ def test_evaluate_writes_results_metrics_plots_and_pictures(evaluated):
     assert sorted(p.name for p in (paths["plots"] / "sweeps").iterdir()) == [
         "color.json", "iso.json", "size.json"]
     confusion = pd.read_csv(paths["plots"] / "confusion.csv")
-    assert len(confusion) == 6 and set(confusion.actual) <= {"cube", "sphere", "cone"}
+    assert len(confusion) == 2 * 6 and set(confusion.actual) <= {"cube", "sphere", "cone"}
 
     text = str(summary)
     assert "IID test accuracy" in text and str(paths["metrics"]) in text
@@ -211,7 +218,10 @@ def test_evaluation_is_a_nested_mlflow_run(evaluated, mlflow_server):
     assert run.data.tags["mlflow.parentRunId"] == trained["run_id"] == link["parent_run_id"]
     assert run.info.experiment_id == trained["experiment_id"] == link["experiment_id"]
     assert run.data.metrics["iid.accuracy"] == results.iid.accuracy.value
-    assert "preference.shape_vs_color.preference" in run.data.metrics
+    assert "conflict.shape_vs_color.preference" in run.data.metrics
+    assert run.data.metrics["models"] == 2
+    assert run.data.metrics["reliance.color"] == results.reliance[
+        [r.factor for r in results.reliance].index("color")].reliance.value
     logged = {f.path for f in client.list_artifacts(run.info.run_id)}
     assert {"figures", "results.json", "index.html"} <= logged
     figures = {f.path for f in client.list_artifacts(run.info.run_id, "figures")}
@@ -262,10 +272,10 @@ def test_dvc_shows_the_metrics_and_plots(evaluated, tmp_path):
     color = shown["metrics/plots/sweeps/color.json"]
     assert color["encoding"]["x"]["type"] == "ordinal"
     assert [v["level"] for v in color["data"]["values"]] == ["red", "green", "blue", "orange"]
-    assert len(shown["metrics/plots/confusion.csv"]["data"]["values"]) == 6
+    assert len(shown["metrics/plots/confusion.csv"]["data"]["values"]) == 2 * 6
     metrics = json.loads(sh("dvc", "metrics", "show", "--json", cwd=repo))
     shown = next(iter(metrics.values()))["data"]["metrics/evaluate.json"]["data"]
-    assert 0 <= shown["iid"]["accuracy"] <= 1 and "shape_vs_color" in shown["preference"]
+    assert 0 <= shown["iid"]["accuracy"] <= 1 and "shape_vs_color" in shown["conflict"]
 
 
 @pytest.mark.slow
@@ -286,12 +296,12 @@ def test_a_model_of_other_classes_is_refused(evaluated):
 def test_images_missing_from_the_dataset_are_named(evaluated):
     from cuelab.evaluate import predict_probes
     from cuelab.scenes import read_scenes
-    from cuelab.train import load_model
+    from cuelab.train import load_models
 
     paths = evaluated["paths"]
     table = read_scenes(paths["scenes"])
     extra = table[table.split == "test"].head(1).assign(image_id="test-999999")
-    model, _ = load_model(paths["models"])
+    model, _ = load_models(paths["models"])[0]
     with pytest.raises(CuelabError, match="1 images of the scenes table are not in .*"
                                           r"test-999999.*run `cuelab sensor`"):
         predict_probes(model, pd.concat([table, extra]), paths["images"], progress=False)
@@ -339,9 +349,30 @@ def test_the_component_runs_in_kfp_local(evaluated, tmp_path, monkeypatch):
     assert read_run_link(evaluation)["parent_run_id"] == read_run_link(paths["models"])["run_id"]
 
 
-# --- planted shortcuts ---------------------------------------------------------------------------
+# --- planted shortcuts: known answers, real renders, real training ---------------------------------
 
-LEVELS = {"color": ["red", "green", "blue"], "shape": ["cube", "sphere", "cone"]}
+LEVELS = {"color": ["red", "green", "blue"], "shape": ["cube", "sphere", "cone"],
+          "texture": ["none", "checker", "stripes"]}
+SMALL = {"render": {"resolution": 32, "samples": 1, "device": "cpu", "chunk_size": 64},
+         "train": QUICK_TRAIN | {"replicates": 3}, "evaluate": QUICK_EVALUATE}
+
+
+def run_experiment(exp: dict, tmp_path: Path, mlflow_server: str):
+    """sample -> render -> sensor -> train (3 replicates) -> evaluate: the results."""
+    from cuelab.evaluate import evaluate
+    from cuelab.render import render
+    from cuelab.sampling import sample
+    from cuelab.sensor import sensor
+
+    params = write_params(tmp_path / "params.yaml", exp)
+    scenes, images = tmp_path / "scenes.parquet", tmp_path / "images"
+    sample(params, scenes)
+    render(params, scenes, tmp_path / "renders", workers=2, progress=False)
+    sensor(params, scenes, tmp_path / "renders", images, progress=False)
+    experiment = trained(exp, images, tmp_path, mlflow_server)
+    summary = evaluate(experiment, scenes, images, tmp_path / "models", tmp_path / "evaluation",
+                       tmp_path / "evaluate.json", tmp_path / "plots", progress=False)
+    return summary, load_results(tmp_path / "evaluation")
 
 
 def shortcut_experiment(cue: str) -> dict:
@@ -353,30 +384,101 @@ def shortcut_experiment(cue: str) -> dict:
             "factors": {other: {"levels": LEVELS[other], "correlation": {"rho": 0.0}}},
             "splits": {"train": 120, "val": 30, "test": 30},
             "conflicts": [{"factors": [cue, other], "images": 60}],
-            "render": {"resolution": 32, "samples": 1, "device": "cpu", "chunk_size": 64},
-            "train": QUICK_TRAIN, "evaluate": QUICK_EVALUATE}
+            **SMALL, "train": QUICK_TRAIN}
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("cue", ["color", "shape"])
 def test_a_planted_shortcut_is_found(cue, tmp_path, mlflow_server):
-    from cuelab.evaluate import evaluate
-    from cuelab.render import render
-    from cuelab.sampling import sample
-    from cuelab.sensor import sensor
-
-    params = write_params(tmp_path / "params.yaml", shortcut_experiment(cue))
-    scenes, images = tmp_path / "scenes.parquet", tmp_path / "images"
-    sample(params, scenes)
-    render(params, scenes, tmp_path / "renders", workers=2, progress=False)
-    sensor(params, scenes, tmp_path / "renders", images, progress=False)
-    exp = trained(shortcut_experiment(cue), images, tmp_path, mlflow_server)
-    summary = evaluate(exp, scenes, images, tmp_path / "models", tmp_path / "evaluation",
-                       tmp_path / "evaluate.json", tmp_path / "plots", progress=False)
+    summary, results = run_experiment(shortcut_experiment(cue), tmp_path, mlflow_server)
     other = {"color": "shape", "shape": "color"}[cue]
     # the conflict is (cue, other): the preference is for the planted cue
     assert summary.preferences[f"{cue}_vs_{other}"] >= 0.9
     assert summary.accuracy >= 0.9
     assert summary.ranking[0][0] == cue and summary.ranking[1][0] == other
-    conflict = load_results(tmp_path / "evaluation").probes.conflict[f"{cue}_vs_{other}"]
+    conflict = results.probes.conflict[f"{cue}_vs_{other}"]
     assert conflict.share_b.value <= 0.1
+
+
+@pytest.mark.slow
+def test_a_model_with_no_cue_relies_on_nothing_but_the_label(tmp_path, mlflow_server):
+    """Every factor independent of the class (rho 0): no reliance but the label's, while what
+    training never had still shows up as robustness."""
+    exp = {"name": "no-cue", "seed": 5, "label": {"factor": "shape", "levels": LEVELS["shape"]},
+           "factors": {"color": {"levels": LEVELS["color"], "correlation": {"rho": 0.0}},
+                       "background": {"levels": ["studio", "sky", "sunset"],
+                                      "correlation": {"rho": 0.0}}},
+           "splits": {"train": 150, "val": 30, "test": 30},
+           "sweeps": [{"factor": "shape", "base_scenes": 30},
+                      {"factor": "color", "levels": ["red", "green", "blue", "orange"],
+                       "base_scenes": 30},
+                      {"factor": "iso", "levels": [0, 6400], "base_scenes": 30}],
+           "conflicts": [{"factors": ["shape", "color"], "images": 60}],
+           "background_protocol": {"base_scenes": 40,
+                                   "variants": ["original", "only_fg", "mixed_same",
+                                                "mixed_rand"]},
+           **SMALL}
+    _, results = run_experiment(exp, tmp_path, mlflow_server)
+    reliance = {r.factor: r.reliance for r in results.reliance}
+    assert reliance["shape"].low > 0  # the label
+    assert {"color", "background"} <= set(reliance)
+    for factor, e in reliance.items():
+        if factor != "shape":
+            assert e.low <= 0 <= e.high, (factor, e)
+    unseen = [r.condition for r in results.robustness]
+    assert "ISO noise = 6400" in unseen and "colour = orange" in unseen
+    assert "the object alone on black (Only-FG)" in unseen
+
+
+@pytest.mark.slow
+def test_a_planted_colour_shortcut_is_ranked_first_across_replicates(tmp_path, mlflow_server):
+    exp = {"name": "colour-shortcut", "seed": 8,
+           "label": {"factor": "shape", "levels": LEVELS["shape"]},
+           "factors": {"color": {"levels": LEVELS["color"], "correlation": {"rho": 1.0}}},
+           "splits": {"train": 150, "val": 30, "test": 30},
+           "sweeps": [{"factor": "shape", "base_scenes": 30},
+                      {"factor": "color", "base_scenes": 30}],
+           "conflicts": [{"factors": ["shape", "color"], "images": 60}], **SMALL}
+    _, results = run_experiment(exp, tmp_path, mlflow_server)
+    first = results.reliance[0]
+    assert first.factor == "color" and first.reliance.low > 0
+    assert len(results.models) == 3
+    for entry in results.reliance:  # never narrower than the models' own spread
+        e = entry.reliance
+        assert len(e.per_model) == 3
+        assert e.low <= min(e.per_model) and e.high >= max(e.per_model)
+
+
+@pytest.mark.slow
+def test_with_three_perfect_cues_a_third_cue_does_not_decide_a_conflict(tmp_path,
+                                                                       mlflow_server):
+    """Shape, colour and texture all say the class: in shape-vs-texture images colour is held
+    balanced between the two classes, so it cannot send decisions to a class of its own."""
+    exp = {"name": "three-cues", "seed": 9,
+           "label": {"factor": "shape", "levels": LEVELS["shape"]},
+           "factors": {"color": {"levels": LEVELS["color"], "correlation": {"rho": 1.0}},
+                       "texture": {"levels": LEVELS["texture"], "correlation": {"rho": 1.0}}},
+           "splits": {"train": 150, "val": 30, "test": 30},
+           "conflicts": [{"factors": ["shape", "texture"], "images": 90}], **SMALL}
+    _, results = run_experiment(exp, tmp_path, mlflow_server)
+    c = results.probes.conflict["shape_vs_texture"]
+    assert c.held == {"color": "balanced"}
+    assert c.third_cue_share.value <= c.third_cue_chance
+    assert "color" in c.pulls and len(c.pulls["color"].per_model) == 3
+
+
+@pytest.mark.slow
+def test_a_planted_sensor_shortcut_is_found_and_ranked_first(tmp_path, mlflow_server):
+    """ISO noise says the class (small objects: the shape is harder to see than the noise)."""
+    exp = {"name": "iso-shortcut", "seed": 12,
+           "label": {"factor": "shape", "levels": LEVELS["shape"]},
+           "factors": {"iso": {"levels": [0, 3200, 12800], "correlation": {"rho": 1.0}},
+                       "size": {"range": [0.35, 0.45]}},
+           "splits": {"train": 150, "val": 30, "test": 30},
+           "sweeps": [{"factor": "shape", "base_scenes": 30},
+                      {"factor": "iso", "base_scenes": 30}],
+           "conflicts": [{"factors": ["shape", "iso"], "images": 60}], **SMALL}
+    _, results = run_experiment(exp, tmp_path, mlflow_server)
+    first = results.reliance[0]
+    assert first.factor == "iso" and first.reliance.low > 0
+    assert results.probes.sweep["iso"].in_training == [True, True, True]

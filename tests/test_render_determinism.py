@@ -43,6 +43,7 @@ EXTRA = {  # rows of the default experiment changed to what it does not draw
     "background": ["noise", "white", "voronoi", "bricks", "black", "wave", "sky"],
     "texture": ["noise", "voronoi", "wave", "none", "checker"],
     "material": ["metal", "rubber", "glossy"],
+    "foreground": ["removed", "object", "black", "tiled", "object"],  # with occluders too
 }
 
 

@@ -17,7 +17,7 @@ import pytest
 from conftest import BIN, tiny_experiment, write_params
 from cuelab.cli import main
 from cuelab.errors import CuelabError
-from cuelab.evaluate.stats import importance_ranking
+from cuelab.evaluate.stats import reliance_ranking, robustness_table
 from cuelab.probes import PROBE_KINDS
 from cuelab.probes import conflict as conflict_kind
 from cuelab.probes import protocol as protocol_kind
@@ -34,30 +34,36 @@ from cuelab.results import AttributionResult, AttributionShares, Results, load_r
 CLASSES = ["cube", "sphere", "cone"]
 
 
-# --- a results.json (schema 2) with the numbers a test chooses -----------------------------------
+# --- a results.json (schema 3) with the numbers a test chooses -----------------------------------
 
-def est(value, low=None, high=None, n=100) -> Estimate:
+def est(value, low=None, high=None, n=100, per_model=()) -> Estimate:
     low = value - 0.04 if low is None else low
     high = value + 0.04 if high is None else high
-    return Estimate.of(value, low, high, n)
+    return Estimate.of(value, low, high, n, per_model or [value - 0.01, value, value + 0.01])
 
 
-def sweep(factor, levels, reference, flips, accuracies, stage="scene", n=40) -> SweepResult:
-    """flips: the flip rate at each level (None at the reference), intervals of +-0.04 cut at 0."""
-    worst = int(np.nanargmax([np.nan if f is None else f for f in flips]))
+UNDEFINED = Estimate.of(np.nan, np.nan, np.nan, 40)
+
+
+def sweep(factor, levels, reference, flips, accuracies, inside, shift=None, stage="scene",
+          n=40, training="the levels") -> SweepResult:
+    """flips: the flip rate at each level (None at the reference), intervals of +-0.04 cut at 0;
+    inside: which levels training had."""
+    acc_inside = float(np.mean([a for a, i in zip(accuracies, inside) if i]))
     return SweepResult(
-        factor=factor, stage=stage, levels=levels, reference={c: reference for c in CLASSES},
-        base_scenes=n, accuracy=[est(a, n=n) for a in accuracies],
-        flip_rate=[Estimate.of(np.nan, np.nan, np.nan, n) if f is None
-                   else est(f, max(0, f - 0.04), n=n) for f in flips],
-        reference_accuracy=est(accuracies[levels.index(reference)], n=n),
-        max_accuracy_drop=est(accuracies[levels.index(reference)] - min(accuracies), n=n),
-        max_accuracy_drop_level=levels[int(np.argmin(accuracies))],
-        max_flip_rate=est(flips[worst], max(0, flips[worst] - 0.04), n=n),
-        max_flip_rate_level=levels[worst], flip_rate_all_pairs=est(0.2, n=n))
+        factor=factor, stage=stage, levels=levels, in_training=inside, training=training,
+        indicated=[None] * len(levels), reference={c: [reference] for c in CLASSES},
+        base_scenes=n, models=3, accuracy=[est(a, n=n) for a in accuracies],
+        flip_rate=[UNDEFINED if f is None else est(f, max(0, f - 0.04), n=n) for f in flips],
+        accuracy_in_training=est(acc_inside, n=n),
+        accuracy_drop=[None if i else est(acc_inside - a, n=n)
+                       for a, i in zip(accuracies, inside)],
+        flip_rate_in_training=est(0.2, n=n) if sum(inside) > 1 else UNDEFINED,
+        cue_shift=shift)
 
 
-def conflict(a, b, preference: Estimate, images=200, share_other=0.0) -> ConflictResult:
+def conflict(a, b, preference: Estimate, images=200, share_other=0.0, pull=None
+             ) -> ConflictResult:
     decided = 1 - share_other
     p = np.nan if preference.value is None else preference.value
     k = len(CLASSES)
@@ -68,9 +74,15 @@ def conflict(a, b, preference: Estimate, images=200, share_other=0.0) -> Conflic
                 decisions[i, j, i] = round(20 * decided * p)
                 decisions[i, j, j] = round(20 * decided * (1 - p))
     return ConflictResult(
-        factors=(a, b), images=images, preference=preference,
+        factors=(a, b), images=images, models=3,
+        held={"texture": "balanced", "background": "neutral"},
+        preference=preference,
         share_a=est(decided * p, n=images), share_b=est(decided * (1 - p), n=images),
         share_other=est(share_other, max(0, share_other - 0.02), share_other + 0.02, n=images),
+        excess_a=est(decided * p - share_other, n=images),
+        excess_b=est(decided * (1 - p) - share_other, n=images),
+        third_cue_share=est(0.0, 0.0, 0.0, n=images), third_cue_chance=0.0,
+        pulls={"texture": pull or est(0.02, -0.03, 0.07, n=images)},
         decisions=decisions.tolist(),
         preference_matrix=[[None if i == j else preference.value for j in range(k)]
                            for i in range(k)])
@@ -79,36 +91,44 @@ def conflict(a, b, preference: Estimate, images=200, share_other=0.0) -> Conflic
 def protocol(gap: Estimate) -> ProtocolResult:
     return ProtocolResult(
         variants=["original", "only_fg", "mixed_same", "mixed_rand"], base_scenes=100,
+        models=3, chance=1 / 3,
         accuracy={"original": est(0.95), "only_fg": est(0.8), "mixed_same": est(0.93),
                   "mixed_rand": est(0.93 - gap.value)},
         gap=gap, only_fg_drop=est(0.15))
 
 
 def synthetic_results(preference=est(0.13, 0.09, 0.17), gap=est(0.25, 0.18, 0.32),
-                      color_flip=0.6, probes: dict | None = None) -> Results:
-    """The tiny experiment's evaluation: preference is shape's over colour. `probes` replaces
-    some kinds' results."""
+                      color_shift=est(0.6, 0.5, 0.7, 40, [0.55, 0.6, 0.65]),
+                      probes: dict | None = None) -> Results:
+    """The tiny experiment's evaluation by 3 models: preference is shape's over colour.
+    `probes` replaces some kinds' results."""
     probes = {
         "sweep": {
             "color": sweep("color", ["red", "green", "blue", "orange"], "red",
-                           [None, color_flip, color_flip - 0.1, 0.3], [0.95, 0.5, 0.55, 0.7]),
-            "iso": sweep("iso", ["0", "1600"], "0", [None, 0.005], [0.9, 0.89], stage="sensor"),
+                           [None, 0.6, 0.5, 0.3], [0.55, 0.5, 0.55, 0.3],
+                           [True, True, True, False], shift=color_shift),
+            "iso": sweep("iso", ["0", "1600"], "0", [None, 0.3], [0.9, 0.6], [True, False],
+                         stage="sensor", training="only its default 0"),
             "size": sweep("size", ["0.8", "1", "1.2"], "1", [0.08, None, 0.1],
-                          [0.85, 0.9, 0.86])},
+                          [0.85, 0.9, 0.86], [True, True, True])},
         "conflict": {"shape_vs_color": conflict("shape", "color", preference)},
         "protocol": {"background": protocol(gap)},
         **(probes or {})}
+    model = {"models_dir": "models", "architecture": "simple_cnn", "width": 32,
+             "input_size": 32, "num_classes": 3, "classes": CLASSES, "best_epoch": 4,
+             "registered_model": "cuelab-tiny", "train": {"epochs": 5}}
     return Results(
         experiment="tiny", classes=CLASSES, seed=3,
-        bootstrap={"resamples": 1000, "confidence": 0.95},
-        model={"models_dir": "models", "architecture": "simple_cnn", "width": 32,
-               "input_size": 32, "num_classes": 3, "classes": CLASSES, "best_epoch": 4,
-               "registered_model": "cuelab-tiny", "train": {"epochs": 5}},
+        bootstrap={"resamples": 1000, "confidence": 0.95, "seed": 0},
+        models=[{**model, "replicate": r, "seed": 10 + r} for r in range(3)],
         iid={"accuracy": est(0.97, 0.94, 0.99, 300),
              "confusion": [[98, 1, 1], [2, 97, 1], [0, 3, 97]],
              "class_accuracy": {"cube": 0.98, "sphere": 0.97, "cone": 0.97}},
-        probes=probes, attribution=None, importance=importance_ranking(probes),
-        importance_definition="A factor's importance is the largest share ...",
+        worst_group=[],
+        probes=probes, attribution=None, reliance=reliance_ranking(probes),
+        robustness=robustness_table(probes), not_cues=["iso", "size"],
+        reliance_definition="A factor's reliance is ...",
+        robustness_definition="Robustness is ...",
         files={"predictions": "predictions.parquet", "summary": "index.html", "figures": {}})
 
 
@@ -177,8 +197,10 @@ def tags_of(page: str) -> list[tuple[str, dict]]:
 
 def test_a_preference_is_said_with_its_number_and_interval():
     c = synthetic_results(preference=est(0.87, 0.83, 0.91)).probes.conflict["shape_vs_color"]
-    assert conflict_kind.sentence(c) == ("the model follows shape over colour in 87% [83–91%] "
-                                        "of shape-vs-colour conflict images")
+    assert conflict_kind.sentence(c) == (
+        "the model follows shape over colour in 87% [83–91%] of shape-vs-colour conflict "
+        "images; the cues held balanced between the two classes (texture) moved no clear share "
+        "of the decisions; background held at a training level paired with no class")
     # from colour's side, the same verdict: colour loses
     assert "follows shape over colour in 87% [83–91%]" in conflict_kind.sentence(c, "color")
 
@@ -204,18 +226,29 @@ def test_careful_wording_when_the_data_cannot_decide():
                                    share_other=1.0)
     assert "10% went to a class neither cue indicates" in sentence(
         preference=est(0.9, 0.85, 0.95), share_other=0.1)
+    # a balanced third cue that decided many of the images is said, with its pull
+    assert ("but held cues balanced between the two classes moved decisions between them "
+            "(texture 60% [50–70%] of the images), so these decisions follow a third cue") in \
+        sentence(preference=est(0.6, 0.52, 0.68), pull=est(0.6, 0.5, 0.7))
 
 
 def test_sweep_background_and_attribution_sentences():
-    r = synthetic_results(color_flip=0.6)
+    r = synthetic_results()
     sweeps = r.probes.sweep
     assert sweep_kind.sentence(sweeps["color"]) == (
-        "predictions change in 60% [56–64%] of 40 base scenes when colour goes from red to "
-        "green; accuracy falls from 95% at the reference to 50% at green (a drop of "
-        "45% [41–49%])")
-    assert sweep_kind.sentence(sweeps["iso"]).startswith(
-        "predictions barely move when ISO noise changes: at most 0% [0–4%] of 40")
-    assert "0 (noise-free ideal sensor)" in sweep_kind.sentence(sweeps["iso"])
+        "setting colour to the level paired with a class in training pulls 60% [50–70%] of the "
+        "decisions to that class, compared with its other training levels (40 base scenes, 3 "
+        "trained models; training levels only); between its training levels decisions change "
+        "in 20% [16–24%] of the pairs; outside training, accuracy goes from 53% at the training "
+        "levels to 30% at orange (training had the levels)")
+    assert sweep_kind.sentence(sweeps["iso"]) == (
+        "ISO noise indicates no class in training, so the model has no reason to rely on it; "
+        "outside training, accuracy goes from 90% at the training levels to 60% at 1600 "
+        "(training had only its default 0)")
+    none = sweep("color", ["red", "green"], "red", [None, 0.0], [0.9, 0.9], [True, True],
+                 shift=est(0.01, -0.03, 0.05))
+    assert sweep_kind.sentence(none).startswith(
+        "no sign the model follows colour: setting it to a class's level moves 1% [−3% to 5%]")
     assert protocol_kind.sentence(r.probes.protocol["background"]).startswith(
         "accuracy falls from 93% to 68% when the background is drawn for a random class "
         "instead of the object's own (gap 25% [18–32%])")
@@ -256,7 +289,7 @@ def test_every_section_is_there_and_the_verdict_comes_first(tmp_path, params):
     page = render_page(tmp_path, params, synthetic_results())
     ids = [attrs["id"] for _, attrs in tags_of(page) if "id" in attrs]
     assert ids[0] == "verdict"
-    assert ids[1:3] == ["ranking", "factor-color"]
+    assert ids[1:4] == ["ranking", "robustness", "factor-color"]
     for section in ("factor-shape", "factor-background", "factor-size", "factor-iso", "iid",
                     "attribution", "experiment", "reading"):
         assert section in ids
@@ -264,23 +297,30 @@ def test_every_section_is_there_and_the_verdict_comes_first(tmp_path, params):
     assert "The model follows colour over shape in 87% [83–91%]" in verdict
     assert "Accuracy falls from 93% to 68%" in verdict  # the background, in the top findings
     assert "Texture was paired with the class in training (ρ = 0.5)" in verdict  # not probed
+    assert "ISO noise, size indicate no class in training" in verdict
+    assert "mean of 3 trained models" in verdict and "hierarchical bootstrap" in verdict
+    robustness = text_of(page[page.index('id="robustness"'):page.index('id="factor-color"')])
+    assert "ISO noise = 1600 (noise-free" not in robustness  # 1600 is no special value
+    assert "ISO noise = 1600" in robustness and "training had only its default 0" in robustness
+    assert robustness.index("ISO noise = 1600") < robustness.index("colour = orange")
     assert "simple_cnn" in page and "cuelab-tiny" in page  # the model, where MLflow has it
     assert "models/mlflow-run.json" in page  # where the run ids are (not on the page)
     assert "rho: 0.8" in page  # the params file as written
     assert "✗ chose" in page and "on object" in page  # attribution examples, both kinds
 
 
-def test_the_ranking_follows_importance(tmp_path, params):
-    for preference in (est(0.13), est(0.9)):  # colour wins, then shape wins
-        results = synthetic_results(preference=preference)
+def test_the_ranking_follows_reliance(tmp_path, params):
+    for shift in (est(0.6), est(0.1)):  # colour leads, then colour falls behind
+        results = synthetic_results(color_shift=shift, preference=est(0.9))
         page = render_page(tmp_path, params, results)
-        expected = [r.factor for r in results.importance]
+        expected = [r.factor for r in results.reliance]
         table = page[page.index('<table class="ranking">'):]
         table = table[:table.index("</table>")]
         assert re.findall(r"href='#factor-([a-z_]+)'", table) == expected
         sections = re.findall(r'<section class="factor" id="factor-([a-z_]+)"', page)
         assert sections[:len(expected)] == expected
-    assert expected[0] == "shape"  # and colour falls behind the background
+    assert expected == ["shape", "background", "color"]  # and colour falls behind
+    assert page.count('class="dot"') == 3 * 3  # each model's value on each bar
 
 
 def test_opposite_models_get_opposite_verdicts_on_the_page(tmp_path, params):
@@ -295,7 +335,7 @@ def test_opposite_models_get_opposite_verdicts_on_the_page(tmp_path, params):
 
 def test_missing_probes_are_said_not_hidden(tmp_path, params):
     results = synthetic_results(probes={"conflict": {}, "protocol": {}})
-    assert [r.factor for r in results.importance] == ["color", "size", "iso"]
+    assert [r.factor for r in results.reliance] == ["color"]
     page = render_page(tmp_path, params, results, attribution=False)
     assert 'id="factor-background"' not in page
     page = text_of(page)
@@ -338,38 +378,43 @@ def test_results_round_trip_through_their_model(tmp_path):
     assert loaded.to_json() == text and loaded.attribution.saliency.ratio.value == 3.1
     assert load_results(folder / "results.json") == loaded  # the file or its folder
     data = json.loads(text)  # plain JSON, for any other reader
-    assert data["schema"] == 2 and list(data["probes"]) == list(PROBE_KINDS)
+    assert data["schema"] == 3 and list(data["probes"]) == list(PROBE_KINDS)
     assert data["probes"]["sweep"]["color"]["flip_rate"][0] == {
-        "value": None, "low": None, "high": None, "n": 40}
-    colour = next(e for e in data["importance"] if e["factor"] == "color")
-    assert colour["set_by"] == {"kind": "conflict", "key": "shape_vs_color",
-                                "measure": "share_b"}
-    assert colour["importance"]["value"] == data["probes"]["conflict"]["shape_vs_color"][
-        "share_b"]["value"]
+        "value": None, "low": None, "high": None, "n": 40, "per_model": []}
+    colour = next(e for e in data["reliance"] if e["factor"] == "color")
+    assert colour["set_by"] == {"kind": "sweep", "key": "color", "measure": "cue_shift"}
+    assert colour["reliance"] == data["probes"]["sweep"]["color"]["cue_shift"]
+    assert colour["reliance"]["per_model"] == [0.55, 0.6, 0.65]
+    assert [r["condition"] for r in data["robustness"]][:2] == [
+        "ISO noise = 1600", "colour = orange"]
 
 
 def test_evidence_points_at_its_probe():
     results = synthetic_results()
-    for entry in results.importance:
+    for entry in results.reliance:
         for ev in entry.evidence:  # each ref names the result and the field the number is
             assert getattr(results.result(ev.ref), ev.ref.measure) == ev.estimate
-    refs = {e.factor: [ev.ref.model_dump() for ev in e.evidence] for e in results.importance}
-    assert refs["background"] == [
-        {"kind": "protocol", "key": "background", "measure": "gap"},
-        {"kind": "protocol", "key": "background", "measure": "only_fg_drop"}]
-    assert refs["color"][0] == {"kind": "sweep", "key": "color", "measure": "max_flip_rate"}
+    refs = {e.factor: [ev.ref.model_dump() for ev in e.evidence] for e in results.reliance}
+    assert refs["background"] == [{"kind": "protocol", "key": "background", "measure": "gap"}]
+    assert refs["color"] == [{"kind": "sweep", "key": "color", "measure": "cue_shift"},
+                             {"kind": "conflict", "key": "shape_vs_color",
+                              "measure": "excess_b"}]
+    for row in results.robustness:  # a drop is its probe's own number
+        sweep_drops = getattr(results.result(row.ref), "accuracy_drop", None)
+        if sweep_drops is not None:
+            assert row.drop in sweep_drops
 
 
 def test_the_verdict_follows_refs_not_display_strings():
     results = synthetic_results(preference=est(0.1, 0.06, 0.14))
-    blank = results.model_copy(update={"importance": [
+    blank = results.model_copy(update={"reliance": [
         e.model_copy(update={"evidence": [ev.model_copy(update={"label": "", "detail": ""})
                                           for ev in e.evidence]})
-        for e in results.importance]})
+        for e in results.reliance]})
     said = [(f, text) for f, text, _ in say.findings(results, "shape")]
     assert said == [(f, text) for f, text, _ in say.findings(blank, "shape")]
-    assert said[0] == ("color", "the model follows colour over shape in 90% [86–94%] of "
-                                "shape-vs-colour conflict images")
+    assert said[0][0] == "color" and said[0][1].startswith(
+        "the model follows colour over shape in 90% [86–94%] of shape-vs-colour conflict images")
 
 
 OLD_RESULTS = {"schema": 1, "experiment": "tiny", "classes": CLASSES, "seed": 3, "sweeps": {},
@@ -378,8 +423,8 @@ OLD_RESULTS = {"schema": 1, "experiment": "tiny", "classes": CLASSES, "seed": 3,
 
 @pytest.mark.parametrize("content, message", [
     (json.dumps(OLD_RESULTS), r"written by an older cuelab \(schema 1\); this one reads "
-                              r"schema 2: run `cuelab evaluate` again"),
-    ('{"schema": 3}', r"written by a newer cuelab \(schema 3\)"),
+                              r"schema 3: run `cuelab evaluate` again"),
+    ('{"schema": 4}', r"written by a newer cuelab \(schema 4\)"),
     (json.dumps({"name": "tiny", "rows": [1, 2]}),
      r"is not a cuelab results file: experiment: field required; classes: field required; "
      r"seed: field required; and \d+ more"),
@@ -398,11 +443,11 @@ def test_unreadable_results_name_the_file(tmp_path, content, message):
 def test_a_damaged_results_file_names_the_field(tmp_path):
     data = json.loads(synthetic_results().to_json())
     del data["probes"]["sweep"]["color"]["levels"]
-    data["importance"][0]["set_by"]["kind"] = 7
+    data["reliance"][0]["set_by"]["kind"] = 7
     path = tmp_path / "results.json"
     path.write_text(json.dumps(data))
     with pytest.raises(CuelabError, match=r"not a cuelab results file: probes.sweep.color.levels: "
-                                          r"field required; importance.0.set_by.kind: input "
+                                          r"field required; reliance.0.set_by.kind: input "
                                           "should be a valid string"):
         load_results(path)
 
@@ -497,7 +542,7 @@ def test_report_on_a_real_evaluation(tiny_dataset, tmp_path, monkeypatch):
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     exp = yaml.safe_load(tiny_dataset["params"].read_text())
-    exp["train"] = {"epochs": 2, "batch_size": 16, "device": "cpu"}
+    exp["train"] = {"epochs": 2, "batch_size": 16, "device": "cpu", "replicates": 2}
     exp["evaluate"] = {"bootstrap": 200, "attribution_images": 6, "occlusion_patch": 8}
     params = write_params(tmp_path / "params.yaml", exp)
     train(params, tiny_dataset["images"], tmp_path / "models", tmp_path / "train.json",
@@ -514,7 +559,8 @@ def test_report_on_a_real_evaluation(tiny_dataset, tmp_path, monkeypatch):
             f"factor-{f}" for f in ("color", "iso", "size", "shape", "background")]:
         assert section in ids
     ranked = re.findall(r'<section class="factor" id="factor-([a-z_]+)"', page)
-    assert ranked[:len(results.importance)] == [r.factor for r in results.importance]
+    assert ranked[:len(results.reliance)] == [r.factor for r in results.reliance]
+    assert len(results.models) == 2 and "replicate 1: seed" in page
     # 12 conflict images: too few decisions for a verdict, and the page says so
     assert "Too few shape-vs-colour conflict images to tell" in text_of(page)
     assert "best_val_accuracy" in page  # train.json

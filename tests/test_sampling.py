@@ -11,7 +11,7 @@ from conftest import ROOT
 from cuelab.config import load_experiment
 from cuelab.factors import FACTOR_NAMES, REGISTRY, SCENE_FACTOR_NAMES, Factor
 from cuelab.sampling import sample, sample_scenes
-from cuelab.scenes import agreement, columns, render_ids
+from cuelab.scenes import agreement, columns, indicates, render_ids
 from cuelab.validate import expected_agreement
 
 
@@ -152,8 +152,111 @@ def test_background_protocol_variants(tiny):
     assert sorted(rows.variant.unique()) == sorted(exp.background_protocol.variants)
     assert (rows[rows.variant == "only_fg"].background == "black").all()
     for _, group in rows.groupby("base_id"):
-        others = [c for c in FACTOR_NAMES if c != "background"] + ["seed", "label"]
+        others = [c for c in FACTOR_NAMES if c not in ("background", "foreground")] + [
+            "seed", "label"]
         assert (group[others].nunique() == 1).all()
+
+
+def test_background_protocol_foregrounds_and_worst_case(tiny):
+    """Only-BG-B, Only-BG-T and No-FG: the original's row with the object blacked out, tiled
+    over, removed; the worst case: the base scene on every training background, in order."""
+    exp, df = tiny
+    rows = df[df.split == "protocol"]
+    training = exp.factors["background"].levels
+    assert exp.background_protocol.variants == [  # the default: all but only_fg_neutral
+        "original", "only_fg", "only_bg_b", "only_bg_t", "no_fg", "mixed_same", "mixed_rand",
+        "mixed_next", "worst_case"]
+    assert len(rows) == exp.row_counts()["protocol"] == 5 * (8 + len(training))
+    for b, (base_id, group) in enumerate(rows.groupby("base_id", sort=True)):
+        by = group.set_index("variant", drop=False)
+        original = by.loc["original"]
+        assert original.image_id == f"{base_id}-original"
+        for variant, fg in (("only_bg_b", "black"), ("only_bg_t", "tiled"), ("no_fg", "removed")):
+            row = by.loc[variant]
+            assert row.image_id == f"{base_id}-{variant}" and row.foreground == fg
+            assert row.background == original.background and row.label == original.label
+            assert row.render_id != original.render_id
+        worst = group[group.variant == "worst_case"]
+        assert worst.background.tolist() == worst.level.tolist() == list(training)
+        assert worst.image_id.tolist() == [f"{base_id}-worst_case-{j:02d}"
+                                           for j in range(len(training))]
+        assert (worst.foreground == "object").all()
+        plain = group[~group.variant.isin(["only_bg_b", "only_bg_t", "no_fg"])]
+        assert (plain.foreground == "object").all()
+        assert group[group.variant != "worst_case"].level.isna().all()
+    # a worst-case row on the original's background is the original's render
+    shared = rows[rows.variant == "worst_case"].merge(
+        rows[rows.variant == "original"], on=["base_id", "background"])
+    assert len(shared) == 5 and (shared.render_id_x == shared.render_id_y).all()
+
+
+def test_adding_protocol_variants_changes_no_existing_row():
+    """The four variants there were before, with and without the six added: the same rows."""
+    old = ["original", "only_fg", "mixed_same", "mixed_rand"]
+    factors = dict(tiny_experiment()["factors"])
+    factors["background"] = {"levels": ["studio", "sky", "sunset", "white"],
+                             "correlation": {"rho": 0.7}}
+    before = sample_scenes(experiment_from_dict(tiny_experiment(
+        factors=factors, background_protocol={"base_scenes": 5, "variants": old})))
+    every = sample_scenes(experiment_from_dict(tiny_experiment(
+        factors=factors, background_protocol={"base_scenes": 5, "variants": [
+            "original", "only_fg", "only_fg_neutral", "only_bg_b", "only_bg_t", "no_fg",
+            "mixed_same", "mixed_rand", "mixed_next", "worst_case"]})))
+    assert len(every[every.split == "protocol"]) == 5 * (9 + 4)
+    pd.testing.assert_frame_equal(
+        every[every.image_id.isin(before.image_id)].reset_index(drop=True),
+        before.reset_index(drop=True), check_exact=True)
+    assert (before.foreground == "object").all()
+
+
+def test_mixed_next_draws_the_background_of_the_next_class():
+    exp = experiment_from_dict(bare_experiment(
+        factors={"background": {"levels": ["studio", "sky", "sunset"],
+                                "correlation": {"rho": 1.0}}},
+        background_protocol={"base_scenes": 300}))
+    rows = sample_scenes(exp).query("split == 'protocol' and variant == 'mixed_next'")
+    pairs = np.asarray(exp.pairs("background"), dtype=object)
+    assert (rows.background.to_numpy() == pairs[(rows.label.to_numpy() + 1) % 3]).all()
+    # with rho 0.7: the next class's level where the correlation paired it, else a free draw
+    exp = experiment_from_dict(bare_experiment(
+        factors={"background": {"levels": ["studio", "sky", "sunset"],
+                                "correlation": {"rho": 0.7}}},
+        background_protocol={"base_scenes": 3000}))
+    rows = sample_scenes(exp).query("split == 'protocol'")
+    nxt, same = (rows[rows.variant == v].sort_values("base_id") for v in
+                 ("mixed_next", "mixed_same"))
+    labels = nxt.label.to_numpy()
+    next_class = indicates(exp, "background", nxt.background.to_numpy(), (labels + 1) % 3)
+    assert abs(next_class.mean() - expected_agreement(exp, "background")) < 0.03
+    assert abs(agreement(nxt, exp, "background") - 0.1) < 0.03  # (1 - rho) / 3
+    # the same draws as Mixed-Same: where one took its class's level, so did the other
+    paired_same = same.background.to_numpy() == np.asarray(exp.pairs("background"),
+                                                            dtype=object)[labels]
+    assert (next_class | ~paired_same).mean() > 0.85
+
+
+def test_only_fg_neutral_is_on_the_neutral_training_backdrop():
+    levels = ["studio", "sky", "sunset", "white"]  # 3 classes: white pairs with none
+    variants = ["original", "only_fg", "only_fg_neutral"]
+
+    def rows(**protocol):
+        exp = experiment_from_dict(bare_experiment(
+            factors={"background": {"levels": levels, "correlation": {"rho": 0.7}}},
+            background_protocol={"base_scenes": 4, "variants": variants, **protocol}))
+        df = sample_scenes(exp)
+        return exp, df[df.split == "protocol"]
+
+    exp, df = rows()
+    assert exp.neutral_background() == "white"
+    neutral = df[df.variant == "only_fg_neutral"]
+    assert len(neutral) == 4 and (neutral.background == "white").all()
+    assert (neutral.foreground == "object").all()
+    assert neutral.image_id.tolist() == [f"protocol-{b:04d}-only_fg_neutral" for b in range(4)]
+    others = [c for c in FACTOR_NAMES if c != "background"] + ["seed", "label"]
+    for _, group in df.groupby("base_id"):
+        assert (group[others].nunique() == 1).all()
+    exp, df = rows(neutral="white")
+    assert (df[df.variant == "only_fg_neutral"].background == "white").all()
 
 
 def test_background_protocol_follows_class_conditionals():
@@ -201,7 +304,7 @@ NEW_SCENE = Factor("test_gloss", "scene", "A scene factor added by a test.", def
                    low=0.0, high=1.0)
 NEW_SENSOR = Factor("test_gain", "sensor", "A sensor factor added by a test.", default=1.0,
                     low=0.5, high=2.0)
-REAL_NEW = ("ambient", "prnu")  # the factors added after the streams were named
+REAL_NEW = ("ambient", "prnu", "foreground")  # the factors added after the streams were named
 
 
 @pytest.mark.parametrize("change", ["test factors", "the real new factors"])

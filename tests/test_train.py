@@ -22,14 +22,14 @@ from cuelab.config import Augment, TrainSettings, experiment_from_dict
 from cuelab.data import load_split
 from cuelab.errors import CuelabError
 from cuelab.tracking import dataset_version, read_run_link
-from cuelab.train import ARCHITECTURES, build_model, load_model, predict, train
+from cuelab.train import ARCHITECTURES, build_model, load_model, load_models, predict, train
 from cuelab.train.batches import (InMemorySplit, adjust_colors, color_jitter, gather,
                                   hue_rotation, random_views, reflect, remove_objects)
 from cuelab.train.loop import learning_rate, pick_device
 
 # Small and quick, and enough to learn 30 images.
 TRAIN = {"model": "simple_cnn", "width": 16, "epochs": 30, "batch_size": 8, "lr": 0.01,
-         "augment": {"crop": False}, "patience": 100}
+         "augment": {"crop": False}, "patience": 100, "replicates": 2}
 
 
 def experiment(tiny_dataset, **train_settings):
@@ -38,15 +38,18 @@ def experiment(tiny_dataset, **train_settings):
     return experiment_from_dict(exp)
 
 
-def weights(models_dir) -> dict[str, torch.Tensor]:
-    return torch.load(models_dir / "model.pt", weights_only=True)
+def weights(folder) -> dict[str, torch.Tensor]:
+    return torch.load(folder / "model.pt", weights_only=True)
 
 
-def assert_same_weights(a, b):
+def same_weights(a, b) -> bool:
     wa, wb = weights(a), weights(b)
-    assert wa.keys() == wb.keys()
-    for k in wa:
-        assert torch.equal(wa[k], wb[k]), k
+    return wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def assert_same_models(a, b, replicates=TRAIN["replicates"]):
+    for r in range(replicates):
+        assert same_weights(a / f"replicate-{r}", b / f"replicate-{r}"), r
 
 
 # --- models -------------------------------------------------------------------------------------
@@ -151,12 +154,14 @@ def test_random_backgrounds_keep_every_object_pixel_and_show_no_second_object():
     images[:, :, 5:11, 5:11] = 255  # object pixels are marked: no other pixel is 255
     split = InMemorySplit(images, masks, torch.zeros(n, dtype=torch.int64))
     x = images.float() / 255
-    out = split.paste_on_random_backgrounds(x, masks, torch.Generator().manual_seed(1))
-    assert torch.equal(out[masks.expand_as(out)], x[masks.expand_as(x)])
-    background = ~masks.expand_as(out)
-    assert not (out[background] == 1.0).any()  # no pixel of another object
-    swapped = [not torch.equal(o[b], i[b]) for o, i, b in zip(out, x, background)]
-    assert 16 < sum(swapped) < 48  # about half
+    background = ~masks.expand_as(x)
+    for probability, fewest, most in ((0.5, 16, 48), (1.0, 62, 64), (0.0, 0, 0)):
+        out = split.paste_on_random_backgrounds(x, masks, torch.Generator().manual_seed(1),
+                                                probability)
+        assert torch.equal(out[masks.expand_as(out)], x[masks.expand_as(x)])
+        assert not (out[background] == 1.0).any()  # no pixel of another object
+        swapped = [not torch.equal(o[b], i[b]) for o, i, b in zip(out, x, background)]
+        assert fewest <= sum(swapped) <= most  # about that share (a donor can be itself)
     cleaned = remove_objects(x, masks)
     assert (cleaned < 1).all()
     beyond_the_edge = torch.ones_like(out, dtype=torch.bool)
@@ -176,7 +181,7 @@ def test_in_memory_batches_cover_the_split_and_are_reproducible(tiny_dataset):
 
     def epoch(seed):
         g = torch.Generator().manual_seed(seed)
-        return list(split.batches(8, g, Augment(color_jitter=0.3), random_background=True))
+        return list(split.batches(8, g, Augment(color_jitter=0.3), swap_background=1.0))
 
     a, b = epoch(5), epoch(5)
     assert [len(y) for _, y in a] == [8, 8, 7, 7]  # every image, no runt batch for BatchNorm
@@ -224,45 +229,63 @@ def trained(tiny_dataset, mlflow_server, tmp_path_factory):
 
 
 def test_a_tiny_rendered_set_is_learned(trained, tiny_dataset):
-    model, config = load_model(trained["models"])
+    models = load_models(trained["models"])
+    assert len(models) == 2
     data = load_split(tiny_dataset["images"], "train")
-    accuracy = (predict(model, data.images).argmax(1) == data.labels).mean()
-    assert accuracy >= 0.95
+    accuracies = [(predict(m, data.images).argmax(1) == data.labels).mean() for m, _ in models]
+    assert min(accuracies) >= 0.95
     metrics = json.loads(trained["metrics"].read_text())
-    assert metrics["train_accuracy"] == pytest.approx(accuracy)
-    assert set(metrics) == {"val_accuracy", "best_val_accuracy", "best_epoch", "epochs",
-                            "train_accuracy", "device"}  # no wall time: versioned by DVC
-    assert metrics["epochs"] == TRAIN["epochs"] and metrics["device"] == "cpu"
+    assert metrics["train_accuracy"] == pytest.approx(accuracies)
+    assert set(metrics) == {"replicates", "select_on", "device", "best_val_accuracy_mean",
+                            "train_accuracy_mean", "best_epoch", "best_val_accuracy",
+                            "train_accuracy", "epochs"}  # no wall time: versioned by DVC
+    assert metrics["epochs"] == [TRAIN["epochs"]] * 2 and metrics["device"] == "cpu"
     assert sorted(p.name for p in trained["models"].iterdir()) == [
+        "mlflow-run.json", "models.json", "replicate-0", "replicate-1"]
+    assert sorted(p.name for p in (trained["models"] / "replicate-1").iterdir()) == [
         "mlflow-run.json", "model.json", "model.pt"]
-    assert "trained simple_cnn on cpu for 30 epochs" in str(trained["summary"])
+    assert "trained 2 simple_cnn replicates on cpu" in str(trained["summary"])
+    assert "replicate 1 (seed " in str(trained["summary"])
 
 
-def test_model_config_names_the_model_and_the_data_and_the_run_is_apart(trained, tiny_dataset):
-    config = json.loads((trained["models"] / "model.json").read_text())
-    assert config == config | {
-        "architecture": "simple_cnn", "width": 16, "input_size": 32, "num_classes": 3,
-        "classes": ["cube", "sphere", "cone"], "experiment": "tiny", "seed": 3,
-        "dataset_version": dataset_version(tiny_dataset["images"]),
-        "registered_model": "cuelab-tiny"}
-    assert not {"run_id", "experiment_id", "tracking_uri", "model_version"} & set(config)
-    link = read_run_link(trained["models"])
-    assert link["run_id"] == trained["summary"].run_id and link["tracking_uri"] == trained["uri"]
-    assert link["registered_model"] == "cuelab-tiny"
-    assert link["model_version"] == trained["summary"].model_version
+def test_replicates_share_the_data_and_differ_in_their_seed(trained, tiny_dataset):
+    configs = [json.loads((trained["models"] / f"replicate-{r}" / "model.json").read_text())
+               for r in range(2)]
+    for r, config in enumerate(configs):
+        assert config == config | {
+            "architecture": "simple_cnn", "width": 16, "input_size": 32, "num_classes": 3,
+            "classes": ["cube", "sphere", "cone"], "experiment": "tiny", "data_seed": 3,
+            "replicate": r, "dataset_version": dataset_version(tiny_dataset["images"]),
+            "registered_model": "cuelab-tiny", "select_on": "val"}
+        assert not {"run_id", "experiment_id", "tracking_uri", "model_version"} & set(config)
+    assert configs[0]["seed"] != configs[1]["seed"]
+    assert not same_weights(trained["models"] / "replicate-0", trained["models"] / "replicate-1")
+    # another train.seed: other replicates, the same data
+    other = experiment(tiny_dataset, seed=1)
+    from cuelab.train.loop import replicate_seed
+    assert replicate_seed(other.train, 0) not in {c["seed"] for c in configs}
+    parent = read_run_link(trained["models"])
+    assert parent["run_id"] == trained["summary"].run_id and parent["tracking_uri"] == \
+        trained["uri"]
+    assert parent["model_versions"] == [r.model_version for r in trained["summary"].replicates]
+    for r, replicate in enumerate(trained["summary"].replicates):
+        link = read_run_link(trained["models"] / f"replicate-{r}")
+        assert link["run_id"] == replicate.run_id != parent["run_id"]
+        assert link["model_version"] == replicate.model_version
 
 
-def test_a_separate_client_reads_the_run_and_the_registered_model(trained, tiny_dataset):
+def test_a_separate_client_reads_the_runs_and_the_registered_models(trained, tiny_dataset):
     import mlflow.pytorch
 
-    config = read_run_link(trained["models"])
+    parent = read_run_link(trained["models"])
     client = MlflowClient(tracking_uri=trained["uri"])
-    run = client.get_run(config["run_id"])
+    run = client.get_run(parent["run_id"])
     assert run.info.status == "FINISHED"
     assert client.get_experiment(run.info.experiment_id).name == "tiny"
-    # parameters: the whole experiment, flattened
+    # parameters: the whole experiment, flattened, on the training run
     params = run.data.params
     assert params["train.lr"] == "0.01" and params["train.batch_size"] == "8"
+    assert params["train.replicates"] == "2"
     assert params["label.levels"] == '["cube", "sphere", "cone"]' and params["seed"] == "3"
     # the dataset version, as a parameter and as the digest of the run's dataset input
     version = dataset_version(tiny_dataset["images"])
@@ -271,26 +294,32 @@ def test_a_separate_client_reads_the_run_and_the_registered_model(trained, tiny_
     assert run.data.tags["mlflow.source.git.commit"].startswith(
         subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
                        text=True).stdout.strip())
-    # the curves, one point per epoch, ending where metrics/train.json says
-    history = client.get_metric_history(run.info.run_id, "val_accuracy")
-    assert [m.step for m in history] == list(range(1, TRAIN["epochs"] + 1))
     metrics = json.loads(trained["metrics"].read_text())
-    assert history[-1].value == metrics["val_accuracy"]
-    assert max(m.value for m in history) == metrics["best_val_accuracy"]
-    for name in ("train_loss", "train_accuracy", "val_loss", "lr"):
-        assert len(client.get_metric_history(run.info.run_id, name)) == TRAIN["epochs"]
-    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
-    assert {"train_samples.png", "model.json"} <= artifacts
-    # the registered model: this run's, with a signature, and it predicts what ours does
-    version_info = client.get_model_version("cuelab-tiny", config["model_version"])
-    assert version_info.run_id == run.info.run_id
-    mlflow.set_tracking_uri(trained["uri"])
-    logged = mlflow.pytorch.load_model(f"models:/cuelab-tiny/{config['model_version']}")
-    ours, _ = load_model(trained["models"])
-    images = load_split(tiny_dataset["images"], "test").images
-    theirs = logged(torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255)
-    assert np.allclose(theirs.detach().numpy(), predict(ours, images), atol=1e-5)
-    info = mlflow.models.get_model_info(f"models:/cuelab-tiny/{config['model_version']}")
+    assert run.data.metrics["best_val_accuracy_mean"] == pytest.approx(
+        metrics["best_val_accuracy_mean"])
+    for r in range(2):
+        link = read_run_link(trained["models"] / f"replicate-{r}")
+        child = client.get_run(link["run_id"])
+        assert child.data.tags["mlflow.parentRunId"] == run.info.run_id
+        assert child.data.tags["cuelab.replicate"] == str(r)
+        # the curves, one point per epoch, ending where metrics/train.json says
+        history = client.get_metric_history(child.info.run_id, "val_accuracy")
+        assert [m.step for m in history] == list(range(1, TRAIN["epochs"] + 1))
+        assert max(m.value for m in history) == metrics["best_val_accuracy"][r]
+        for name in ("train_loss", "train_accuracy", "val_loss", "lr"):
+            assert len(client.get_metric_history(child.info.run_id, name)) == TRAIN["epochs"]
+        artifacts = {a.path for a in client.list_artifacts(child.info.run_id)}
+        assert {"train_samples.png", "model.json"} <= artifacts
+        # the registered model: this run's, with a signature, and it predicts what ours does
+        version_info = client.get_model_version("cuelab-tiny", link["model_version"])
+        assert version_info.run_id == child.info.run_id
+        mlflow.set_tracking_uri(trained["uri"])
+        logged = mlflow.pytorch.load_model(f"models:/cuelab-tiny/{link['model_version']}")
+        ours, _ = load_model(trained["models"] / f"replicate-{r}")
+        images = load_split(tiny_dataset["images"], "test").images
+        theirs = logged(torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255)
+        assert np.allclose(theirs.detach().numpy(), predict(ours, images), atol=1e-5)
+    info = mlflow.models.get_model_info(f"models:/cuelab-tiny/{link['model_version']}")
     assert tuple(info.signature.inputs.to_dict()[0]["tensor-spec"]["shape"]) == (-1, 3, 32, 32)
 
 
@@ -299,7 +328,7 @@ def test_training_is_deterministic_on_the_cpu(trained, tiny_dataset, tmp_path, m
     monkeypatch.setenv("MLFLOW_TRACKING_URI", trained["uri"])
     train(experiment(tiny_dataset), tiny_dataset["images"], tmp_path / "models",
           tmp_path / "train.json", progress=False)
-    assert_same_weights(tmp_path / "models", trained["models"])
+    assert_same_models(tmp_path / "models", trained["models"])
     assert torch.are_deterministic_algorithms_enabled() is False  # the caller's state is back
 
 
@@ -316,16 +345,23 @@ def test_a_killed_run_resumes_to_the_same_weights_and_the_same_mlflow_run(
                                 tiny_dataset["images"], "--models", models, "--metrics",
                                 tmp_path / "train.json"], env=env, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
-        while run.poll() is None and not (models / "checkpoint.pt").exists():
+        # in the second replicate: the first is then finished and kept
+        second = models / "replicate-1" / "checkpoint.pt"
+        while run.poll() is None and not second.exists():
             time.sleep(0.01)
         os.kill(run.pid, signal.SIGKILL)
         run.wait()
-        if (models / "checkpoint.pt").exists():
+        if second.exists():
             break
-    checkpoint = torch.load(models / "checkpoint.pt", weights_only=True)
+    checkpoint = torch.load(second, weights_only=True)
     done = checkpoint["state"]["epoch"]
     assert 1 <= done < TRAIN["epochs"]
-    assert not (models / "model.pt").exists()
+    assert (models / "replicate-0" / "model.pt").exists()
+    assert not (models / "replicate-1" / "model.pt").exists()
+    assert not (models / "models.json").exists()  # not a complete models directory yet
+    with pytest.raises(CuelabError, match="models.json is missing: training did not finish"):
+        load_models(models)
+    first_run = read_run_link(models / "replicate-0")["run_id"]
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", trained["uri"])
     changed = experiment(tiny_dataset, lr=0.02)
@@ -336,22 +372,26 @@ def test_a_killed_run_resumes_to_the_same_weights_and_the_same_mlflow_run(
     monkeypatch.setenv("MLFLOW_TRACKING_URI", trained["uri"])
     summary = train(exp, tiny_dataset["images"], models, tmp_path / "train.json", resume=True,
                     progress=False)
-    assert summary.resumed_after == done and f"resumed after epoch {done}" in str(summary)
-    assert_same_weights(models, trained["models"])
-    assert not (models / "checkpoint.pt").exists()
+    kept, resumed = summary.replicates
+    assert resumed.resumed_after == done and f"resumed after epoch {done}" in str(summary)
+    assert kept.run_id == first_run  # finished before the kill: kept, not trained again
+    assert_same_models(models, trained["models"])
+    assert not (models / "replicate-1" / "checkpoint.pt").exists()
     # one MLflow run from start to end: the killed one, continued
     client = MlflowClient(tracking_uri=trained["uri"])
-    assert summary.run_id == checkpoint["state"]["run_id"]
-    assert client.get_run(summary.run_id).info.status == "FINISHED"
-    steps = {m.step for m in client.get_metric_history(summary.run_id, "val_accuracy")}
+    assert resumed.run_id == checkpoint["state"]["run_id"]
+    assert client.get_run(resumed.run_id).info.status == "FINISHED"
+    steps = {m.step for m in client.get_metric_history(resumed.run_id, "val_accuracy")}
     assert steps == set(range(1, TRAIN["epochs"] + 1))
 
 
-def test_early_stopping_keeps_the_best_epoch(tiny_dataset, tmp_path, monkeypatch):
-    """Validation on the training images with contradicting labels: the better the network
-    fits the training labels, the worse it does on validation, so training stops `patience`
-    epochs after its best (the training images, not the few validation ones: on those the
-    accuracy can sit at one value, and a tie counts as the longer-trained best)."""
+@pytest.mark.parametrize("select_on", ["val", "val_balanced"])
+def test_early_stopping_keeps_the_best_epoch(tiny_dataset, tmp_path, monkeypatch, select_on):
+    """Validation (on the split `select_on` names) on the training images with contradicting
+    labels: the better the network fits the training labels, the worse it does on validation,
+    so training stops `patience` epochs after its best (the training images, not the few
+    validation ones: on those the accuracy can sit at one value, and a tie counts as the
+    longer-trained best)."""
     import pandas as pd
 
     images = tmp_path / "images"
@@ -362,22 +402,27 @@ def test_early_stopping_keeps_the_best_epoch(tiny_dataset, tmp_path, monkeypatch
     shard = train_rows.shard.iloc[0]
     for kind in ("images", "masks"):
         shutil.copy(images / f"{shard}.{kind}.npy", images / f"val-copy.{kind}.npy")
-    val = train_rows.assign(split="val", image_id="copy-" + train_rows.image_id,
+    val = train_rows.assign(split=select_on, image_id="copy-" + train_rows.image_id,
                             label=(train_rows.label + 1) % 3, shard="val-copy")
-    pd.concat([index[index.split != "val"], val]).to_parquet(images / "index.parquet")
+    pd.concat([index[index.split != select_on], val]).to_parquet(images / "index.parquet")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
-    exp = experiment(tiny_dataset, patience=3, mitigation="random_background",
-                     augment={"color_jitter": 0.3})
+    exp = yaml.safe_load(tiny_dataset["params"].read_text())
+    exp["splits"]["val_balanced"] = 30
+    exp["train"] = TRAIN | {"patience": 3, "mitigation": "random_background",
+                            "swap_probability": 0.5, "augment": {"color_jitter": 0.3},
+                            "replicates": 1, "select_on": select_on}
     # resume without a checkpoint: starts afresh
-    summary = train(exp, images, tmp_path / "models", tmp_path / "train.json", resume=True,
-                    progress=False)
-    assert summary.resumed_after is None
-    assert summary.epochs < TRAIN["epochs"] and summary.epochs - summary.best_epoch == 3
-    model, config = load_model(tmp_path / "models")
-    data = load_split(images, "val")
+    summary = train(experiment_from_dict(exp), images, tmp_path / "models",
+                    tmp_path / "train.json", resume=True, progress=False)
+    (only,) = summary.replicates
+    assert only.resumed_after is None
+    assert only.epochs < TRAIN["epochs"] and only.epochs - only.best_epoch == 3
+    model, config = load_model(tmp_path / "models" / "replicate-0")
+    data = load_split(images, select_on)
     kept = (predict(model, data.images).argmax(1) == data.labels).mean()
-    assert kept == summary.best_val_accuracy > summary.val_accuracy
-    assert config["best_epoch"] == summary.best_epoch
+    assert kept == only.best_val_accuracy > only.val_accuracy
+    assert config["best_epoch"] == only.best_epoch and config["select_on"] == select_on
+    assert f"the epoch kept by {select_on} accuracy" in str(summary)
 
 
 def test_an_unreachable_tracking_server_stops_training_before_it_starts(

@@ -155,8 +155,21 @@ def test_wrong_split_size_and_conflict_not_in_conflict(data):
     edit_scenes(data, change)
     failed = failures_of(data)
     assert failed["each split has its specified size"] == ["val"]
-    assert failed["conflict rows: each cue says its own class, and they differ"] == [
+    assert failed["conflict rows: each cue says its own class, they differ, and every other cue is held as `cues` records"] == [
         "conflict-shape_vs_color-0000"]
+
+
+def test_a_held_cue_that_points_to_a_third_class_fails_the_gate(data):
+    def change(t):
+        # background is held balanced (all its levels are paired); send one image's to the
+        # class neither cue in conflict says
+        row = t.image_id == "conflict-shape_vs_color-0003"
+        a, b = int(t.loc[row, "class_a"].iloc[0]), int(t.loc[row, "class_b"].iloc[0])
+        t.loc[row, "background"] = ["studio", "sky", "sunset"][3 - a - b]
+    edit_scenes(data, change)
+    failed = failures_of(data)
+    assert failed["conflict rows: each cue says its own class, they differ, and every other cue is held as `cues` records"] == [
+        "conflict-shape_vs_color-0003"]
 
 
 def test_cli_exits_non_zero_and_lists_the_failures(data, tmp_path):
@@ -181,10 +194,51 @@ def test_broken_background_protocol_and_a_value_outside_the_registry(data):
     edit_scenes(data, change)
     failed = failures_of(data)
     assert failed["every protocol base scene in every variant"] == ["protocol-0001"]
-    assert failed["protocol variants change only the background (all else equal)"] == [
-        "protocol-0002"]
+    assert failed["protocol variants change only the background and the foreground (all else "
+                  "equal)"] == ["protocol-0002"]
     assert failed["Only-FG shows the object on black"] == ["protocol-0003"]
     assert failed["every factor value inside its registry domain"] == ["texture='plaid'"]
+
+
+def test_broken_foreground_variants_and_worst_case(data):
+    """The protocol's new rows: each variant's foreground, Only-BG / No-FG on the original's
+    background, the worst case on every training background."""
+    def change(t):
+        t.loc[t.image_id == "protocol-0000-only_bg_t", "foreground"] = "black"
+        t.loc[t.image_id == "protocol-0001-original", "foreground"] = "removed"
+        t.loc[t.image_id == "protocol-0002-no_fg", "background"] = "studio"  # its original: sunset
+        t.loc[t.image_id == "protocol-0003-worst_case-01", "background"] = "studio"
+        t.drop(t.index[t.image_id == "protocol-0004-worst_case-02"], inplace=True)
+        t.loc[t.image_id == "protocol-0004-only_bg_b", "light_azimuth"] = 12.0
+    edit_scenes(data, change)
+    failed = failures_of(data)
+    assert failed["each variant's foreground is as it says: blacked out in Only-BG-B, tiled in "
+                  "Only-BG-T, removed in No-FG, else the object"] == ["protocol-0000",
+                                                                      "protocol-0001"]
+    assert failed["Only-BG-B, Only-BG-T and No-FG keep the original's background"] == [
+        "protocol-0002"]
+    assert failed["the worst case shows the object once on every training background"] == [
+        "protocol-0003", "protocol-0004"]
+    assert failed["every protocol base scene has one row per variant and per worst-case "
+                  "background"] == ["protocol-0004"]
+    assert failed["protocol variants change only the background and the foreground (all else "
+                  "equal)"] == ["protocol-0004"]
+    assert "every protocol base scene in every variant" not in failed
+
+
+def test_a_picture_without_its_object_may_be_blank(data):
+    """No-FG on a plain backdrop is one flat colour: not a blank-image failure; the same picture
+    where the object should show is one."""
+    t = read_scenes(data["scenes"])
+    no_fg = t[(t.variant == "no_fg")].image_id.iloc[0]
+    for image_id in (no_fg, "protocol-0001-original"):
+        path, offset = shard_of(data, image_id)
+        images = np.load(path)
+        images[offset] = 77
+        np.save(path, images)
+    failed = failures_of(data)
+    assert [ids for desc, ids in failed.items() if desc.startswith("no blank")] == [
+        ["protocol-0001-original"]]
 
 
 def test_each_probe_kind_has_rows_checks_and_statistics():

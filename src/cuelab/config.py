@@ -21,7 +21,16 @@ from .factors import REGISTRY, Factor
 PositiveInt = Annotated[int, Field(strict=True, gt=0)]
 Level = str | float
 Interval = tuple[float, float]
-PROTOCOL_VARIANTS = ("original", "only_fg", "mixed_same", "mixed_rand")
+# The background protocol's variants (the ImageNet-9 backgrounds challenge, Xiao et al. 2020), in
+# this order; what each row holds: cuelab.sampling._protocol_rows.
+PROTOCOL_VARIANTS = ("original", "only_fg", "only_fg_neutral", "only_bg_b", "only_bg_t", "no_fg",
+                     "mixed_same", "mixed_rand", "mixed_next", "worst_case")
+# The default: every variant that needs nothing but a background factor. only_fg_neutral needs a
+# neutral training backdrop too (`Experiment.neutral_background`): it is asked for by name.
+DEFAULT_PROTOCOL_VARIANTS = tuple(v for v in PROTOCOL_VARIANTS if v != "only_fg_neutral")
+# The variants that change the foreground (the `foreground` factor), and to what; the others
+# show the object.
+PROTOCOL_FOREGROUNDS = {"only_bg_b": "black", "only_bg_t": "tiled", "no_fg": "removed"}
 
 
 class Strict(BaseModel):
@@ -57,9 +66,15 @@ class FactorSpec(Strict):
 
 
 class Splits(Strict):
+    """train, val and test are drawn with the experiment's correlations; the balanced splits
+    with every factor independent of the class (each class with every level alike, as the
+    probes are): test_balanced gives the worst-group accuracy, val_balanced can select the
+    epoch (train.select_on)."""
     train: PositiveInt
     val: PositiveInt
     test: PositiveInt
+    val_balanced: int = Field(default=0, ge=0)
+    test_balanced: int = Field(default=0, ge=0)
 
 
 class Sweep(Strict):
@@ -69,6 +84,8 @@ class Sweep(Strict):
     points: int | None = Field(default=None, ge=2, le=100)  # numeric: evenly spaced levels
     range: Interval | None = None                          # ... over this range
     base_scenes: PositiveInt = 50
+    reference: Level | None = None  # the level flip rates compare against (default: see
+                                    # cuelab.probes.sweep.reference_levels)
 
 
 class Conflict(Strict):
@@ -78,10 +95,18 @@ class Conflict(Strict):
 
 
 class BackgroundProtocol(Strict):
-    """ImageNet-9 backgrounds challenge: the same foreground on different backgrounds."""
+    """ImageNet-9 backgrounds challenge: the same foreground on different backgrounds, and the
+    background without the foreground. Variants: original; only_fg (the object on black);
+    only_fg_neutral (on `neutral`); only_bg_b, only_bg_t, no_fg (the original's background with
+    the object blacked out, filled with background tiles, removed); mixed_same, mixed_rand,
+    mixed_next (a background drawn for the object's class, a random class, the next class);
+    worst_case (one image per training background). Default: all but only_fg_neutral."""
     variants: list[Literal[PROTOCOL_VARIANTS]] = Field(  # type: ignore[valid-type]
-        default=list(PROTOCOL_VARIANTS), min_length=1)
+        default=list(DEFAULT_PROTOCOL_VARIANTS), min_length=1)
     base_scenes: PositiveInt = 100
+    # only_fg_neutral's backdrop: a level of factors.background that indicates no class; default:
+    # the first such level (`Experiment.neutral_background`)
+    neutral: str | None = None
 
 
 # --- how each step runs (later steps extend these) -------------------------------------------
@@ -121,6 +146,14 @@ class TrainSettings(Strict):
     schedule: Literal["constant", "cosine", "step"] = "cosine"
     augment: Augment = Augment()
     mitigation: Literal["none", "random_background"] = "none"
+    # random_background: the share of training images whose background is swapped (1: all, so
+    # the background says nothing about the class; less leaves part of the shortcut)
+    swap_probability: float = Field(default=1.0, ge=0, le=1)
+    replicates: int = Field(default=3, ge=1, le=100)  # models trained on the same data
+    seed: int = Field(default=0, ge=0, lt=2**63)  # initialisation and batch order of replicate
+                                                  # r come from (seed, r); the data keeps the
+                                                  # experiment's seed
+    select_on: Literal["val", "val_balanced"] = "val"  # the split that picks the kept epoch
     # epochs without reaching the best validation accuracy before stopping; a short run first
     # learns the shortcut (colour), then the shape: stopping at the first plateau is too soon
     patience: int = Field(default=10, ge=1)
@@ -129,6 +162,7 @@ class TrainSettings(Strict):
 
 class EvaluateSettings(Strict):
     bootstrap: int = Field(default=1000, ge=100, le=100_000)
+    seed: int = Field(default=0, ge=0, lt=2**63)  # the bootstrap's own
     confidence: float = Field(default=0.95, gt=0.5, lt=1)
     attribution_images: int = Field(default=64, ge=0)
     occlusion_patch: int = Field(default=8, ge=2)
@@ -185,6 +219,9 @@ class Experiment(Strict):
             if sweep.factor == self.label.factor:
                 return list(self.classes)
             return list(spec.levels) if spec else list(f.levels)
+        if spec is not None and spec.levels is not None and sweep.points is None \
+                and sweep.range is None:  # a numeric factor with levels: those
+            return list(spec.levels)
         lo, hi = sweep.range or (spec.range if spec and spec.range else (f.low, f.high))
         n = sweep.points or 5
         values = [lo + (hi - lo) * i / (n - 1) for i in range(n)]
@@ -192,12 +229,25 @@ class Experiment(Strict):
 
     def row_counts(self) -> dict[str, int]:
         """Images per group of the scenes table."""
-        counts = self.splits.model_dump()
+        counts = {k: v for k, v in self.splits.model_dump().items() if v}  # balanced: if any
         counts["sweep"] = sum(s.base_scenes * len(self.sweep_levels(s)) for s in self.sweeps)
         counts["conflict"] = sum(c.images for c in self.conflicts)
         bp = self.background_protocol
-        counts["protocol"] = bp.base_scenes * len(bp.variants) if bp else 0
+        counts["protocol"] = bp.base_scenes * sum(
+            len(self.factors["background"].levels) if v == "worst_case" else 1
+            for v in bp.variants) if bp else 0
         return counts
+
+    def neutral_background(self) -> str | None:
+        """The backdrop of the protocol's only_fg_neutral: background_protocol.neutral, else the
+        first training level of factors.background paired with no class (without pairs, class i
+        pairs with the i-th level: a 5th level with 4 classes is unpaired). None if there is
+        none (then the schema refuses only_fg_neutral)."""
+        bp = self.background_protocol
+        if bp is not None and bp.neutral is not None:
+            return bp.neutral
+        unpaired = _unpaired_backgrounds(self)
+        return unpaired[0] if unpaired else None
 
     # -- the rules that need the registry --
 
@@ -224,6 +274,9 @@ def _registry_problems(exp: Experiment) -> typing.Iterator[Problem]:
     yield from _sweep_problems(exp)
     yield from _conflict_problems(exp)
     yield from _protocol_problems(exp)
+    if exp.train.select_on == "val_balanced" and exp.splits.val_balanced == 0:
+        yield Problem("train.select_on", "val_balanced", "needs a balanced validation split: "
+                      "set splits.val_balanced (e.g. 300), or select_on: val")
 
 
 def _label_problems(exp: Experiment, label_factor: Factor | None) -> typing.Iterator[Problem]:
@@ -276,6 +329,10 @@ def _sweep_problems(exp: Experiment) -> typing.Iterator[Problem]:
                 yield Problem(f"{path}.levels[{j}]", level, problem)
         if sw.range is not None:
             yield from _range_problems(f"{path}.range", f, sw.range)
+        if sw.reference is not None and not any(
+                sw.reference == lv for lv in exp.sweep_levels(sw)):
+            yield Problem(f"{path}.reference", sw.reference, "one of the sweep's levels: "
+                          + ", ".join(str(lv) for lv in exp.sweep_levels(sw)))
     seen = [sw.factor for sw in exp.sweeps]
     for name in sorted({n for n in seen if seen.count(n) > 1}):
         yield Problem("sweeps", name, "one sweep per factor (merge their levels)")
@@ -297,13 +354,56 @@ def _conflict_problems(exp: Experiment) -> typing.Iterator[Problem]:
 
 
 def _protocol_problems(exp: Experiment) -> typing.Iterator[Problem]:
-    if exp.background_protocol is None:
+    bp = exp.background_protocol
+    if bp is None:
         return
     bg = exp.factors.get("background")
     if exp.label.factor == "background" or bg is None or bg.levels is None or len(bg.levels) < 2:
         yield Problem("background_protocol", "enabled", "the background protocol swaps "
                       "backgrounds: give factors.background at least two levels (and "
                       "a correlation, for Mixed-Same and Mixed-Rand to differ)")
+        return
+    for v in sorted({v for v in bp.variants if bp.variants.count(v) > 1}):
+        yield Problem("background_protocol.variants", v, "each variant once")
+    unpaired = _unpaired_backgrounds(exp)
+    rho_one = bg.correlation is not None and bg.correlation.rho >= 1
+    if bp.neutral is not None and bp.neutral not in bg.levels:
+        yield Problem("background_protocol.neutral", bp.neutral, "one of factors.background."
+                      "levels: " + ", ".join(map(str, bg.levels)))
+    elif bp.neutral is not None and bp.neutral not in unpaired:
+        yield Problem("background_protocol.neutral", bp.neutral, (
+            "a level training images show with every class alike; with "
+            "factors.background.correlation.rho 1 none is: lower rho" if rho_one else
+            f"a level no class pairs with ('{bp.neutral}' is paired with a class by "
+            "factors.background.correlation): "
+            + (f"e.g. {unpaired[0]}" if unpaired else "add one to factors.background.levels")))
+    elif "only_fg_neutral" in bp.variants and exp.neutral_background() is None:
+        yield Problem("background_protocol.variants", "only_fg_neutral", (
+            "only_fg_neutral needs a neutral backdrop (background_protocol.neutral, by default "
+            "the first level of factors.background that training images show with every class "
+            "alike), and there is none"
+            + (" (with rho 1 training shows only the paired levels): lower "
+               "factors.background.correlation.rho, or leave only_fg_neutral out" if rho_one else
+               f": add a level no class pairs with to factors.background.levels (with "
+               f"{len(exp.classes)} classes and no pairs: a level number "
+               f"{len(exp.classes) + 1}), or leave only_fg_neutral out")))
+
+
+def _unpaired_backgrounds(exp: Experiment) -> list:
+    """The levels of factors.background that training images show with every class alike:
+    every level without a correlation; with one (and rho below 1) the levels no class pairs
+    with. Robust to a broken correlation (it is reported on its own)."""
+    spec = exp.factors.get("background")
+    if exp.label.factor == "background" or spec is None or spec.levels is None:
+        return []
+    corr = spec.correlation
+    if corr is None:
+        return list(spec.levels)
+    if corr.rho >= 1:
+        return []
+    paired = (list(corr.pairs.values()) if corr.pairs is not None
+              else list(spec.levels[:len(exp.classes)]))
+    return [lv for lv in spec.levels if lv not in paired]
 
 
 def _spec_problems(path: str, f: Factor, spec: FactorSpec, exp: Experiment):

@@ -6,19 +6,26 @@ reader (the report, the headline metrics, the Kubeflow component).
 (`cuelab.probes.Estimate`) is {value, low, high, n}: the statistic, its bootstrap interval at
 `bootstrap.confidence`, and the number of resampled units; value/low/high are null when undefined.
 
-    schema: 2
-    experiment, classes, seed, bootstrap {resamples, confidence}
-    model: {models_dir, ...the model's config from model.json}
-    iid: {accuracy: estimate, confusion: [[int]] (true x predicted), class_accuracy}
+    schema: 3
+    experiment, classes, seed, bootstrap {resamples, confidence, seed}
+    models: [{models_dir, ...each replicate's config from its model.json}], one per replicate
+    iid: {accuracy: estimate, confusion: [[int]] (true x predicted, every model's decisions),
+          class_accuracy}
+    worst_group: [{factor, accuracy, average: estimate, group, groups, smallest}] per factor
+                 paired with the classes, on the balanced test split (empty without one)
     probes: {kind: {key: result}}, a result model per kind of `cuelab.probes.PROBE_KINDS`:
         sweep: {factor: SweepResult}, conflict: {"a_vs_b": ConflictResult},
         protocol: {"background": ProtocolResult} (empty without a background protocol)
     attribution: null | {images, patch, split, saliency and occlusion: {on_object, object_area,
                  ratio: estimate}, maps: "attribution/maps.npz", examples: [...]}
-    importance: [{rank, factor, importance: estimate, set_by: ref, evidence: [{ref, label,
+    reliance: [{rank, factor, reliance: estimate, set_by: ref, evidence: [{ref, label,
                  detail, estimate}]}], highest first; a ref is {kind, key, measure}: the probe
                  (probes.<kind>.<key>) and the field of its result the number is
-    importance_definition: str
+    robustness: [{ref, factor, condition, why, accuracy, baseline, drop: estimate}], the
+                 largest drop first: every condition no training image had
+    not_cues: [factor]: probed factors that indicate no class in training (no reliance)
+    reliance_definition, robustness_definition: str
+Every estimate also holds `per_model`: the statistic of each trained model.
     files: {predictions, summary, figures: {name: path}}   paths relative to results.json
     (the evaluation's MLflow run is in mlflow-run.json beside it: `Tracking`)
 """
@@ -33,16 +40,17 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from .errors import CuelabError
 from .probes import PROBE_KINDS
-from .probes.base import Evidence, ProbeRef
+from .probes.base import Evidence, Fragility, ProbeRef
 from .probes.estimate import Estimate, Strict
 
-SCHEMA = 2
+SCHEMA = 3
 FILE = "results.json"
 
 
 class BootstrapSettings(Strict):
     resamples: int
     confidence: float
+    seed: int
 
 
 class IIDResult(Strict):
@@ -77,16 +85,26 @@ class AttributionResult(Strict):
     examples: list[AttributionExample]
 
 
-class ImportanceEntry(Strict):
+class RelianceEntry(Strict):
     rank: int
     factor: str
-    importance: Estimate    # the largest evidence's estimate
+    reliance: Estimate      # the pre-declared evidence's estimate
     set_by: ProbeRef        # ... and where it comes from
     evidence: list[Evidence]
 
     @property
     def top(self) -> Evidence:
         return next(e for e in self.evidence if e.ref == self.set_by)
+
+
+class WorstGroup(Strict):
+    """Groups are class x the class a factor's value indicates, on the balanced test split."""
+    factor: str
+    accuracy: Estimate      # each model's lowest group accuracy (the group chosen per resample)
+    average: Estimate       # the mean of the group accuracies
+    group: str              # the worst group at the point estimate
+    groups: int
+    smallest: int           # images in the smallest group
 
 
 class Files(Strict):
@@ -113,18 +131,27 @@ ProbeResults = create_model(
 
 class Results(Strict):
     model_config = ConfigDict(extra="forbid", validate_by_name=True, serialize_by_alias=True)
-    schema_version: Literal[2] = Field(SCHEMA, alias="schema")
+    schema_version: Literal[3] = Field(SCHEMA, alias="schema")
     experiment: str
     classes: list[str]
     seed: int
     bootstrap: BootstrapSettings
-    model: dict[str, Any]
+    models: list[dict[str, Any]]
     iid: IIDResult
+    worst_group: list[WorstGroup]
     probes: ProbeResults  # type: ignore[valid-type]
     attribution: AttributionResult | None
-    importance: list[ImportanceEntry]
-    importance_definition: str
+    reliance: list[RelianceEntry]
+    robustness: list[Fragility]
+    not_cues: list[str]
+    reliance_definition: str
+    robustness_definition: str
     files: Files
+
+    @property
+    def model(self) -> dict[str, Any]:
+        """The first replicate's config (what every replicate shares: architecture, data)."""
+        return self.models[0] if self.models else {}
 
     def of(self, kind: str) -> dict[str, BaseModel]:
         """Every result of one probe kind, by key."""
@@ -139,7 +166,7 @@ class Results(Strict):
 
 
 def load_results(path: str | Path) -> Results:
-    """results.json (or the evaluation folder holding it), checked to be schema 2. A missing
+    """results.json (or the evaluation folder holding it), checked to be schema 3. A missing
     file, a file that is not JSON, one from another version of cuelab and one that is no
     results file at all are each a CuelabError naming the file."""
     path = Path(path)

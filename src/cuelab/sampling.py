@@ -23,7 +23,7 @@ import pandas as pd
 from scipy.special import ndtri
 
 from . import scenes as S
-from .config import Conflict, Experiment, Level, Sweep, load_experiment
+from .config import PROTOCOL_FOREGROUNDS, Conflict, Experiment, Level, Sweep, load_experiment
 from .factors import REGISTRY, Factor
 from .scenes import render_ids, write_table
 from .streams import Streams
@@ -105,9 +105,11 @@ def _classes(exp: Experiment, streams: Streams) -> np.ndarray:
 # --- the groups of rows --------------------------------------------------------------------------
 
 def _split_rows(exp: Experiment, registry: Registry, split: str, n: int) -> pd.DataFrame:
+    """A split: drawn with the experiment's correlations, or without them for the balanced
+    splits."""
     streams = Streams(exp.seed, split, n)
     labels = _classes(exp, streams)
-    cols = _draw_all(exp, registry, labels, streams, correlate=True)
+    cols = _draw_all(exp, registry, labels, streams, correlate=split not in S.BALANCED_SPLITS)
     ids = [S.split_image_id(split, i) for i in range(n)]
     return _frame(registry, ids, split, labels, cols, streams.seeds("seed"))
 
@@ -130,6 +132,12 @@ def _sweep_rows(exp: Experiment, registry: Registry, sweep: Sweep) -> pd.DataFra
 
 
 def _conflict_rows(exp: Experiment, registry: Registry, conflict: Conflict) -> pd.DataFrame:
+    """Factor a says class_a, factor b class_b; every other factor that indicates a class in
+    training is held so that it favours neither: at a training level paired with no class when
+    it has one ("none"), else balanced between the two, at class_a's level in half the images
+    and class_b's in the other half ("a" / "b": the j-th balanced cue follows bit j of the row
+    number, so the cues are balanced and independent of each other). The `cues` column records
+    what each held factor says."""
     a, b = conflict.factors
     key, n, k = S.conflict_key(a, b), conflict.images, len(exp.classes)
     streams = Streams(exp.seed, f"conflict:{key}", n)
@@ -137,38 +145,87 @@ def _conflict_rows(exp: Experiment, registry: Registry, conflict: Conflict) -> p
     class_b = (class_a + 1 + streams.integers("class_b", k - 1)) % k  # one of the others
     labels = _classes(exp, streams)
     cols = _draw_all(exp, registry, labels, streams, correlate=False)
-    for name, cls in ((a, class_a), (b, class_b)):
+
+    def say(name: str, cls: np.ndarray) -> None:
+        nonlocal labels
         if name == exp.label.factor:
             cols[name], labels = np.asarray(exp.classes, dtype=object)[cls], cls
         else:
             f = registry[name]
             cols[name] = _typed(f, _paired_values(exp, f, cls, streams.uniform(name)))
+
+    say(a, class_a)
+    say(b, class_b)
+    held, balanced = [], 0
+    for g in S.third_cues(exp, conflict.factors):
+        neutral = S.neutral_levels(exp, g)
+        if neutral:
+            cols[g] = _typed(registry[g], _from_levels(neutral, None,
+                                                       streams.uniform(f"{g}:neutral")))
+            held.append(np.full(n, f"{g}=none", dtype=object))
+        else:
+            to_b = (np.arange(n) >> balanced) & 1 == 1
+            say(g, np.where(to_b, class_b, class_a))
+            held.append(np.where(to_b, f"{g}=b", f"{g}=a").astype(object))
+            balanced += 1
+    cues = (np.array([";".join(parts) for parts in zip(*held)], dtype=object) if held
+            else np.full(n, "", dtype=object))
     ids = [S.conflict_image_id(key, r) for r in range(n)]
     return _frame(registry, ids, "conflict", labels, cols, streams.seeds("seed"), conflict=key,
-                  class_a=class_a, class_b=class_b)
+                  class_a=class_a, class_b=class_b, cues=cues)
 
 
 def _protocol_rows(exp: Experiment, registry: Registry) -> pd.DataFrame:
-    """Mixed-Same / Mixed-Rand: the foreground scene fixed, the background drawn again as it
-    would be for the same class, or for a random class; Only-FG: a black background."""
+    """The ImageNet-9 backgrounds challenge: one foreground scene per base scene (every factor
+    drawn independently of the class), its background and foreground varied as follows.
+    original: the background drawn as training draws it for the class; only_fg: on black;
+    only_fg_neutral: on the neutral training backdrop (`Experiment.neutral_background`);
+    only_bg_b / only_bg_t / no_fg: the original's background with the object blacked out /
+    filled with background tiles / removed (the `foreground` factor; the mask stays the
+    object's); mixed_same / mixed_rand / mixed_next: the background drawn again (the same draws
+    for the three) as for the same class, a random class, the next class (label + 1 mod k);
+    worst_case: one row per training background (in factors.background's order, named in
+    `level`)."""
     proto = exp.background_protocol
     n, k = proto.base_scenes, len(exp.classes)
     streams = Streams(exp.seed, "protocol", n)
     labels = _classes(exp, streams)
     base = _draw_all(exp, registry, labels, streams, correlate=False)
+    if "foreground" in registry:  # the object itself, unless a variant says otherwise
+        base["foreground"] = _typed(registry["foreground"], np.full(n, "object", dtype=object))
     background, again = registry["background"], streams.child("mixed")
+    original = _draw(exp, background, labels, streams, correlate=True)
     backgrounds = {
-        "original": _draw(exp, background, labels, streams, correlate=True),
+        "original": original,
         "only_fg": np.full(n, "black", dtype=object),
         "mixed_same": _draw(exp, background, labels, again, correlate=True),
         "mixed_rand": _draw(exp, background, streams.integers("random_class", k), again,
                             correlate=True),
     }
+    if "only_fg_neutral" in proto.variants:
+        backgrounds["only_fg_neutral"] = np.full(n, exp.neutral_background(), dtype=object)
+    backgrounds["mixed_next"] = _draw(exp, background, (labels + 1) % k, again, correlate=True)
+    foregrounds = PROTOCOL_FOREGROUNDS
+    for variant in foregrounds:
+        backgrounds[variant] = original
     seeds = streams.seeds("seed")
-    frames = [_frame(registry, [S.protocol_image_id(b, variant) for b in range(n)], "protocol",
-                     labels, dict(base, background=backgrounds[variant]), seeds,
-                     variant=variant, base_id=[S.protocol_base_id(b) for b in range(n)])
-              for variant in proto.variants]
+    base_ids = [S.protocol_base_id(b) for b in range(n)]
+    frames = []
+    for variant in proto.variants:
+        if variant == "worst_case":
+            for j, level in enumerate(exp.factors["background"].levels):
+                cols = dict(base, background=np.full(n, level, dtype=object))
+                frames.append(_frame(
+                    registry, [S.protocol_level_image_id(b, variant, j) for b in range(n)],
+                    "protocol", labels, cols, seeds, variant=variant,
+                    level=S.level_text(level), base_id=base_ids))
+            continue
+        cols = dict(base, background=backgrounds[variant])
+        if variant in foregrounds:
+            cols["foreground"] = np.full(n, foregrounds[variant], dtype=object)
+        frames.append(_frame(registry, [S.protocol_image_id(b, variant) for b in range(n)],
+                             "protocol", labels, cols, seeds, variant=variant,
+                             base_id=base_ids))
     return _base_by_base(frames, n)
 
 
@@ -205,7 +262,8 @@ PROBE_ROWS = {
 def sample_scenes(exp: Experiment, registry: Registry = REGISTRY) -> pd.DataFrame:
     """The scenes table of an experiment (pure: same experiment, same table). `registry`: the
     factors that make its columns (tests pass one with a factor added)."""
-    frames = [_split_rows(exp, registry, s, getattr(exp.splits, s)) for s in S.SPLITS]
+    frames = [_split_rows(exp, registry, s, getattr(exp.splits, s)) for s in S.ALL_SPLITS
+              if getattr(exp.splits, s)]
     for rows in PROBE_ROWS.values():
         frames += rows(exp, registry)
     df = pd.concat(frames, ignore_index=True)

@@ -23,14 +23,17 @@ from .factors import REGISTRY, Factor
 if TYPE_CHECKING:
     from .config import Experiment
 
-SPLITS = ("train", "val", "test")
-PROBE_GROUPS = ("sweep", "conflict", "protocol")  # with SPLITS, the values of `split`
+SPLITS = ("train", "val", "test")              # drawn with the experiment's correlations
+BALANCED_SPLITS = ("val_balanced", "test_balanced")  # every factor independent of the class
+ALL_SPLITS = SPLITS + BALANCED_SPLITS
+PROBE_GROUPS = ("sweep", "conflict", "protocol")  # with ALL_SPLITS, the values of `split`
 
 ID_COLUMNS = ["image_id", "split", "label"]
 ROW_COLUMNS = ["seed", "render_id"]
-PROBE_COLUMNS = ["sweep", "level", "base_id", "conflict", "class_a", "class_b", "variant"]
+PROBE_COLUMNS = ["sweep", "level", "base_id", "conflict", "class_a", "class_b", "cues",
+                 "variant"]
 PROBE_TYPES = {"sweep": "string", "level": "string", "base_id": "string", "conflict": "string",
-               "variant": "string", "class_a": "Int64", "class_b": "Int64"}
+               "cues": "string", "variant": "string", "class_a": "Int64", "class_b": "Int64"}
 
 
 def columns(registry: Mapping[str, Factor] = REGISTRY) -> list[str]:
@@ -73,6 +76,12 @@ def protocol_image_id(base: int, variant: str) -> str:
     return f"{protocol_base_id(base)}-{variant}"
 
 
+def protocol_level_image_id(base: int, variant: str, level: int) -> str:
+    """A row of a protocol variant with a row per level (worst_case: one per training
+    background, `level` its index in factors.background.levels; the `level` column names it)."""
+    return f"{protocol_image_id(base, variant)}-{level:02d}"
+
+
 def level_text(value) -> str:
     """A sweep level as the `level` column writes it."""
     return value if isinstance(value, str) else f"{value:g}"
@@ -98,6 +107,72 @@ def indicates(exp: Experiment, factor: str, values, classes) -> np.ndarray:
     lo = np.array([p[0] for p in pairs])[classes]
     hi = np.array([p[1] for p in pairs])[classes]
     return (numbers >= lo) & (numbers <= hi)
+
+
+def in_training(exp: Experiment, factor: str, value) -> bool:
+    """Did training images have this value of `factor`? A class level of the label, one of the
+    factor's levels, a value inside its range; for a factor the experiment does not vary, its
+    registry default. Outside means: whatever the model does there, it never learned there."""
+    f, spec = REGISTRY[factor], exp.factors.get(factor)
+    if factor == exp.label.factor:
+        return value in exp.classes
+    known = [f.default] if spec is None else spec.levels
+    if spec is not None and spec.correlation is not None and spec.correlation.rho == 1:
+        # always the paired value: a level paired with no class never occurs
+        k = len(exp.classes)
+        return bool(indicates(exp, factor, [value] * k, np.arange(k)).any())
+    if known is not None:
+        if f.is_categorical:
+            return value in known
+        return any(np.isclose(float(value), float(v)) for v in known)
+    lo, hi = spec.range
+    return lo - 1e-9 <= float(value) <= hi + 1e-9
+
+
+def training_text(exp: Experiment, factor: str) -> str:
+    """What training had of a factor, in words: "levels red, green", "a range from 10 to 35",
+    "only its default 0"."""
+    f, spec = REGISTRY[factor], exp.factors.get(factor)
+    if factor == exp.label.factor:
+        return "the classes " + ", ".join(exp.classes)
+    if spec is None:
+        return f"only its default {level_text(f.default)}"
+    if spec.levels is not None:
+        return "the levels " + ", ".join(level_text(v) for v in spec.levels)
+    return f"values from {level_text(spec.range[0])} to {level_text(spec.range[1])}"
+
+
+def indicated_class(exp: Experiment, factor: str, value) -> int | None:
+    """The one class a value of `factor` indicates in training (the label's own class; a
+    correlated factor's paired level or sub-range), or None: no class, or more than one."""
+    k = len(exp.classes)
+    hits = np.flatnonzero(indicates(exp, factor, [value] * k, np.arange(k)))
+    spec = exp.factors.get(factor)
+    if factor != exp.label.factor and (spec is None or spec.correlation is None
+                                       or spec.correlation.rho == 0):
+        return None
+    return int(hits[0]) if len(hits) == 1 else None
+
+
+def third_cues(exp: Experiment, pair) -> list[str]:
+    """The factors besides a conflict's two (`pair`) that indicate a class in training: the
+    label factor, then every factor correlated with the class, in registry order."""
+    a, b = pair
+    cues = [exp.label.factor] + [name for name in REGISTRY
+                                 if exp.factors.get(name) is not None
+                                 and exp.factors[name].correlation is not None
+                                 and exp.factors[name].correlation.rho > 0]
+    return [g for g in cues if g not in (a, b)]
+
+
+def neutral_levels(exp: Experiment, factor: str) -> list:
+    """The training levels of a factor that indicate no class (levels beyond its pairings)."""
+    spec = exp.factors.get(factor)
+    if factor == exp.label.factor or spec is None or spec.levels is None or (
+            spec.correlation is not None and spec.correlation.rho == 1):
+        return []  # (at rho 1 a level paired with no class never occurs in training)
+    return [lv for lv in spec.levels if not indicates(exp, factor, [lv] * len(exp.classes),
+                                                        np.arange(len(exp.classes))).any()]
 
 
 def class_of_label(exp: Experiment, values) -> np.ndarray:

@@ -106,7 +106,8 @@ def start_run(experiment: str | None = None, run_id: str | None = None,
         elif experiment is not None and run_id is None:
             exp_id = experiment_id(experiment)
         return mlflow.start_run(run_id=run_id, experiment_id=exp_id,
-                                parent_run_id=parent_run_id, run_name=run_name, tags=tags)
+                                parent_run_id=parent_run_id, run_name=run_name, tags=tags,
+                                nested=mlflow.active_run() is not None)
 
 
 def log_figure(figure, name: str) -> None:

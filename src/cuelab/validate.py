@@ -17,7 +17,8 @@ offending images (or splits, sweep pairs, ...):
     correlations  each correlated factor's agreement with the label, within tolerance of its rho
     sweep         every base scene at every level, all else equal
     conflict      conflict rows really in conflict
-    protocol      every base scene in every background variant, all else equal; Only-FG on black
+    protocol      every base scene in every background variant (worst case: on every training
+                  background), only background and foreground changed as each variant says
 
 Data Docs (HTML) go to reports/validation/, a JSON summary to metrics/validation.json.
 """
@@ -34,12 +35,12 @@ import pandas as pd
 from scipy.special import ndtr
 
 from .atomic import replaced_dir, write_json
-from .config import Experiment, load_experiment
+from .config import PROTOCOL_FOREGROUNDS, Experiment, load_experiment
 from .data import read_index
 from .errors import CuelabError
 from .factors import FACTOR_NAMES, REGISTRY
-from .scenes import (SPLITS, agreement, columns, conflict_key, indicates, protocol_base_id,
-                     read_scenes, sweep_base_id)
+from .scenes import (ALL_SPLITS, BALANCED_SPLITS, agreement, columns, conflict_key, indicates,
+                     protocol_base_id, read_scenes, sweep_base_id, third_cues)
 
 BLANK_STD = 2.0          # DN: a picture with less contrast than this is blank (constant)
 CLEVR_VISIBLE = 200 / (320 * 240)  # CLEVR's generator: 200 visible pixels at 320x240
@@ -190,10 +191,13 @@ def _images_table(exp, scenes, stats) -> pd.DataFrame:
     ids = scenes[["image_id", "split", "label", exp.label.factor]].copy()
     ids["label_of_factor"] = ids[exp.label.factor].map(lookup).astype("Int64")
     ids["has_scene"] = True
+    # without the object (No-FG, Only-BG-T...) a plain backdrop is a blank picture, rightly
+    ids["shows_object"] = (scenes["foreground"] == "object").to_numpy(bool)
     t = ids.drop(columns=exp.label.factor).merge(
         stats.rename(columns={"split": "stored_split"}), on="image_id", how="outer")
     t["has_scene"] = t["has_scene"].fillna(False).astype(bool)
     t["has_image"] = t["has_image"].fillna(False).astype(bool)
+    t["shows_object"] = t["shows_object"].fillna(True).astype(bool)
     t["split"] = t["split"].fillna(t["stored_split"])
     t["problem"] = t["problem"].fillna("no image in the dataset")
     # a content hash seen in more than one split: the same picture in training and test
@@ -204,9 +208,9 @@ def _images_table(exp, scenes, stats) -> pd.DataFrame:
 
 def _splits_table(exp, scenes) -> pd.DataFrame:
     counts = scenes["split"].value_counts()
-    return pd.DataFrame({"id": list(SPLITS),
-                         "rows": [int(counts.get(s, 0)) for s in SPLITS],
-                         "expected": [getattr(exp.splits, s) for s in SPLITS]})
+    return pd.DataFrame({"id": list(ALL_SPLITS),
+                         "rows": [int(counts.get(s, 0)) for s in ALL_SPLITS],
+                         "expected": [getattr(exp.splits, s) for s in ALL_SPLITS]})
 
 
 def _tolerance(p: float, n: int) -> float:
@@ -218,7 +222,7 @@ def _balance_table(exp, scenes) -> pd.DataFrame:
     w = np.asarray(exp.label.weights or [1.0] * k, float)
     w /= w.sum()
     rows = []
-    for s in SPLITS:
+    for s in [s for s in ALL_SPLITS if getattr(exp.splits, s)]:
         labels = scenes.loc[scenes.split == s, "label"].to_numpy()
         n = len(labels)
         for c, name in enumerate(exp.classes):
@@ -230,11 +234,12 @@ def _balance_table(exp, scenes) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def expected_agreement(exp: Experiment, name: str) -> float:
-    """rho + (1 - rho) * P(an independent draw lands on the paired value), averaged over classes:
-    arithmetic on the experiment, not the sampler's code, so that it checks the sampler."""
+def expected_agreement(exp: Experiment, name: str, correlated: bool = True) -> float:
+    """rho + (1 - rho) * P(an independent draw lands on the paired value), averaged over classes
+    (rho taken as 0 for the balanced splits): arithmetic on the experiment, not the sampler's
+    code, so that it checks the sampler."""
     spec, f = exp.factors[name], REGISTRY[name]
-    rho, pairs = spec.correlation.rho, exp.pairs(name)
+    rho, pairs = (spec.correlation.rho if correlated else 0.0), exp.pairs(name)
     k = len(pairs)
     w_class = np.asarray(exp.label.weights or [1.0] * k, dtype=float)
     w_class /= w_class.sum()
@@ -267,8 +272,8 @@ def _correlations_table(exp, scenes) -> pd.DataFrame:
     for name, spec in exp.factors.items():
         if spec.correlation is None:
             continue
-        p = expected_agreement(exp, name)
-        for s in SPLITS:
+        for s in [s for s in ALL_SPLITS if getattr(exp.splits, s)]:
+            p = expected_agreement(exp, name, correlated=s not in BALANCED_SPLITS)
             part = scenes[scenes.split == s]
             got = agreement(part, exp, name) if len(part) else 0.0
             rows.append({"id": f"{s}/{name}", "agreement": got, "expected": p,
@@ -299,27 +304,82 @@ def _sweeps_table(exp, scenes) -> pd.DataFrame:
 
 
 def _protocol_table(exp, scenes) -> pd.DataFrame:
-    """One row per base scene of the background protocol: its variants present, how many
-    different scenes its rows describe once the background is set aside (1: only the background
-    changes), and whether its Only-FG row (if any) is on black."""
-    cols = ["id", "variants", "expected_variants", "scenes", "only_fg_on_black"]
+    """One row per base scene of the background protocol: its variants and rows present (the
+    worst case has one row per training background), how many different scenes its rows
+    describe once background and foreground are set aside (1: only those change), and whether
+    each variant's background and foreground are what it says: Only-FG on black, Only-FG-neutral
+    on the neutral backdrop, Only-BG-B / Only-BG-T / No-FG on the original's background with the
+    object blacked out / tiled over / removed, the worst case once on each training background,
+    every other variant showing the object."""
+    cols = ["id", "variants", "expected_variants", "rows", "expected_rows", "scenes",
+            *PROTOCOL_CHECKS]
     proto = exp.background_protocol
     if proto is None:
         return pd.DataFrame(columns=cols)
     part = scenes[scenes.split == "protocol"]
-    others = [c for c in FACTOR_NAMES if c != "background"] + ["seed", "label"]
+    others = [c for c in FACTOR_NAMES if c not in ("background", "foreground")] + ["seed", "label"]
     scene_key = pd.util.hash_pandas_object(part[others].astype(str), index=False)
-    grouped = pd.DataFrame({
-        "base_id": part.base_id, "variant": part.variant, "scene": scene_key.to_numpy(),
-        "black": ((part.variant != "only_fg") | (part.background == "black")).to_numpy(),
-    }).groupby("base_id")
-    variants, kinds, black = (grouped["variant"].nunique(), grouped["scene"].nunique(),
-                              grouped["black"].all())
-    rows = [{"id": base, "variants": int(variants.get(base, 0)),
-             "expected_variants": len(proto.variants), "scenes": int(kinds.get(base, 0)),
-             "only_fg_on_black": bool(black.get(base, True))}
-            for base in (protocol_base_id(b) for b in range(proto.base_scenes))]
+    training = [str(v) for v in exp.factors["background"].levels]
+    variant = part.variant.astype(object).fillna("").to_numpy()
+    background = part.background.astype(str).to_numpy()
+    level = part.level.astype(object).fillna("").to_numpy()
+    original = (pd.Series(np.where(variant == "original", background, None), index=part.index)
+                .groupby(part.base_id.to_numpy()).transform("first").to_numpy())
+    worst = variant == "worst_case"
+    t = pd.DataFrame({
+        "base_id": part.base_id.to_numpy(), "variant": variant, "scene": scene_key.to_numpy(),
+        "only_fg_on_black": (variant != "only_fg") | (background == "black"),
+        "only_fg_neutral_on_neutral": ((variant != "only_fg_neutral")
+                                       | (background == str(exp.neutral_background()))),
+        "only_bg_on_original": (~np.isin(variant, list(PROTOCOL_FOREGROUNDS))
+                                | pd.isna(original) | (background == original)),
+        "worst_level": np.where(worst, level, None),
+        "worst_ok": ~worst | ((background == level) & np.isin(level, training)),
+        "foreground_as_variant": (part.foreground.astype(str).to_numpy() == np.array(
+            [PROTOCOL_FOREGROUNDS.get(v, "object") for v in variant], dtype=object)),
+    })
+    grouped = t.groupby("base_id")
+    variants, n_rows, kinds = (grouped["variant"].nunique(), grouped.size(),
+                               grouped["scene"].nunique())
+    flags = grouped[["only_fg_on_black", "only_fg_neutral_on_neutral", "only_bg_on_original",
+                     "worst_ok", "foreground_as_variant"]].all()
+    worst_levels = t[worst].groupby("base_id")["worst_level"].agg(sorted)
+    expected_rows = sum(len(training) if v == "worst_case" else 1 for v in proto.variants)
+    rows = []
+    for base in (protocol_base_id(b) for b in range(proto.base_scenes)):
+        ok = flags.loc[base] if base in flags.index else pd.Series(True, index=flags.columns)
+        every = ("worst_case" not in proto.variants
+                 or worst_levels.get(base, []) == sorted(training))
+        rows.append({"id": base, "variants": int(variants.get(base, 0)),
+                     "expected_variants": len(proto.variants),
+                     "rows": int(n_rows.get(base, 0)), "expected_rows": expected_rows,
+                     "scenes": int(kinds.get(base, 0)),
+                     "only_fg_on_black": bool(ok["only_fg_on_black"]),
+                     "only_fg_neutral_on_neutral": bool(ok["only_fg_neutral_on_neutral"]),
+                     "only_bg_on_original": bool(ok["only_bg_on_original"]),
+                     "worst_case_on_every_background": bool(every and ok["worst_ok"]),
+                     "foreground_as_variant": bool(ok["foreground_as_variant"])})
     return pd.DataFrame(rows, columns=cols)
+
+
+def _held_as_recorded(exp, conflict, part: pd.DataFrame, ca: np.ndarray,
+                      cb: np.ndarray) -> np.ndarray:
+    """Each other factor that indicates a class is held as the `cues` column says: "none" at a
+    level that indicates no class, "a" / "b" at the level of class_a / class_b."""
+    k = len(exp.classes)
+    recorded = [dict(p.split("=") for p in str(text).split(";") if p)
+                for text in part.cues.fillna("")]
+    ok = np.ones(len(part), bool)
+    for g in third_cues(exp, conflict.factors):
+        said = np.array([r.get(g, "?") for r in recorded])
+        values = part[g].to_numpy(dtype=object)
+        any_class = np.zeros(len(part), bool)
+        for c in range(k):
+            any_class |= indicates(exp, g, values, np.full(len(part), c))
+        ok &= np.where(said == "none", ~any_class,
+                       np.where(said == "a", indicates(exp, g, values, ca),
+                                np.where(said == "b", indicates(exp, g, values, cb), False)))
+    return ok
 
 
 def _conflicts_table(exp, scenes) -> pd.DataFrame:
@@ -337,6 +397,7 @@ def _conflicts_table(exp, scenes) -> pd.DataFrame:
         for name, cls in ((a, ca), (b, cb)):
             if name == exp.label.factor:
                 ok &= label == cls
+        ok &= _held_as_recorded(exp, conflict, part, ca, cb)
         frames.append(pd.DataFrame({"id": part.image_id.to_numpy(), "in_conflict": ok}))
     stray = scenes[(scenes.split == "conflict")
                    & ~scenes.conflict.isin([conflict_key(*c.factors) for c in exp.conflicts])]
@@ -348,6 +409,15 @@ def _conflicts_table(exp, scenes) -> pd.DataFrame:
 # statistics and page; the rows are cuelab.sampling's PROBE_ROWS). Here, not in the kind's module,
 # so that the data steps do not depend on the evaluation's and the page's code.
 PROBE_TABLES = {"sweep": _sweeps_table, "conflict": _conflicts_table, "protocol": _protocol_table}
+PROTOCOL_CHECKS = {  # the protocol table's columns that must be True, and what they say
+    "only_fg_on_black": "Only-FG shows the object on black",
+    "only_fg_neutral_on_neutral": "Only-FG-neutral shows the object on the neutral backdrop",
+    "only_bg_on_original": "Only-BG-B, Only-BG-T and No-FG keep the original's background",
+    "worst_case_on_every_background": "the worst case shows the object once on every training "
+                                      "background",
+    "foreground_as_variant": "each variant's foreground is as it says: blacked out in "
+                             "Only-BG-B, tiled in Only-BG-T, removed in No-FG, else the object",
+}
 
 
 def pixel_stats(images: pd.DataFrame) -> dict[str, dict[str, float]]:
@@ -361,7 +431,8 @@ def pixel_stats(images: pd.DataFrame) -> dict[str, dict[str, float]]:
 
 def domains(exp: Experiment) -> dict[str, list | tuple[float, float]]:
     """Each factor's declared domain in this experiment: the levels (or range) the experiment
-    gives it, else its registry default; plus its sweep levels and the protocol's black."""
+    gives it, else its registry default; plus its sweep levels, the protocol's black background
+    and its foregrounds."""
     out = {}
     for name in FACTOR_NAMES:
         f, spec = REGISTRY[name], exp.factors.get(name)
@@ -376,6 +447,9 @@ def domains(exp: Experiment) -> dict[str, list | tuple[float, float]]:
         values += [v for s in exp.sweeps if s.factor == name for v in exp.sweep_levels(s)]
         if name == "background" and exp.background_protocol is not None:
             values.append("black")
+        if name == "foreground" and exp.background_protocol is not None:
+            values += ["object"] + [PROTOCOL_FOREGROUNDS[v] for v in
+                                    exp.background_protocol.variants if v in PROTOCOL_FOREGROUNDS]
         out[name] = sorted(set(values)) if f.is_categorical else (min(values), max(values))
     return out
 
@@ -412,15 +486,20 @@ def expectations(exp: Experiment, tables: dict[str, pd.DataFrame]) -> dict[str, 
                 "sweep pairs change only the swept factor (all else equal)"))],
         "conflict": [E.ExpectColumnValuesToBeInSet(
             column="in_conflict", value_set=[True],
-            description="conflict rows: each cue says its own class, and they differ")],
+            description="conflict rows: each cue says its own class, they differ, and every "
+                        "other cue is held as `cues` records")],
         "protocol": [
             E.ExpectColumnPairValuesToBeEqual(column_A="variants", column_B="expected_variants",
                                               description="every protocol base scene in every "
                                               "variant"),
+            E.ExpectColumnPairValuesToBeEqual(column_A="rows", column_B="expected_rows",
+                                              description="every protocol base scene has one row "
+                                              "per variant and per worst-case background"),
             E.ExpectColumnValuesToBeInSet(column="scenes", value_set=[1], description=(
-                "protocol variants change only the background (all else equal)")),
-            E.ExpectColumnValuesToBeInSet(column="only_fg_on_black", value_set=[True],
-                                          description="Only-FG shows the object on black")],
+                "protocol variants change only the background and the foreground (all else "
+                "equal)")),
+            *[E.ExpectColumnValuesToBeInSet(column=column, value_set=[True], description=text)
+              for column, text in PROTOCOL_CHECKS.items()]],
     }
 
 
@@ -470,8 +549,11 @@ def _image_expectations(exp: Experiment, images: pd.DataFrame) -> list:
         in_set("has_scene", True, "every image has a row in the scenes table"),
         in_set("image_format", f"{res}x{res}x3 uint8", f"images are {res}x{res}x3 uint8"),
         in_set("mask_format", f"{res}x{res} bool", f"masks are {res}x{res} bool"),
-        E.ExpectColumnValuesToBeBetween(column="std", min_value=BLANK_STD, description=(
-            f"no blank images: pixel standard deviation at least {BLANK_STD:g}")),
+        E.ExpectColumnValuesToBeBetween(
+            column="std", min_value=BLANK_STD,
+            row_condition=Column("shows_object") == True,  # noqa: E712 (a GX condition)
+            description=f"no blank images: pixel standard deviation at least {BLANK_STD:g} "
+            "(where the object is in the picture)"),
         E.ExpectColumnValuesToBeBetween(column="visible_pixels", min_value=min_visible,
                                         description=f"the target shows in at least {min_visible} "
                                         f"pixels (CLEVR's 200 at 320x240, scaled to {res}x{res})"),

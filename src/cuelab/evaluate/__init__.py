@@ -1,9 +1,10 @@
 """The evaluate step: the trained model on every probe of the experiment -> which cues it uses.
 
-`evaluate(params, scenes, images, models_dir, out, metrics, plots)` predicts every test, sweep,
-conflict and protocol image, computes the statistics (IID accuracy in `stats`, each probe kind's
-in its module of `cuelab.probes`: pure functions over the predictions), measures attribution
-against the exact masks (`attribution`), and writes:
+`evaluate(params, scenes, images, models_dir, out, metrics, plots)` predicts every test, balanced
+test, sweep, conflict and protocol image with every trained replicate, computes the statistics
+(IID and worst-group accuracy, the reliance ranking and the robustness table in `stats`, each
+probe kind's in its module of `cuelab.probes`: pure functions over the predictions), measures
+attribution against the exact masks (`attribution`), and writes:
 
     metrics/evaluate.json       headline numbers for `dvc metrics show/diff` (and MLflow, flattened
                                 with dots: "sweep.color.max_flip_rate")
@@ -12,19 +13,19 @@ against the exact masks (`attribution`), and writes:
                                 (`dvc plots`, with the template sweep_plot.json beside this file)
     metrics/plots/confusion.csv actual, predicted: one row per test image (`dvc plots`, confusion)
     reports/evaluation/         everything, for the trace report:
-      results.json              `cuelab.results.Results` (schema 2)
-      predictions.parquet       image_id, split, label, pred, logit_0 ... logit_<k-1> (class
-                                order), for the test and probe rows
+      results.json              `cuelab.results.Results` (schema 3)
+      predictions.parquet       image_id, split, label, replicate, pred, logit_0 ...
+                                logit_<k-1> (class order): every test and probe row, per model
       index.html                the trace page of this evaluation (the Kubeflow HTML output)
       figures/*.png             the page's figures: one per probe (sweep-color.png,
                                 conflict-shape_vs_color.png, protocol-background.png), confusion,
                                 and the attribution examples
       attribution/maps.npz      image_ids, labels, preds, images (n,H,W,3) uint8, masks (n,H,W)
-                                bool, saliency and occlusion (n,H,W) float32
+                                bool, saliency and occlusion (n,H,W) float32 (replicate 0)
       attribution/example-NN-{image,mask,saliency,occlusion}.png   the first few, as pictures
 
-and an MLflow run "evaluate" nested under the training run that models/model.json names, with the
-flattened metrics, the figures, results.json and the page.
+and an MLflow run "evaluate" nested under the training run that models/mlflow-run.json names,
+with the flattened metrics, the figures, results.json and the page.
 """
 
 from __future__ import annotations
@@ -46,9 +47,10 @@ from ..report import experiment_and_text
 from ..results import (AttributionExample, AttributionResult, AttributionShares, Files, Results,
                        Tracking)
 from ..scenes import read_scenes
-from .stats import IMPORTANCE_DEFINITION, iid, importance_ranking
+from .stats import (RELIANCE_DEFINITION, ROBUSTNESS_DEFINITION, iid, reliance_ranking,
+                    robustness_table, unreliable, worst_group)
 
-PROBE_SPLITS = ("test", "sweep", "conflict", "protocol")
+PROBE_SPLITS = ("test", "test_balanced", "sweep", "conflict", "protocol")
 EXAMPLES = 8                  # attribution examples saved as pictures
 PREDICT_CHUNK = 1024          # images per call to predict (the progress bar's step)
 ATTRIBUTION_CHUNK = 16        # images per attribution call (the progress bar's step)
@@ -59,19 +61,25 @@ class EvaluateSummary:
     out: Path
     metrics: Path
     plots: Path
+    models: int
     accuracy: float
     ranking: list[tuple[str, float]]
+    fragile: list[tuple[str, float]]
     preferences: dict[str, float | None]
     gap: float | None
     mlflow_run: str
     seconds: float
 
     def __str__(self) -> str:
-        lines = [f"evaluated in {self.seconds:.1f} s: IID test accuracy {self.accuracy:.3f}"]
+        lines = [f"evaluated {self.models} model{'s' if self.models > 1 else ''} in "
+                 f"{self.seconds:.1f} s: IID test accuracy {self.accuracy:.3f}"]
         if self.ranking:
-            lines.append("  factors by importance: " + ", ".join(
+            lines.append("  reliance (in-distribution): " + ", ".join(
                 f"{name} {v:.2f}" for name, v in self.ranking[:5])
                 + (", ..." if len(self.ranking) > 5 else ""))
+        if self.fragile:
+            lines.append("  largest accuracy drops outside training: " + ", ".join(
+                f"{what} {v:.2f}" for what, v in self.fragile[:3]))
         for key, p in self.preferences.items():
             a, b = key.split("_vs_")
             lines.append(f"  cue preference {a} over {b}: "
@@ -87,8 +95,9 @@ class EvaluateSummary:
     def of(cls, results: Results, run_id: str, out: Path, metrics: Path, plots: Path,
            seconds: float) -> EvaluateSummary:
         background = results.of("protocol").get("background")
-        return cls(out, metrics, plots, results.iid.accuracy.value,
-                   [(r.factor, r.importance.value) for r in results.importance],
+        return cls(out, metrics, plots, len(results.models), results.iid.accuracy.value,
+                   [(r.factor, r.reliance.value) for r in results.reliance],
+                   [(r.condition, r.drop.value) for r in results.robustness],
                    {k: c.preference.value for k, c in results.of("conflict").items()},
                    background.gap.value if background and background.gap else None,
                    run_id, seconds)
@@ -100,32 +109,43 @@ def evaluate(params: str | Path | Experiment, scenes: str | Path | pd.DataFrame,
              metrics: str | Path = "metrics/evaluate.json",
              plots: str | Path = "metrics/plots",
              progress: bool = True) -> EvaluateSummary:
-    """The `evaluate` step: the model in `models_dir` on every probe of the experiment."""
+    """The `evaluate` step: every trained replicate in `models_dir` on every probe of the
+    experiment."""
     from .. import tracking
 
     start = time.perf_counter()
     exp, params_text = experiment_and_text(params)
     table = scenes if isinstance(scenes, pd.DataFrame) else read_scenes(scenes)
-    model, config = _model(exp, models_dir)
+    models = _models(exp, models_dir)
     trained = tracking.read_run_link(models_dir) or {}
     tracking.connect(trained.get("tracking_uri"))  # before anything slow: fail now if unreachable
-    boot = Bootstrap(exp.evaluate.bootstrap, exp.evaluate.confidence, exp.seed)
-    preds = predict_probes(model, table, images, progress=progress)
+    boot = Bootstrap(exp.evaluate.bootstrap, exp.evaluate.confidence, exp.evaluate.seed)
+    preds = pd.concat([predict_probes(model, table, images, progress=progress).assign(
+        replicate=r) for r, (model, _) in enumerate(models)], ignore_index=True)
     probes = {name: kind.statistics(preds, exp, boot) for name, kind in PROBE_KINDS.items()}
 
     out, metrics, plots = Path(out), Path(metrics), Path(plots)
     with tracking.start_run(exp.name, parent_run_id=trained.get("run_id"), run_name="evaluate",
                             tags={"cuelab.step": "evaluate"}) as run:
         with replaced_dir(out) as tmp:
-            attribution = _attribution(model, images, preds, exp, boot, tmp, progress)
+            attribution = _attribution([m for m, _ in models], images, preds, exp, boot, tmp,
+                                       progress)
             _write_predictions(preds, tmp)
+            ranking = reliance_ranking(probes)
+            probed = {f for name, kind in PROBE_KINDS.items()
+                      for result in probes[name].values() for f in kind.factors(result)}
             results = Results(
                 experiment=exp.name, classes=exp.classes, seed=exp.seed,
-                bootstrap={"resamples": boot.resamples, "confidence": boot.confidence},
-                model={"models_dir": str(models_dir), **config},
-                iid=iid(preds, exp.classes, boot), probes=probes, attribution=attribution,
-                importance=importance_ranking(probes),
-                importance_definition=IMPORTANCE_DEFINITION,
+                bootstrap={"resamples": boot.resamples, "confidence": boot.confidence,
+                           "seed": boot.seed},
+                models=[{"models_dir": str(models_dir), **config} for _, config in models],
+                iid=iid(preds, exp.classes, boot), worst_group=worst_group(preds, exp, boot),
+                probes=probes, attribution=attribution,
+                reliance=ranking, robustness=robustness_table(probes),
+                not_cues=[f for f in unreliable(exp, probed)
+                          if f not in {r.factor for r in ranking}],
+                reliance_definition=RELIANCE_DEFINITION,
+                robustness_definition=ROBUSTNESS_DEFINITION,
                 files=Files(predictions="predictions.parquet", summary="index.html", figures={}))
             results = _write_results(results, exp, params_text, tmp)
             write_json(tmp / tracking.RUN_FILE, _tracking(trained, run).model_dump())
@@ -137,20 +157,22 @@ def evaluate(params: str | Path | Experiment, scenes: str | Path | pd.DataFrame,
                               time.perf_counter() - start)
 
 
-def _model(exp: Experiment, models_dir: str | Path):
-    """The trained model (on CUDA when the experiment allows and there is one) and its config,
-    checked to be trained on the experiment's classes."""
+def _models(exp: Experiment, models_dir: str | Path):
+    """The trained replicates (on CUDA when the experiment allows and there is one) and their
+    configs, checked to be trained on the experiment's classes."""
     import torch
 
-    from ..train import load_model
+    from ..train import load_models
 
     use_cuda = exp.train.device != "cpu" and torch.cuda.is_available()
-    model, config = load_model(models_dir, device="cuda" if use_cuda else "cpu")
-    if config["classes"] != exp.classes:
-        raise CuelabError(f"{models_dir}: the model was trained on classes {config['classes']}; "
-                          f"the experiment's label.levels are {exp.classes}: train it again "
-                          "(`cuelab train`) or evaluate with its own params")
-    return model, config
+    models = load_models(models_dir, device="cuda" if use_cuda else "cpu")
+    for _, config in models:
+        if config["classes"] != exp.classes:
+            raise CuelabError(f"{models_dir}: the models were trained on classes "
+                              f"{config['classes']}; the experiment's label.levels are "
+                              f"{exp.classes}: train them again (`cuelab train`) or evaluate "
+                              "with their own params")
+    return models
 
 
 def _tracking(trained: dict, run) -> Tracking:
@@ -198,16 +220,18 @@ def predict_probes(model, table: pd.DataFrame, images: str | Path, batch_size: i
 
 
 def _write_predictions(preds: pd.DataFrame, out: Path) -> None:
-    preds[["image_id", "split", "label", "pred"] + [c for c in preds if c.startswith("logit_")]
+    preds[["image_id", "split", "label", "replicate", "pred"]
+          + [c for c in preds if c.startswith("logit_")]
           ].to_parquet(out / "predictions.parquet", index=False)
 
 
 # --- attribution ---------------------------------------------------------------------------------
 
-def _attribution(model, images: str | Path, predictions: pd.DataFrame, exp: Experiment,
+def _attribution(models: list, images: str | Path, predictions: pd.DataFrame, exp: Experiment,
                  boot: Bootstrap, out: Path, progress: bool) -> AttributionResult | None:
-    """Saliency and occlusion on the first `evaluate.attribution_images` test images: their
-    on-object shares, the maps (attribution/maps.npz) and the first few as pictures."""
+    """Saliency and occlusion of every replicate on the first `evaluate.attribution_images` test
+    images: their on-object shares (intervals over models, then images), the first replicate's
+    maps (attribution/maps.npz) and the first few as pictures."""
     from .attribution import on_object_share
 
     n = exp.evaluate.attribution_images
@@ -216,17 +240,19 @@ def _attribution(model, images: str | Path, predictions: pd.DataFrame, exp: Expe
     data = load_split(images, "test", mmap=True)
     n = min(n, len(data.image_ids))
     pics, masks = np.array(data.images[:n]), np.array(data.masks[:n])
-    sal, occ = _attribution_maps(model, pics, exp.evaluate.occlusion_patch, progress)
-    preds = predictions.set_index("image_id").loc[data.image_ids[:n], "pred"].to_numpy()
-    area = masks.reshape(n, -1).mean(1)
+    maps = [_attribution_maps(m, pics, exp.evaluate.occlusion_patch, progress) for m in models]
+    sal, occ = maps[0]
+    first = predictions[predictions.replicate == 0].set_index("image_id")
+    preds = first.loc[data.image_ids[:n], "pred"].to_numpy()
+    area = np.broadcast_to(masks.reshape(n, -1).mean(1), (len(models), n))
     shares = {}
-    for name, maps in (("saliency", sal), ("occlusion", occ)):
-        share = on_object_share(maps, masks)
-        ok = ~np.isnan(share)  # a map with no mass says nothing about where
+    for j, name in enumerate(("saliency", "occlusion")):
+        share = np.stack([on_object_share(m[j], masks) for m in maps])   # (models, images)
+        ok = ~np.isnan(share).any(0)  # a map with no mass says nothing about where
         key = f"attribution:{name}"
-        shares[name] = AttributionShares(on_object=boot.mean(key, share[ok]),
-                                         object_area=boot.mean(key, area[ok]),
-                                         ratio=boot.ratio(key, share[ok], area[ok]))
+        shares[name] = AttributionShares(on_object=boot.mean(key, share[:, ok]),
+                                         object_area=boot.mean(key, area[:, ok]),
+                                         ratio=boot.ratio(key, share[:, ok], area[:, ok]))
     folder = out / "attribution"
     folder.mkdir()
     (folder / "maps.npz").write_bytes(npz_bytes(dict(  # no timestamps: the same bytes each run
@@ -302,13 +328,18 @@ def headline_metrics(results: Results) -> dict:
     m: dict = {"iid": results.iid.accuracy.metrics("accuracy")}
     for name, kind in PROBE_KINDS.items():
         m.update(kind.metrics(results.of(name)))
+    if results.worst_group:
+        m["worst_group"] = {w.factor: {**w.accuracy.metrics("accuracy"),
+                                       **w.average.metrics("average")}
+                            for w in results.worst_group}
     att = results.attribution
     if att:
         m["attribution"] = {
             f"{name}_{part}": getattr(getattr(att, name), part).value
             for name in ("saliency", "occlusion") for part in ("on_object", "object_area")
             if getattr(getattr(att, name), part).value is not None}
-    m["importance"] = {r.factor: r.importance.value for r in results.importance}
+    m["reliance"] = {r.factor: r.reliance.value for r in results.reliance}
+    m["models"] = len(results.models)
     return {k: v for k, v in m.items() if v}
 
 
@@ -350,7 +381,7 @@ def _log_to_mlflow(headline: dict, out: Path) -> None:
 
     with tracking.mlflow_errors("logging the evaluation"):
         mlflow.log_metrics(flatten(headline))
-        mlflow.set_tag("importance_definition", IMPORTANCE_DEFINITION)
+        mlflow.set_tag("reliance_definition", RELIANCE_DEFINITION)
         mlflow.log_artifacts(str(out / "figures"), "figures")
         mlflow.log_artifact(str(out / "results.json"))
         mlflow.log_artifact(str(out / "index.html"))

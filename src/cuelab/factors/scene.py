@@ -37,6 +37,15 @@ BACKGROUNDS = (
     "bricks",
 )
 OCCLUDERS = ("none", "bar", "box", "ball")
+# What becomes of the target in the picture (the ImageNet-9 backgrounds challenge's foreground
+# variants); the mask stays the target's exact mask, where it is or would be.
+FOREGROUNDS = (
+    "object",      # the target, as rendered
+    "removed",     # No-FG: the picture without the target, no pixel of it, no soft edge
+    "black",       # Only-BG-B: that picture, the pixels inside the target's mask exactly 0
+    "tiled",       # Only-BG-T: that picture, inside the mask tiles of the backdrop taken from
+                   # outside the mask's bounding box
+)
 
 MESH = OpenForm("mesh:", r".+\.(?:obj|ply|stl)", "mesh:<path to .obj/.ply/.stl>", is_file=True)
 IMAGE = OpenForm("image:", r".+\.(?:png|jpe?g)", "image:<path to .png/.jpg>", is_file=True)
@@ -50,6 +59,53 @@ def hsv_of(value: str) -> tuple[float, float, float] | None:
     return tuple(float(x) for x in parts) if parts else None
 
 
+# --- texture contrast -----------------------------------------------------------------------------
+# A texture is the pattern in a shade or tint of the base colour (the renderer's
+# `cuelab.render.studio.pattern_color`): the same hue, PATTERN_LIGHTNESS_STEP CIE L* (0-100) away
+# from the base's lightness, darker on colours at least PATTERN_LIGHTNESS_SPLIT light, lighter on
+# darker ones. So the pattern shows with the same lightness contrast on every colour, and a colour
+# sweep leaves the texture as visible as it was (a pattern 0.12 x the base colour all but vanished
+# on black, and lost most of its contrast on blue, purple, red). What stays coupled to the colour
+# is the pattern's polarity: on LIGHT_PATTERN_COLORS the pattern is lighter than the base, on the
+# other palette colours darker.
+PATTERN_LIGHTNESS_STEP = 40.0
+PATTERN_LIGHTNESS_SPLIT = 50.0
+
+
+def _srgb_to_linear(c: float) -> float:
+    """One sRGB component (0-1) in linear light."""
+    return c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4
+
+
+def cie_lightness(y: float) -> float:
+    """CIE L* (0-100) of a relative luminance y (0-1)."""
+    return 116 * y ** (1 / 3) - 16 if y > (6 / 29) ** 3 else y * (29 / 3) ** 3
+
+
+def cie_luminance(lightness: float) -> float:
+    """The relative luminance (0-1) of a CIE L* (0-100): `cie_lightness`'s inverse."""
+    f = (lightness + 16) / 116
+    return f ** 3 if f > 6 / 29 else lightness * (3 / 29) ** 3
+
+
+def luminance(rgb) -> float:
+    """Relative luminance of linear sRGB (Rec. 709 primaries)."""
+    return 0.2126 * rgb[0] + 0.7152 * rgb[1] + 0.0722 * rgb[2]
+
+
+def pattern_is_lighter(base_linear) -> bool:
+    """Is a texture's pattern lighter than this base colour (linear RGB)?"""
+    return cie_lightness(luminance(base_linear)) < PATTERN_LIGHTNESS_SPLIT
+
+
+def _palette_linear(name: str) -> tuple[float, float, float]:
+    return tuple(_srgb_to_linear(c / 255) for c in PALETTE[name])
+
+
+LIGHT_PATTERN_COLORS = frozenset(name for name in PALETTE
+                                 if pattern_is_lighter(_palette_linear(name)))
+
+
 SCENE_FACTORS = (
     # --- the object -------------------------------------------------------------------------
     Factor("shape", "scene", "The target object's shape: a primitive, or a user mesh file.",
@@ -61,7 +117,8 @@ SCENE_FACTORS = (
            "(H in degrees, S and V from 0 to 1).", default="gray", levels=tuple(PALETTE),
            open_form=HSV),
     Factor("texture", "scene", "Procedural pattern modulating the object's surface together with "
-           "its colour (dark pattern on the base colour).", default="none", levels=TEXTURES),
+           "its colour (the pattern in the base colour's hue, a fixed lightness step darker on "
+           "light colours and lighter on dark ones).", default="none", levels=TEXTURES),
     Factor("material", "scene", "Surface reflectance model.", default="matte", levels=MATERIALS),
     Factor("rotation", "scene", "Object yaw about the vertical axis.", default=0.0,
            low=0.0, high=360.0, unit="deg"),
@@ -73,6 +130,10 @@ SCENE_FACTORS = (
     Factor("background", "scene", "What is behind the object: solid, gradient, procedural, or "
            "an image file.", default="studio", levels=BACKGROUNDS,
            open_form=IMAGE),
+    Factor("foreground", "scene", "What becomes of the target in the picture: the object, "
+           "removed (No-FG), blacked out (Only-BG-B) or filled with tiles of the background "
+           "(Only-BG-T); the mask stays where the object is.", default="object",
+           levels=FOREGROUNDS),
     Factor("occluder", "scene", "A distractor object partly covering the target (its placement "
            "comes from the row's seed; the visible fraction is measured from the masks).",
            default="none", levels=OCCLUDERS, seeded=True),

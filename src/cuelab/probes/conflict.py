@@ -17,71 +17,152 @@ from matplotlib.ticker import PercentFormatter
 from ..config import Experiment
 from ..report import words as say
 from ..report.figures import CUE_A, CUE_B, INK, MUTED, NEITHER, style
-from ..report.markup import PageContext, anchor, esc, figure, prose
-from ..scenes import conflict_key
-from .base import EVIDENCE, WON, Evidence, ProbeKind, ProbeRef
-from .estimate import Bootstrap, Estimate, Strict
+from ..report.markup import PageContext, anchor, esc, estimate_cell, figure, prose
+from ..scenes import conflict_key, indicates
+from .base import EVIDENCE, WON, Evidence, ProbeKind, ProbeRef, by_model
+from .estimate import Bootstrap, Estimate, Strict, total
 
 
 class ConflictResult(Strict):
     factors: tuple[str, str]            # (a, b)
     images: int
+    models: int
+    held: dict[str, str]                # every other cue: "neutral" or "balanced"
     preference: Estimate                # decisions for a's class / decisions for a's or b's
     share_a: Estimate                   # shares of all decisions: a's class,
     share_b: Estimate                   # b's class,
     share_other: Estimate               # neither
-    decisions: list[list[list[int]]]    # counts[class a said][class b said][class chosen]
-    preference_matrix: list[list[float | None]]  # the preference per (a's class, b's class)
+    excess_a: Estimate | None           # reliance on a: see `excess`
+    excess_b: Estimate | None
+    third_cue_share: Estimate           # decisions for a class that only a third cue indicates
+    third_cue_chance: float             # ... what a model choosing at random would give
+    pulls: dict[str, Estimate]          # each balanced cue: the decisions it moves (see `pull`)
+    decisions: list[list[list[int]]]    # counts[class a said][class b said][class chosen], all
+    preference_matrix: list[list[float | None]]  # models: the preference per (a's, b's class)
 
 
 # --- statistics ----------------------------------------------------------------------------------
 
-def cue_preference(table: pd.DataFrame, a: str, b: str, k: int,
+def _held(rows: pd.DataFrame) -> dict[str, np.ndarray]:
+    """What each held cue says in each image, from the `cues` column: "none", "a" or "b"."""
+    parts = [dict(p.split("=") for p in text.split(";") if p) for text in rows.cues.fillna("")]
+    names = list(parts[0]) if parts else []
+    return {g: np.array([p.get(g, "") for p in parts]) for g in names}
+
+
+def _third_classes(rows: pd.DataFrame, exp: Experiment, cues: list[str], class_a: np.ndarray,
+                   class_b: np.ndarray) -> np.ndarray:
+    """(images, classes): the classes some held cue's value indicates, other than a's and
+    b's (read from the values themselves, not from what the `cues` column says)."""
+    k = len(exp.classes)
+    out = np.zeros((len(rows), k), bool)
+    for g in cues:
+        values = rows[g].to_numpy(dtype=object)
+        for c in range(k):
+            out[:, c] |= indicates(exp, g, values, np.full(len(rows), c))
+    out[np.arange(len(rows)), class_a] = out[np.arange(len(rows)), class_b] = False
+    return out
+
+
+def excess(pred: np.ndarray, mine: np.ndarray, theirs: np.ndarray, k: int) -> np.ndarray:
+    """Per model and image: [decision for my class] minus [decision for neither class] / (k-2),
+    the share any one class that no cue indicates gets. 0 in expectation for a model that does
+    not use my cue; used on images where the balanced cues favour the other class."""
+    other = (pred != mine) & (pred != theirs)
+    return (pred == mine) - other / (k - 2)
+
+
+def cue_preference(table: pd.DataFrame, exp: Experiment, a: str, b: str,
                    boot: Bootstrap) -> ConflictResult:
-    """On conflict images where cue a says class_a and cue b says class_b: the fraction of
-    decisions for class_a among the decisions for class_a or class_b (the preference for a), the
-    share of all decisions each cue wins, and every decision counted by what each cue said."""
-    key = conflict_key(a, b)
+    """On conflict images where cue a says class_a and cue b says class_b: the preference for a
+    (decisions for class_a among those for class_a or class_b), the share of decisions each cue
+    wins, the reliance on each cue (`excess`), what the held cues did (`third_cue_share`,
+    `pulls`), and every decision counted by what each cue said. Intervals resample models,
+    then images."""
+    key, k = conflict_key(a, b), len(exp.classes)
     rows = table[(table.split == "conflict") & (table.conflict == key)]
-    class_a, class_b = rows.class_a.to_numpy(np.int64), rows.class_b.to_numpy(np.int64)
-    pred = rows.pred.to_numpy(np.int64)
+    first = rows[rows.replicate == rows.replicate.min()].sort_values("image_id")
+    class_a, class_b = first.class_a.to_numpy(np.int64), first.class_b.to_numpy(np.int64)
+    pred = by_model(rows, "image_id", None, "pred").astype(np.int64)   # (models, images)
+    models, n = pred.shape
     follows_a, follows_b = (pred == class_a).astype(float), (pred == class_b).astype(float)
-    counts = np.bincount((class_a * k + class_b) * k + pred, minlength=k ** 3).reshape(k, k, k)
+    held = _held(first)
+    third = _third_classes(first, exp, list(held), class_a, class_b)
+    flat = pred.ravel()
+    counts = np.bincount((np.tile(class_a * k + class_b, models)) * k + flat,
+                         minlength=k ** 3).reshape(k, k, k)
     ia, ib = np.meshgrid(np.arange(k), np.arange(k), indexing="ij")
     won_a, won_b = counts[ia, ib, ia], counts[ia, ib, ib]
     with np.errstate(invalid="ignore"):
         cell = np.where(ia == ib, np.nan, won_a / (won_a + won_b))
     name = f"conflict:{key}"
+    balanced = {g: side for g, side in held.items() if (side != "none").all()}
+    excesses = {}
+    for side, mine, theirs in (("a", class_a, class_b), ("b", class_b, class_a)):
+        against = np.ones(n, bool)  # images where every balanced cue favours the other class
+        for s in balanced.values():
+            against &= s != side
+        excesses[side] = (boot.mean(f"{name}:excess_{side}",
+                                    excess(pred, mine, theirs, k)[:, against])
+                          if k > 2 and against.any() else None)
     return ConflictResult(
-        factors=(a, b), images=len(rows),
+        factors=(a, b), images=n, models=models,
+        held={g: "balanced" if g in balanced else "neutral" for g in held},
         preference=boot.ratio(name, follows_a, follows_a + follows_b),
-        share_a=boot.mean(name, follows_a),
-        share_b=boot.mean(name, follows_b),
+        share_a=boot.mean(name, follows_a), share_b=boot.mean(name, follows_b),
         share_other=boot.mean(name, 1 - follows_a - follows_b),
+        excess_a=excesses["a"], excess_b=excesses["b"],
+        third_cue_share=boot.mean(name, third[np.arange(n), pred]),
+        third_cue_chance=round(float(third.sum(1).mean() / k), 6),
+        pulls={g: pull(pred, class_a, class_b, side == "a", boot, f"{name}:pull:{g}")
+               for g, side in balanced.items()},
         decisions=counts.tolist(),
         preference_matrix=[[None if np.isnan(x) else float(x) for x in r] for r in cell])
 
 
+def pull(pred: np.ndarray, class_a: np.ndarray, class_b: np.ndarray, to_a: np.ndarray,
+         boot: Bootstrap, key: str) -> Estimate:
+    """The decisions a balanced cue moves between the two classes: half of
+    [P(a's class | cue says a) - P(a's class | cue says b)] + [P(b's | says b) - P(b's | says a)].
+    0 for a model that ignores the cue; 1 for one that follows it alone."""
+    y = (pred == class_a).astype(float) - (pred == class_b)   # (models, images)
+    on_a, on_b = to_a.astype(float), (~to_a).astype(float)
+    return boot.estimate(key, len(to_a), len(pred), lambda w: (
+        total(w, y * on_a) / (w @ on_a)[:, None] - total(w, y * on_b) / (w @ on_b)[:, None]) / 2)
+
+
 def statistics(table: pd.DataFrame, exp: Experiment,
                boot: Bootstrap) -> dict[str, ConflictResult]:
-    k = len(exp.classes)
-    return {conflict_key(*c.factors): cue_preference(table, *c.factors, k, boot)
+    return {conflict_key(*c.factors): cue_preference(table, exp, *c.factors, boot)
             for c in exp.conflicts}
 
 
 # --- what the rest of cuelab takes from a conflict -----------------------------------------------
 
-def evidence(key: str, c: ConflictResult) -> list[tuple[str, Evidence]]:
-    """For each factor, the share of all conflict decisions that follow its cue."""
+def reliance(key: str, c: ConflictResult) -> list[tuple[str, Evidence]]:
+    """For each factor, the share of decisions for its class beyond a class no cue indicates,
+    on the images where the balanced cues favour the other class."""
     a, b = c.factors
     return [(f, Evidence(ref=ProbeRef(kind="conflict", key=key, measure=measure),
-                         label="conflict share", detail=f"{f} against {other}",
+                         label="conflict excess", detail=f"{f} against {other}",
                          estimate=getattr(c, measure)))
-            for f, other, measure in ((a, b, "share_a"), (b, a, "share_b"))]
+            for f, other, measure in ((a, b, "excess_a"), (b, a, "excess_b"))
+            if getattr(c, measure) is not None]
 
 
 def metrics(conflicts: dict[str, ConflictResult]) -> dict[str, dict]:
-    return {"preference": {k: c.preference.metrics("preference") for k, c in conflicts.items()}}
+    out = {}
+    for key, c in conflicts.items():
+        numbers = {**c.preference.metrics("preference"),
+                   **c.third_cue_share.metrics("third_cue_share"),
+                   "third_cue_chance": c.third_cue_chance}
+        for side in ("a", "b"):
+            if (e := getattr(c, f"excess_{side}")) is not None:
+                numbers |= e.metrics(f"excess_{c.factors[0 if side == 'a' else 1]}")
+        for g, e in c.pulls.items():
+            numbers |= e.metrics(f"pull_{g}")
+        out[key] = numbers
+    return {"conflict": out}
 
 
 def winner(conflict: ConflictResult) -> str | None:
@@ -136,7 +217,28 @@ def sentence(conflict: ConflictResult, factor: str | None = None,
     if share_other > say.NOTABLE:
         text += (f" (counting the {decided} of {images} images decided for either cue; "
                  f"{say.pct(share_other)} went to a class neither cue indicates)")
-    return text + say.width_caveat(preference, "images")
+    return text + say.width_caveat(preference, "images") + held_clause(conflict)
+
+
+def held_clause(conflict: ConflictResult) -> str:
+    """What the held cues did: a balanced cue whose pull is clearly above zero decided part of
+    the images, so the preference says less than it seems."""
+    strong = [(g, e) for g, e in conflict.pulls.items() if e.low is not None and e.low > 0]
+    neutral = [g for g, how in conflict.held.items() if how == "neutral"]
+    text = ""
+    if strong:
+        listed = ", ".join(f"{say.name(g)} {say.estimate(e)}" for g, e in strong)
+        text += (f"; but held cues balanced between the two classes moved decisions between "
+                 f"them ({listed} of the images), so these decisions follow a third cue as much "
+                 "as the two in conflict")
+    elif conflict.pulls:
+        text += ("; the cues held balanced between the two classes ("
+                 + ", ".join(say.name(g) for g in conflict.pulls) + ") moved no clear share "
+                 "of the decisions")
+    if neutral:
+        text += ("; " if text else "; ") + ", ".join(say.name(g) for g in neutral) + \
+            " held at a training level paired with no class"
+    return text
 
 
 def conflict_figure(conflict: ConflictResult, classes: list[str]) -> Figure:
@@ -221,7 +323,26 @@ def section(factor: str, key: str, conflict: ConflictResult, page: PageContext) 
                f"{esc(say.estimate(conflict.preference))}.")
     uri = page.pictures.uri(KIND.figure_name(key),
                             lambda: conflict_figure(conflict, page.classes))
-    return f"<h3>{head}</h3>{text}" + figure(uri, f"{a} vs {b} decision matrix", caption)
+    return (f"<h3>{head}</h3>{text}" + figure(uri, f"{a} vs {b} decision matrix", caption)
+            + numbers_table(conflict))
+
+
+def numbers_table(c: ConflictResult) -> str:
+    a, b = c.factors
+    rows = [(f"preference for {say.name(a)}", c.preference),
+            (f"conflict excess of {say.name(a)} (reliance)", c.excess_a),
+            (f"conflict excess of {say.name(b)} (reliance)", c.excess_b),
+            ("decisions for neither cue's class", c.share_other),
+            (f"decisions for a class only a held cue indicates (chance "
+             f"{say.pct(c.third_cue_chance)})", c.third_cue_share)]
+    rows += [(f"pull of {say.name(g)}, held balanced", e) for g, e in c.pulls.items()]
+    body = "".join(f"<tr><td>{esc(label)}</td><td class='num'>{estimate_cell(e)}</td></tr>"
+                   for label, e in rows)
+    held = ", ".join(f"{say.name(g)}: {how}" for g, how in c.held.items()) or "none"
+    return (f"<details><summary>The numbers</summary><table class='numbers'><tbody>{body}"
+            f"</tbody></table><p class='note'>Held cues: {esc(held)}. {c.models} model"
+            f"{'s' if c.models > 1 else ''}; intervals resample models, then images.</p>"
+            "</details>")
 
 
 def describe(exp: Experiment) -> list[str]:
@@ -231,9 +352,20 @@ def describe(exp: Experiment) -> list[str]:
 
 KIND = ProbeKind(
     name="conflict", result_model=ConflictResult, statistics=statistics,
-    factors=lambda c: list(c.factors), evidence=evidence, metrics=metrics, claim=claim,
+    factors=lambda c: list(c.factors), reliance=reliance, robustness=lambda key, c: [],
+    precedence=2, metrics=metrics, claim=claim,
     sentence=sentence, section=section, describe=describe,
-    importance="the share of conflict decisions that follow its cue",
+    reliance_text="for a factor with neither, the conflict excess of its first conflict: the "
+                  "share of decisions for its class beyond a class no cue indicates",
     glossary=(("Cue preference", "On conflict images, where one factor indicates one class "
                "and another\nfactor a different class: the share of decisions for the first "
-               "factor's class among the\ndecisions for either."),))
+               "factor's class among the\ndecisions for either. Every other factor that "
+               "indicates a class in training is held so that it\nfavours neither: at a "
+               "training level paired with no class, or balanced between the two classes."),
+              ("Third cue", "A held factor. Neutral ones indicate no class; for balanced ones "
+               "the page gives\nthe share of decisions each moves between the two classes "
+               "(its pull): a large pull means that\ncue, not the two in conflict, decided the "
+               "images."),
+              ("Conflict excess", "The share of conflict decisions for a cue's class, on images "
+               "where the\nbalanced cues favour the other class, minus the share any class "
+               "that no cue indicates gets:\n0 for a model that does not use the cue.")))

@@ -33,7 +33,8 @@ from mathutils import Matrix, Vector
 
 from ..color import decode_srgb16, encode_srgb8, srgb_to_linear
 from ..config import RenderSettings
-from ..factors.scene import IMAGE, MESH, PALETTE, SCENE_FACTORS, hsv_of
+from ..factors.scene import (IMAGE, MESH, PALETTE, PATTERN_LIGHTNESS_STEP, SCENE_FACTORS,
+                             cie_lightness, cie_luminance, hsv_of, luminance, pattern_is_lighter)
 
 TARGET, OCCLUDER = 1, 2          # object pass indices
 BASE_DISTANCE = 4.6              # camera distance (m) at 50 mm where the object fills ~half the frame
@@ -90,6 +91,72 @@ def color_of(value: str) -> tuple[float, float, float]:
     return tuple(float(c) for c in srgb_to_linear(np.array(rgb, np.float64)))
 
 
+def pattern_color(base: tuple[float, float, float]) -> tuple[float, float, float]:
+    """A texture's pattern colour on a base colour (both linear RGB): the base's hue,
+    PATTERN_LIGHTNESS_STEP CIE L* darker on a light base, lighter on a dark one
+    (`cuelab.factors.scene`). Darker: the base scaled down. Lighter: the base scaled up until its
+    brightest channel reaches 1, then mixed with white (both keep the hue)."""
+    y = luminance(base)
+    if not pattern_is_lighter(base):
+        target = cie_luminance(cie_lightness(y) - PATTERN_LIGHTNESS_STEP)
+        return tuple(float(c * target / y) for c in base)
+    target = cie_luminance(cie_lightness(y) + PATTERN_LIGHTNESS_STEP)
+    scaled = tuple(c * min(target / y, 1 / max(base)) for c in base) if y > 0 else (0.0,) * 3
+    t = max(0.0, (target - luminance(scaled)) / (1 - luminance(scaled)))
+    return tuple(float(c + t * (1 - c)) for c in scaled)
+
+
+def tiled_background(picture: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """ImageNet-9's Only-BG-T: `picture` with the pixels inside `mask` replaced by tiles of
+    background from outside the mask's bounding box. The tiles: the strip above, below, left or
+    right of the box, mirrored or repeated (at some phase) over the frame, whichever continues
+    the background best where it shows inside the box: a gradient is tiled along itself, a
+    checker in step with itself. Should the box fill the frame: the pixels outside the mask,
+    repeated in raster order."""
+    if not mask.any():
+        return picture
+    h, w = mask.shape
+    rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+    r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+    strips = [(0, r0, 0, w), (r1, h, 0, w), (0, h, 0, c0), (0, h, c1, w)]  # rows, columns
+    strips = sorted((s for s in strips if s[1] > s[0] and s[3] > s[2]),
+                    key=lambda s: -(s[1] - s[0]) * (s[3] - s[2]))  # the largest first
+    out = picture.copy()
+    if not strips:
+        if (~mask).any():
+            out[mask] = np.resize(picture[~mask], (int(mask.sum()), picture.shape[2]))
+        return out
+    box = np.zeros_like(mask)
+    box[r0:r1, c0:c1] = True
+    seen_y, seen_x = np.nonzero(box & ~mask)  # the background inside the box, to continue
+    known = picture[seen_y, seen_x].astype(np.int32)
+    best, best_error = None, np.inf
+    for a, b, c, d in strips:
+        across_rows = b - a < h  # a strip above or below: tiled down the rows
+        n, lo, hi = (h, a, b) if across_rows else (w, c, d)
+        for index in _tilings(n, lo, hi):
+            ys = index if across_rows else np.arange(h)
+            xs = np.arange(w) if across_rows else index
+            error = (np.abs(picture[ys[seen_y], xs[seen_x]] - known).mean()
+                     if len(known) else 0.0)
+            if error < best_error:
+                best, best_error = (ys, xs), error
+    ys, xs = best
+    out[mask] = picture[ys][:, xs][mask]
+    return out
+
+
+def _tilings(n: int, a: int, b: int, phases: int = 64) -> list[np.ndarray]:
+    """Ways to tile n positions with the positions [a, b): mirrored (continuing the strip at
+    its edge), then repeated at up to `phases` phases."""
+    period, i = b - a, np.arange(n)
+    t = (i - a) % (2 * period)
+    out = [a + np.where(t < period, t, 2 * period - 1 - t)]
+    for phase in range(0, period, max(1, -(-period // phases))):
+        out.append(a + (i - a + phase) % period)
+    return out
+
+
 class Studio:
     def __init__(self, settings: RenderSettings, meshes=(), images=(), scratch: str | None = None,
                  threads: int = 0):
@@ -142,7 +209,10 @@ class Studio:
         self._place_occluder(row["occluder"])
         color, alpha, mask = self._render()
         backdrop = self.backdrop_pictures[row["background"]]
-        rgb = encode_srgb8(color * alpha + backdrop * (1 - alpha))  # "Standard" view: sRGB
+        if row["foreground"] == "object":
+            rgb = encode_srgb8(color * alpha + backdrop * (1 - alpha))  # "Standard" view: sRGB
+        else:
+            rgb = self._place_foreground(row, backdrop, mask)
         if row["occluder"] == "none":
             return rgb, mask, 1.0
         # the unoccluded silhouette: the same render without the occluder (at the same sample
@@ -151,6 +221,24 @@ class Studio:
             _show(ob, False)
         _, _, full = self._render()
         return rgb, mask, float(mask.sum() / max(full.sum(), 1))
+
+    def _place_foreground(self, row: dict, backdrop: np.ndarray, mask: np.ndarray
+                          ) -> np.ndarray:
+        """The picture without the target (No-FG), blacked out inside its mask (Only-BG-B) or
+        filled there with tiles of the backdrop (Only-BG-T): outside the mask, exactly the
+        scene without the target (with no occluder: the backdrop)."""
+        if row["occluder"] == "none":
+            rgb = encode_srgb8(backdrop)
+        else:  # the occluder stays: the scene rendered again with the target taken out
+            _show(self.target, False)
+            color, alpha, _ = self._render()
+            _show(self.target, True)
+            rgb = encode_srgb8(color * alpha + backdrop * (1 - alpha))
+        if row["foreground"] == "black":
+            rgb[mask] = 0
+        elif row["foreground"] == "tiled":
+            rgb[mask] = tiled_background(encode_srgb8(backdrop), mask)[mask]
+        return rgb
 
     def _render(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The scene in linear light (straight alpha), its alpha (H, W, 1), the target's
@@ -380,7 +468,7 @@ def _apply_shape(st: Studio, value: str) -> None:
 def _apply_color(st: Studio, value: str) -> None:
     rgb = color_of(value)
     st.surface["cuelab_base"] = rgb
-    st.surface["cuelab_dark"] = tuple(0.12 * c for c in rgb)
+    st.surface["cuelab_pattern"] = pattern_color(rgb)
 
 
 def _apply_material(st: Studio, value: str) -> None:
@@ -404,7 +492,8 @@ def _apply_ambient(st: Studio, value: float) -> None:
 # value changes. Factors that act together are set in `Studio.state` and placed together by one
 # placement at the end of every row: the target's pose and surface pattern, the camera and the
 # light's direction (both follow the camera), the occluder (where it stands comes from the row's
-# seed), and the backdrop (composited under the render). Each scene factor has one owner.
+# seed), the backdrop (composited under the render) and the foreground (what becomes of the
+# target in the picture, after compositing). Each scene factor has one owner.
 APPLY = {
     "shape": _apply_shape,
     "color": _apply_color,
@@ -419,6 +508,7 @@ PLACEMENTS = {
                          "position_x", "position_y", "light_elevation", "light_azimuth"),
     "occluder": ("occluder",),
     "backdrop": ("background",),
+    "foreground": ("foreground",),
 }
 
 
@@ -457,8 +547,9 @@ def _out(N, L, kind: str, vector, output: str, scale: float = 1.0, **props):
 
 
 def _target_material(texture: str) -> bpy.types.Material:
-    """A Principled BSDF: base colour, or `texture`'s pattern in a dark shade of it, on the
-    object's own coordinates; colour and surface read from the object's attributes."""
+    """A Principled BSDF: base colour, or `texture`'s pattern in a shade or tint of it
+    (`pattern_color`), on the object's own coordinates; colour and surface read from the
+    object's attributes."""
     m = bpy.data.materials.new(f"target-{texture}")
     N, L = m.node_tree.nodes, m.node_tree.links
     bsdf = N["Principled BSDF"]
@@ -474,8 +565,8 @@ def _target_material(texture: str) -> bpy.types.Material:
         fac = _out(N, L, node, vec, output, scale=scale, **props)
         if edge:
             fac = _threshold(N, L, fac, *edge)
-        dark = _attribute(N, "cuelab_dark").outputs["Color"]  # the pattern's: a dark shade
-        color = _mix(N, L, color, dark, fac)
+        pattern = _attribute(N, "cuelab_pattern").outputs["Color"]  # `pattern_color`
+        color = _mix(N, L, color, pattern, fac)
     L.new(color, bsdf.inputs["Base Color"])
     return m
 

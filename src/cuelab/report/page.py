@@ -17,7 +17,8 @@ import numpy as np
 
 from ..config import Experiment
 from ..probes import PROBE_KINDS
-from ..results import AttributionResult, ImportanceEntry, Results
+from ..probes.base import Fragility
+from ..results import AttributionResult, RelianceEntry, Results
 from . import sentences as say
 from . import words
 from .figures import (Pictures, confusion_figure, example_tiles, examples_figure, figure_png,
@@ -34,7 +35,7 @@ def trace_page(results: Results, exp: Experiment, params_text: str, evaluation_d
                pictures: Pictures | None = None) -> str:
     """The page. `pictures` collects every picture it draws, by name (default: a new one)."""
     probes = probes_by_factor(results)
-    ranked = [r.factor for r in results.importance]
+    ranked = [r.factor for r in results.reliance]
     order = ranked + [f for f in probes if f not in ranked]
     correlated = correlations(exp)
     page = PageContext(results.classes, exp.label.factor, order, pictures or Pictures())
@@ -44,11 +45,15 @@ def trace_page(results: Results, exp: Experiment, params_text: str, evaluation_d
         f'<li><a href="#{anchor(f)}">{esc(words.title(f))}</a></li>' for f in order)
     body = "\n".join([
         verdict(results, exp, probes, correlated),
-        f'<nav><b>Contents</b><ol><li><a href="#ranking">Ranking</a></li>{contents}'
-        '<li><a href="#iid">IID accuracy</a></li><li><a href="#attribution">Attribution</a>'
+        f'<nav><b>Contents</b><ol><li><a href="#ranking">Reliance</a></li>'
+        '<li><a href="#robustness">Robustness</a></li>'
+        f'{contents}'
+        '<li><a href="#iid">IID and worst-group accuracy</a></li>'
+        '<li><a href="#attribution">Attribution</a>'
         '</li><li><a href="#experiment">The experiment</a></li>'
         '<li><a href="#reading">How to read this page</a></li></ol></nav>',
         ranking_section(results, correlated),
+        robustness_section(results),
         *sections,
         iid_section(results, page),
         attribution_section(results, evaluation_dir, page),
@@ -98,6 +103,12 @@ def verdict(results: Results, exp: Experiment, probes: dict, correlated: dict) -
     notes = "".join(f'<p class="warning">{prose(w)}</p>' for w in warnings)
     model = results.model.get("architecture")
     boot = results.bootstrap
+    models = len(results.models)
+    not_cues = ", ".join(words.name(f) for f in results.not_cues)
+    no_cue_note = (f" {not_cues[:1].upper()}{not_cues[1:]} indicate{'s' if len(results.not_cues) == 1 else ''} no class in "
+                   "training: the model has no reason to rely on "
+                   f"{'it' if len(results.not_cues) == 1 else 'them'}; how they move its "
+                   "decisions is under each factor and under Robustness." if not_cues else "")
     return f"""<header>
 <p class="kicker">cuelab trace report · experiment <b>{esc(results.experiment)}</b> ·
 classes {esc(', '.join(results.classes))}{' · model ' + esc(model) if model else ''}</p>
@@ -107,31 +118,40 @@ classes {esc(', '.join(results.classes))}{' · model ' + esc(model) if model els
 <section class="verdict" id="verdict"><ul class="findings">{items}</ul>{notes}
 <p class="iid">{prose(say.iid_sentence(results.iid, results.classes))} Probe images draw every
 other factor independently of the class, so a model that leans on a shortcut is less accurate
-on them than on the test split. Intervals are {boot.confidence:.0%} bootstrap
-intervals ({boot.resamples} resamples).</p></section>"""
+on them than on the test split.{esc(no_cue_note)} Every number is the mean of {models} trained
+model{'s' if models > 1 else ''} (the same data, other training seeds) with a {boot.confidence:.0%}
+hierarchical bootstrap interval ({boot.resamples} resamples of the models, then of the probe
+scenes); it does not cover another draw of the training data (vary the experiment's seed for
+that).</p></section>"""
 
 
 # --- the ranking ---------------------------------------------------------------------------------
 
 def ranking_section(results: Results, correlated: dict) -> str:
-    if not results.importance:
-        return ('<section id="ranking"><h2>Ranking</h2><p class="missing">No factor has a '
-                "measurable importance: the experiment has no probe with data.</p></section>")
-    rows = "".join(_ranking_row(r, correlated) for r in results.importance)
-    return f"""<section id="ranking"><h2>Ranking</h2>
-<p>Factors ordered by their importance: the largest share of the model's decisions that changing
-the factor moves, over all its probes (the bar; the line across it is the interval).</p>
-<table class="ranking"><thead><tr><th>#</th><th>factor</th><th class="barcol">importance</th>
-<th></th><th>set by</th></tr></thead><tbody>{rows}</tbody></table></section>"""
+    if not results.reliance:
+        return ('<section id="ranking"><h2>Reliance</h2><p class="missing">No factor has a '
+                "measurable reliance: no probe varies a factor that indicates a class in "
+                "training.</p></section>")
+    rows = "".join(_ranking_row(r, correlated) for r in results.reliance)
+    return f"""<section id="ranking"><h2>Reliance <small>what the model uses, inside the
+training distribution</small></h2>
+<p>Factors that indicate a class in training, ordered by the share of the model's decisions
+that follow them beyond what the decisions would be without them (the bar; the line across it
+is the interval, the dots each trained model). 0 means no reliance; only images inside the
+training distribution count.</p>
+<table class="ranking"><thead><tr><th>#</th><th>factor</th><th class="barcol">reliance</th>
+<th></th><th>measured by</th></tr></thead><tbody>{rows}</tbody></table></section>"""
 
 
-def _ranking_row(r: ImportanceEntry, correlated: dict) -> str:
-    e = r.importance
-    v, lo, hi = (max(0.0, min(1.0, x if x is not None else e.value))
-                 for x in (e.value, e.low, e.high))
+def _ranking_row(r: RelianceEntry, correlated: dict) -> str:
+    e = r.reliance
+    clip = lambda x: max(0.0, min(1.0, x))  # noqa: E731
+    v, lo, hi = (clip(x if x is not None else e.value) for x in (e.value, e.low, e.high))
+    dots = "".join(f'<span class="dot" style="left:{clip(m) * 100:.1f}%"></span>'
+                   for m in e.per_model if m is not None) if len(e.per_model) > 1 else ""
     bar = (f'<div class="bar"><span class="fill" style="width:{v * 100:.1f}%"></span>'
            f'<span class="whisker" style="left:{lo * 100:.1f}%;width:{(hi - lo) * 100:.1f}%">'
-           "</span></div>")
+           f"</span>{dots}</div>")
     shortcut = f" ρ = {correlated[r.factor]:g} in training" if r.factor in correlated else ""
     return (f"<tr><td class='num'>{r.rank}</td>"
             f"<td><a href='#{anchor(r.factor)}'>{esc(words.title(r.factor))}</a>"
@@ -140,16 +160,51 @@ def _ranking_row(r: ImportanceEntry, correlated: dict) -> str:
             f"<td>{esc(r.top.label)}<small> · {esc(r.top.detail)}</small></td></tr>")
 
 
+def robustness_section(results: Results) -> str:
+    if not results.robustness:
+        return ('<section id="robustness"><h2>Robustness</h2><p class="missing">No probe leaves '
+                "the training distribution.</p></section>")
+    clear = [r for r in results.robustness if r.drop.excludes_zero]
+    unclear = [r for r in results.robustness if not r.drop.excludes_zero]
+    head = ("<thead><tr><th>condition</th><th>why it is unseen</th><th>accuracy inside</th>"
+            "<th>at the condition</th><th>drop</th></tr></thead>")
+    table = lambda rows: (f'<table class="numbers robustness">{head}<tbody>'  # noqa: E731
+                          + "".join(_robustness_row(r) for r in rows) + "</tbody></table>")
+    shown = (table(clear) if clear else "<p>No unseen condition changes the accuracy clearly "
+             "(every drop's interval includes 0).</p>")
+    rest = (f"<details><summary>{len(unclear)} more unseen condition"
+            f"{'s' if len(unclear) > 1 else ''} whose drop could be chance</summary>"
+            f"{table(unclear)}</details>" if unclear else "")
+    return f"""<section id="robustness"><h2>Robustness <small>how it fails on what it never
+saw</small></h2>
+<p>Probe conditions no training image had, the largest accuracy drop first: the accuracy of
+the same base scenes inside the training distribution, then at the unseen condition. These say
+how the model fails outside what it learned from, not what it relies on.</p>
+{shown}{rest}</section>"""
+
+
+def _robustness_row(r: Fragility) -> str:
+    return (f"<tr><td><a href='#{anchor(r.factor)}'>{esc(r.condition)}</a></td>"
+            f"<td><small>{esc(r.why)}</small></td>"
+            f"<td class='num'>{numbers(words.estimate(r.baseline))}</td>"
+            f"<td class='num'>{numbers(words.estimate(r.accuracy))}</td>"
+            f"<td class='num'>{numbers(words.estimate(r.drop))}</td></tr>")
+
+
 # --- one section per factor ----------------------------------------------------------------------
 
 def factor_section(factor: str, rank: int | None, results: Results, exp: Experiment,
                    probes: dict, correlated: dict, page: PageContext) -> str:
-    entry = next((r for r in results.importance if r.factor == factor), None)
+    entry = next((r for r in results.reliance if r.factor == factor), None)
     head = f"{rank}. {words.title(factor)}" if rank else words.title(factor)
-    summary = (f"<p class='importance'>Importance {numbers(words.estimate(entry.importance))} "
-               f"of the decisions ({esc(entry.top.label)}, {esc(entry.top.detail)}).</p>"
-               if entry else "<p class='missing'>No defined importance: none of its probes "
-                             "gave a number.</p>")
+    if entry:
+        summary = (f"<p class='importance'>Reliance {numbers(words.estimate(entry.reliance))} "
+                   f"of the decisions ({esc(entry.top.label)}, {esc(entry.top.detail)}).</p>")
+    elif factor in results.not_cues:
+        summary = ("<p class='importance'>No reliance to measure: in training it indicates no "
+                   "class. Its probes say how sensitive and how robust the model is to it.</p>")
+    else:
+        summary = "<p class='missing'>No defined reliance: none of its probes gave a number.</p>"
     parts = [PROBE_KINDS[kind].section(factor, key, results.of(kind)[key], page)
              for kind, key in probes.get(factor, [])]
     return (f'<section class="factor" id="{anchor(factor)}"><h2>{esc(head)}'
@@ -163,8 +218,16 @@ def iid_section(results: Results, page: PageContext) -> str:
     recall = "".join(f"<tr><td>{esc(c)}</td><td class='num'>{words.pct(r)}</td></tr>"
                      for c, r in iid.class_accuracy.items())
     uri = page.pictures.uri("confusion", lambda: confusion_figure(iid.confusion, page.classes))
-    return f"""<section id="iid"><h2>IID accuracy</h2>
-<p>{prose(say.iid_sentence(iid, results.classes))}</p>
+    worst = "".join(f"<li>{esc(words.title(w.factor))}: {prose(say.worst_group_sentence(w))}</li>"
+                    for w in results.worst_group)
+    worst = (f"<h3>Worst-group accuracy</h3><p>On test images drawn with every factor independent "
+             f"of the class (the balanced test split), by factor paired with the classes in "
+             f"training; the worst group is chosen again in every resample, so its interval "
+             f"carries that choice:</p><ul>{worst}</ul>" if worst else
+             "<p class='note'>No worst-group accuracy: the experiment has no balanced test split "
+             "(splits.test_balanced).</p>")
+    return f"""<section id="iid"><h2>IID and worst-group accuracy</h2>
+<p>{prose(say.iid_sentence(iid, results.classes))}</p>{worst}
 <div class="side">{figure(uri, "confusion matrix")}
 <table class="numbers"><thead><tr><th>class</th><th>accuracy</th></tr></thead>
 <tbody>{recall}</tbody></table></div></section>"""
@@ -279,7 +342,8 @@ def _dataset_rows(exp: Experiment, validation: dict | None) -> dict[str, str]:
     rows = {
         "experiment": esc(f"{exp.name} (seed {exp.seed})"),
         "label": esc(f"{exp.label.factor}: {', '.join(exp.classes)}"),
-        "splits": esc(f"train {s.train} · val {s.val} · test {s.test}"),
+        "splits": esc(f"train {s.train} · val {s.val} · test {s.test} · balanced val "
+                      f"{s.val_balanced} · balanced test {s.test_balanced}"),
         "probes": "<br>".join(esc(p) for p in probes) or "none",
         "rendering": esc(f"{exp.render.resolution} px, {exp.render.samples} samples "
                          f"({exp.render.engine})"),
@@ -302,8 +366,12 @@ def _model_rows(results: Results) -> dict[str, str]:
     model = dict(results.model)
     settings = model.pop("train", None)
     rows = {k: esc(model[k]) for k in (
-        "architecture", "width", "input_size", "num_classes", "best_epoch", "dataset_version",
+        "architecture", "width", "input_size", "num_classes", "dataset_version",
         "models_dir") if model.get(k) is not None}
+    rows["replicates"] = "<br>".join(
+        esc(f"replicate {m.get('replicate', i)}: seed {m.get('seed')}, epoch {m.get('best_epoch')} "
+            f"kept ({m.get('select_on', 'val')} accuracy {_plain(m.get('best_val_accuracy'))})")
+        for i, m in enumerate(results.models))
     if settings:
         rows["training settings"] = f"<code>{esc(json.dumps(settings))}</code>"
     return rows
@@ -314,7 +382,8 @@ def _runs(results: Results) -> str:
     differ from run to run (they are in the mlflow-run.json beside the model and the
     evaluation)."""
     runs = {"MLflow experiment": esc(results.experiment),
-            "run ids": "<code>models/mlflow-run.json</code> (training), "
+            "run ids": "<code>models/mlflow-run.json</code> (training; each replicate's run "
+                       "in <code>models/replicate-*/mlflow-run.json</code>, nested under it), "
                        "<code>reports/evaluation/mlflow-run.json</code> (evaluation)"}
     if results.model.get("registered_model"):
         runs["registered model"] = f"<code>{esc(results.model['registered_model'])}</code>"
@@ -335,11 +404,14 @@ def reading_section(results: Results) -> str:
          "split, at every level."),
         ("On-object attribution", "The share of an attribution map's mass inside the exact "
          "object\nmask, against the share of the image the object covers."),
-        ("Importance", esc(results.importance_definition)),
-        ("Intervals", f"{b.confidence:.0%} percentile bootstrap over the independent units\n"
-         f"(images, or base scenes for paired probes), {b.resamples} resamples. A verdict is "
-         "stated\nonly when the interval lies on one side of the line; wide intervals are "
-         "flagged."),
+        ("Reliance", esc(results.reliance_definition)),
+        ("Robustness", esc(results.robustness_definition)),
+        ("Intervals", f"{b.confidence:.0%} hierarchical percentile bootstrap, {b.resamples} "
+         "resamples: the trained\nmodels with replacement, then the independent units (images, "
+         "or base scenes for paired probes),\nthe same units for every model. Never narrower "
+         "than the spread of the models' own values. It\ncovers training seeds and probe "
+         "scenes, not another draw of the training data. A verdict is\nstated only when the "
+         "interval lies on one side of the line; wide intervals are flagged."),
     ]
     terms = "\n".join(f"<dt>{term}</dt><dd>{text}</dd>" for term, text in glossary)
     return f"""<section id="reading"><h2>How to read this page</h2><dl>
@@ -398,6 +470,8 @@ td small {{ color:var(--muted); }}
 .bar .fill {{ position:absolute; left:0; top:0; bottom:0; background:var(--accent);
              border-radius:2px; opacity:.85; }}
 .bar .whisker {{ position:absolute; top:5px; height:2px; background:var(--ink); }}
+.bar .dot {{ position:absolute; top:3px; width:6px; height:6px; margin-left:-3px;
+            border-radius:50%; background:#fff; border:1px solid var(--ink); }}
 .kv {{ min-width:60%; }}
 .kv th {{ width:180px; }}
 .side figure img {{ max-width:380px; }}

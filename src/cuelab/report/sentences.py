@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from ..probes import PROBE_KINDS
 from ..probes.base import ProbeRef
-from ..results import AttributionShares, IIDResult, ImportanceEntry, Results
+from ..results import AttributionShares, IIDResult, RelianceEntry, Results, WorstGroup
 from .words import NOTABLE, defined, estimate, interval, name, pct, title, width_caveat
 
 HEADLINE_FACTORS = 4   # at most this many findings in the verdict
@@ -53,7 +53,7 @@ def probe_sentence(results: Results, ref: ProbeRef, factor: str,
     return PROBE_KINDS[ref.kind].sentence(results.result(ref), factor, label_factor)
 
 
-def _said_with(entry: ImportanceEntry, results: Results, said: set) -> ProbeRef | None:
+def _said_with(entry: RelianceEntry, results: Results, said: set) -> ProbeRef | None:
     """The probe to say a factor with: one not said above it, by the claim its kind makes for
     the factor (a conflict it clearly wins, then the probe made for it, then the rest), the
     strongest evidence first within each; none that speaks for another factor."""
@@ -68,15 +68,23 @@ def _said_with(entry: ImportanceEntry, results: Results, said: set) -> ProbeRef 
     return candidates[0][1] if candidates else None
 
 
+def relied_on(entry: RelianceEntry) -> bool:
+    """Clear reliance: the interval is above zero and the value at least NOTABLE."""
+    e = entry.reliance
+    return e.low is not None and e.low > 0 and e.value >= NOTABLE
+
+
 def findings(results: Results, label_factor: str | None = None
-             ) -> list[tuple[str, str, ImportanceEntry]]:
-    """The verdict: (factor, sentence, ranking entry) for the top factors that move at least
-    NOTABLE of the decisions, each said with one probe not already said above it."""
+             ) -> list[tuple[str, str, RelianceEntry]]:
+    """The verdict: (factor, sentence, ranking entry) for the top factors the model clearly
+    relies on, each said with one probe not already said above it."""
     said: set[tuple[str, str]] = set()
     out = []
-    for entry in results.importance:
-        if len(out) == HEADLINE_FACTORS or entry.importance.value < NOTABLE:
+    for entry in results.reliance:
+        if len(out) == HEADLINE_FACTORS:
             break
+        if not relied_on(entry):
+            continue
         ref = _said_with(entry, results, said)
         if ref is not None:
             said.add(ref.probe)
@@ -86,24 +94,39 @@ def findings(results: Results, label_factor: str | None = None
 
 
 def lede(results: Results) -> str:
-    """One sentence over the whole ranking."""
-    ranking = results.importance
+    """One sentence over the reliance ranking, one over robustness."""
+    ranking = results.reliance
+    models = len(results.models)
+    across = f"across {models} trained model{'s' if models > 1 else ''}"
     if not ranking:
-        return ("No probe produced a measurable effect: the experiment has no sweeps, conflicts "
-                "or background protocol with data.")
-    strong = [r for r in ranking if r.importance.value >= NOTABLE]
-    weak = [r for r in ranking if r.importance.value < NOTABLE]
-    if not strong:
-        return (f"None of the {len(ranking)} probed factors moves {pct(NOTABLE)} of the "
-                "model's decisions or more.")
-    listed = ", ".join(f"{name(r.factor)} {pct(r.importance.value)}" for r in strong)
-    text = (f"Of the {len(ranking)} probed factors, {len(strong)} "
-            f"move{'s' if len(strong) == 1 else ''} at least {pct(NOTABLE)} of the model's "
-            f"decisions: {listed}.")
-    if weak:
-        others = ", ".join(name(r.factor) for r in weak)
-        text += f" {others[:1].upper()}{others[1:]} move{'s' if len(weak) == 1 else ''} less."
+        text = ("No probe measured reliance: the experiment has no sweep, conflict or background "
+                "protocol over a factor that indicates a class in training.")
+    else:
+        strong = [r for r in ranking if relied_on(r)]
+        weak = [r for r in ranking if not relied_on(r)]
+        if not strong:
+            text = (f"The model shows no clear reliance on any of the {len(ranking)} factors "
+                    f"that indicate a class in training ({across}).")
+        else:
+            listed = ", ".join(f"{name(r.factor)} {pct(r.reliance.value)}" for r in strong)
+            text = (f"Of the {len(ranking)} factors that indicate a class in training, the model "
+                    f"clearly relies on {len(strong)} ({across}): {listed} of its decisions "
+                    "follow them.")
+            if weak:
+                others = ", ".join(name(r.factor) for r in weak)
+                text += (f" No clear reliance on {others}.")
+    if results.robustness:
+        worst = results.robustness[0]
+        text += (f" Outside the training distribution accuracy falls most at "
+                 f"{worst.condition} (by {pct(worst.drop.value)}).")
     return text
+
+
+def worst_group_sentence(w: WorstGroup) -> str:
+    return (f"grouping the balanced test images by class and by the class {name(w.factor)} "
+            f"indicates ({w.groups} groups, the smallest of {w.smallest} images), the worst "
+            f"group is right in {estimate(w.accuracy)} (at the point estimate: {w.group}), the "
+            f"average group in {estimate(w.average)}")
 
 
 def shortcut_note(rho: float) -> str:

@@ -1,13 +1,20 @@
 """Training: the CNNs (`models`), in-memory augmented batches (`batches`) and the step (`loop`);
 and the two functions the later steps use, `load_model` and `predict`.
 
-    models/model.pt     the state_dict (torch.load(..., weights_only=True): no pickled code)
-    models/model.json   architecture, width, input_size, num_classes, classes, experiment,
-                        seed, dataset_version, registered_model, best_epoch, train (the settings)
-    models/mlflow-run.json  where the model was logged: tracking_uri, experiment_id, run_id,
-                        registered_model, model_version. Not part of the versioned model (DVC
-                        ignores it, .dvcignore): it differs from run to run while the model
-                        does not, and it means something only beside that MLflow store.
+    models/models.json  the replicates' folders (written last: the directory is complete),
+                        experiment, classes
+    models/replicate-<r>/model.pt     the state_dict (torch.load(..., weights_only=True): no
+                        pickled code)
+    models/replicate-<r>/model.json   architecture, width, input_size, num_classes, classes,
+                        experiment, data_seed, replicate, seed, dataset_version,
+                        registered_model, best_epoch, best_val_accuracy, train_accuracy, epochs,
+                        select_on, train (the settings), fingerprint
+    models/mlflow-run.json and models/replicate-<r>/mlflow-run.json   where the training run
+                        (parent) and each replicate's run were logged: tracking_uri,
+                        experiment_id, run_id, registered_model, model_version(s). Not part of
+                        the versioned model (DVC ignores them, .dvcignore): they differ from run
+                        to run while the models do not, and mean something only beside that
+                        MLflow store.
 """
 
 from __future__ import annotations
@@ -19,10 +26,11 @@ import numpy as np
 import torch
 
 from ..errors import CuelabError
-from .loop import CONFIG, WEIGHTS, TrainSummary, train
+from .loop import CONFIG, INDEX, WEIGHTS, TrainSummary, train
 from .models import ARCHITECTURES, build_model
 
-__all__ = ["ARCHITECTURES", "TrainSummary", "build_model", "load_model", "predict", "train"]
+__all__ = ["ARCHITECTURES", "TrainSummary", "build_model", "load_model", "load_models",
+           "predict", "train"]
 
 
 def load_model(models_dir: str | Path, device: str | torch.device = "cpu"
@@ -38,6 +46,19 @@ def load_model(models_dir: str | Path, device: str | torch.device = "cpu"
     weights = torch.load(models_dir / WEIGHTS, map_location=device, weights_only=True)
     model.load_state_dict(weights)
     return model.to(device).eval(), config
+
+
+def load_models(models_dir: str | Path, device: str | torch.device = "cpu"
+                ) -> list[tuple[torch.nn.Module, dict]]:
+    """Every replicate of models_dir (models.json lists them), each as `load_model` gives it."""
+    models_dir = Path(models_dir)
+    index = models_dir / INDEX
+    if not index.is_file():
+        raise CuelabError(f"no trained models in {models_dir} ({INDEX} is missing: training "
+                          "did not finish): run `cuelab train` (with --resume to keep the "
+                          "replicates already trained)")
+    folders = json.loads(index.read_text())["replicates"]
+    return [load_model(models_dir / folder, device) for folder in folders]
 
 
 @torch.no_grad()

@@ -23,7 +23,6 @@ from ..config import Augment
 from ..data import load_split
 
 LUMA = (0.299, 0.587, 0.114)  # Rec. 601: the grey that colour jitter pulls towards or away from
-SWAP_PROBABILITY = 0.5  # half of each batch keeps its own background: test images have theirs
 
 
 class InMemorySplit:
@@ -53,10 +52,11 @@ class InMemorySplit:
         return max(1, round(len(self) / batch_size))
 
     def batches(self, batch_size: int, generator: torch.Generator | None = None,
-                augment: Augment | None = None, random_background: bool = False
+                augment: Augment | None = None, swap_background: float = 0.0
                 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """(float32 images in [0, 1], labels) batches. With a generator: one shuffled, augmented
-        epoch of `steps(batch_size)` batches; without: the split in order, as it is."""
+        epoch of `steps(batch_size)` batches, each image's background swapped for another's
+        with probability `swap_background`; without: the split in order, as it is."""
         if generator is None:
             for i in range(0, len(self), batch_size):
                 yield self.images[i:i + batch_size].float() / 255, self.labels[i:i + batch_size]
@@ -66,22 +66,23 @@ class InMemorySplit:
         for idx in order.tensor_split(self.steps(batch_size)):
             rows, cols = random_views(len(idx), self.size, augment, generator, self.device)
             x = gather(self.images, idx, rows, cols).float() / 255
-            if random_background:
+            if swap_background > 0:
                 x = self.paste_on_random_backgrounds(x, gather(self.masks, idx, rows, cols),
-                                                     generator)
+                                                     generator, swap_background)
             if augment.color_jitter > 0:
                 x = color_jitter(x, augment.color_jitter, generator)
             yield x, self.labels[idx]
 
     def paste_on_random_backgrounds(self, x: torch.Tensor, masks: torch.Tensor,
-                                    g: torch.Generator) -> torch.Tensor:
+                                    g: torch.Generator, probability: float) -> torch.Tensor:
         """The mitigation: background invariance by pasting each object, cut out with its exact
         mask, onto the background of a random training image (Cruz & Cardoso; ImageNet-9's
-        Mixed-Rand), which breaks any link between background and class. Half of the batch
-        keeps its own background."""
+        Mixed-Rand). With probability 1 (the default of train.swap_probability) it breaks any
+        link between background and class; each image that keeps its own background leaves
+        part of it."""
         n = len(x)
         donors = torch.randint(len(self), (n,), generator=g).to(self.device)
-        swap = (torch.rand(n, generator=g) < SWAP_PROBABILITY).to(self.device)
+        swap = (torch.rand(n, generator=g) < probability).to(self.device)
         backgrounds = self.backgrounds[donors].float() / 255
         return torch.where(swap[:, None, None, None] & ~masks, backgrounds, x)
 

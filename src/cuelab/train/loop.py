@@ -1,7 +1,8 @@
 """The train step: the dataset -> a CNN, its curves and samples in MLflow, the model registered.
 
-The loop fits on one screen (`train`); what it needs around it (device, schedule, checkpoints,
-outputs) sits below. On the CPU the run is deterministic: the same experiment gives the same
+`train` trains `train.replicates` models on the same data, each with its own seed; the loop of
+one fits on one screen (`train_replicate`); what it needs around it (device, schedule,
+checkpoints, outputs) sits below. On the CPU the run is deterministic: the same experiment gives the same
 weights, bit for bit, and a run resumed from its checkpoint ends exactly where an uninterrupted
 one does. On a GPU it runs in mixed precision instead.
 """
@@ -12,6 +13,7 @@ import contextlib
 import json
 import math
 import os
+import shutil
 import time
 import warnings
 from dataclasses import dataclass
@@ -30,7 +32,25 @@ from .models import build_model
 CHECKPOINT = "checkpoint.pt"
 WEIGHTS = "model.pt"
 CONFIG = "model.json"
+INDEX = "models.json"  # the replicates' folders, written last: a complete models directory
 RUN = tracking.RUN_FILE  # the MLflow run: apart from the model, DVC ignores it (.dvcignore)
+
+
+@dataclass
+class Replicate:
+    """One trained model of the replicates: where it is, how it trained, where it was logged."""
+    index: int
+    folder: Path
+    seed: int
+    epochs: int
+    val_accuracy: float
+    best_val_accuracy: float
+    best_epoch: int
+    train_accuracy: float
+    seconds: float
+    run_id: str
+    model_version: str
+    resumed_after: int | None = None
 
 
 @dataclass
@@ -39,57 +59,124 @@ class TrainSummary:
     metrics: Path
     architecture: str
     device: str
-    epochs: int
-    val_accuracy: float
-    best_val_accuracy: float
-    best_epoch: int
+    select_on: str
+    replicates: list[Replicate]
     train_images: int
-    seconds: float
-    run_id: str
+    run_id: str              # the parent run; each replicate's run is nested under it
     tracking_uri: str
     registered_model: str
-    model_version: str
-    resumed_after: int | None = None
+
+    @property
+    def seconds(self) -> float:
+        return sum(r.seconds for r in self.replicates)
 
     def __str__(self) -> str:
-        resumed = f", resumed after epoch {self.resumed_after}" if self.resumed_after else ""
-        rate = self.train_images * self.epochs / self.seconds
-        return (f"trained {self.architecture} on {self.device} for {self.epochs} epochs "
-                f"({self.train_images} images, {rate:.0f} images/s{resumed}) in "
-                f"{self.seconds:.1f} s: val accuracy {self.val_accuracy:.3f}, best "
-                f"{self.best_val_accuracy:.3f} at epoch {self.best_epoch} (kept)\n"
-                f"wrote {self.models}/ and {self.metrics}; MLflow run {self.run_id} in "
-                f"{self.tracking_uri}, registered as {self.registered_model} version "
-                f"{self.model_version}")
+        lines = [f"trained {len(self.replicates)} {self.architecture} replicate"
+                 f"{'s' if len(self.replicates) > 1 else ''} on {self.device} "
+                 f"({self.train_images} images, the epoch kept by {self.select_on} accuracy) "
+                 f"in {self.seconds:.1f} s:"]
+        for r in self.replicates:
+            resumed = f", resumed after epoch {r.resumed_after}" if r.resumed_after else ""
+            rate = self.train_images * r.epochs / max(r.seconds, 1e-9)
+            lines.append(f"  replicate {r.index} (seed {r.seed}): {r.epochs} epochs, "
+                         f"{rate:.0f} images/s{resumed}; {self.select_on} accuracy "
+                         f"{r.best_val_accuracy:.3f} at epoch {r.best_epoch} (kept), version "
+                         f"{r.model_version}")
+        lines.append(f"wrote {self.models}/ (replicate-*/) and {self.metrics}; MLflow run "
+                     f"{self.run_id} in {self.tracking_uri} (one nested run per replicate), "
+                     f"registered as {self.registered_model}")
+        return "\n".join(lines)
+
+    @property
+    def model_version(self) -> str:
+        return ",".join(r.model_version for r in self.replicates)
+
+
+def replicate_seed(cfg: TrainSettings, index: int) -> int:
+    """Replicate `index`'s initialisation and batch-order seed, from train.seed (the data keeps
+    the experiment's seed)."""
+    import numpy as np
+
+    return int(np.random.SeedSequence([cfg.seed, index]).generate_state(1, np.uint64)[0]) >> 1
 
 
 def train(params: str | Path | Experiment, images: str | Path, models_dir: str | Path,
           metrics_path: str | Path, resume: bool = False, progress: bool = True) -> TrainSummary:
-    """The `train` step. `resume` continues from models_dir/checkpoint.pt (written after every
-    epoch) when there is one, else starts afresh."""
-    from tqdm import tqdm
-
+    """The `train` step: `train.replicates` models on the same data, each in
+    models_dir/replicate-<r>. `resume` keeps the replicates already finished and continues the
+    others from their checkpoint (written after every epoch); without it, training starts
+    afresh."""
     exp = params if isinstance(params, Experiment) else load_experiment(params)
     cfg, models_dir = exp.train, Path(models_dir)
     device = pick_device(cfg)
     tracking_uri = tracking.connect()  # before anything slow: an unreachable server fails now
     data_version = tracking.dataset_version(images)
-    train_set, val_set = (InMemorySplit.load(images, s, device) for s in ("train", "val"))
-    ckpt = load_checkpoint(models_dir, exp, data_version) if resume else None
+    train_set, val_set = (InMemorySplit.load(images, s, device) for s in ("train", cfg.select_on))
+    previous = tracking.read_run_link(models_dir) if resume else None
+    if resume:  # every replicate's checkpoint or model agrees, before anything is trained
+        for r in range(cfg.replicates):
+            load_checkpoint(models_dir / f"replicate-{r}", exp, data_version)
+            finished(models_dir / f"replicate-{r}", exp, data_version)
+    elif models_dir.exists():
+        shutil.rmtree(models_dir)
+    models_dir.mkdir(parents=True, exist_ok=True)
+    with tracking.start_run(exp.name, run_id=(previous or {}).get("run_id"), run_name="train",
+                            tags={"cuelab.step": "train"}) as parent:
+        if previous is None:
+            log_run_inputs(exp, images, data_version, device)
+        link = {"tracking_uri": tracking_uri, "experiment_id": parent.info.experiment_id,
+                "run_id": parent.info.run_id, "registered_model": f"cuelab-{exp.name}"}
+        write_json(models_dir / RUN, link)  # a resumed run reopens this parent
+        done = [train_replicate(exp, r, train_set, val_set, models_dir / f"replicate-{r}",
+                                data_version, tracking_uri, parent.info.run_id, device, resume,
+                                progress)
+                for r in range(cfg.replicates)]
+        for stale in models_dir.glob("replicate-*"):  # from a run with more replicates
+            if stale.name not in {r.folder.name for r in done}:
+                shutil.rmtree(stale)
+        metrics = {"replicates": len(done), "select_on": cfg.select_on, "device": str(device),
+                   "best_val_accuracy_mean": sum(r.best_val_accuracy for r in done) / len(done),
+                   "train_accuracy_mean": sum(r.train_accuracy for r in done) / len(done),
+                   "best_epoch": [r.best_epoch for r in done],
+                   "best_val_accuracy": [r.best_val_accuracy for r in done],
+                   "train_accuracy": [r.train_accuracy for r in done],
+                   "epochs": [r.epochs for r in done]}
+        mlflow_metrics = {k: v for k, v in metrics.items() if isinstance(v, float)}
+        log_epoch(mlflow_metrics, 0)
+        link["model_versions"] = [r.model_version for r in done]
+        write_json(models_dir / RUN, link)
+        write_json(models_dir / INDEX, {"replicates": [r.folder.name for r in done],
+                                        "experiment": exp.name, "classes": exp.classes})
+        write_json(Path(metrics_path), metrics)
+    return TrainSummary(models_dir, Path(metrics_path), cfg.model, str(device), cfg.select_on,
+                        done, len(train_set), parent.info.run_id, tracking_uri,
+                        link["registered_model"])
 
+
+def train_replicate(exp: Experiment, index: int, train_set: InMemorySplit,
+                    val_set: InMemorySplit, folder: Path, data_version: str, tracking_uri: str,
+                    parent_run_id: str, device: torch.device, resume: bool,
+                    progress: bool) -> Replicate:
+    """One model: the loop on one screen. A finished replicate (its model.json there, the same
+    settings and data) is kept when resuming."""
+    from tqdm import tqdm
+
+    cfg, seed = exp.train, replicate_seed(exp.train, index)
+    if resume and (kept := finished(folder, exp, data_version)) is not None:
+        return kept
+    ckpt = load_checkpoint(folder, exp, data_version) if resume else None
     cuda = [torch.cuda.current_device()] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=cuda), \
-            deterministic(device.type == "cpu"):
+    with torch.random.fork_rng(devices=cuda), deterministic(device.type == "cpu"):
         model, optimizer, scaler, amp, generator, state, best_weights = start_or_resume(
-            exp, train_set.size, device, ckpt)
+            exp, seed, train_set.size, device, ckpt)
         resumed_after = state["epoch"] or None
-
-        with tracking.start_run(exp.name, run_id=state["run_id"], run_name=cfg.model) as run:
-            if state["run_id"] is None:
-                state["run_id"] = run.info.run_id
-                log_run_inputs(exp, images, data_version, device)
-            bar = tqdm(total=cfg.epochs, initial=state["epoch"], unit="epoch", desc="train",
-                       disable=not progress)
+        with tracking.start_run(run_id=state["run_id"], parent_run_id=parent_run_id,
+                                run_name=f"{cfg.model}-r{index}",
+                                tags={"cuelab.step": "train", "cuelab.replicate": str(index),
+                                      "cuelab.seed": str(seed)}) as run:
+            state["run_id"] = run.info.run_id
+            bar = tqdm(total=cfg.epochs, initial=state["epoch"], unit="epoch",
+                       desc=f"train r{index}", disable=not progress)
             while state["epoch"] < cfg.epochs and not stop_early(state, cfg):
                 start, epoch = time.perf_counter(), state["epoch"]
                 metrics = train_epoch(model, train_set, optimizer, scaler, generator, cfg,
@@ -104,7 +191,7 @@ def train(params: str | Path | Experiment, images: str | Path, models_dir: str |
                 metrics |= {"val_loss": val_loss, "val_accuracy": val_accuracy}
                 state["history"].append(metrics)
                 log_epoch(metrics, epoch + 1)
-                save_checkpoint(models_dir, exp, data_version, model, optimizer, scaler,
+                save_checkpoint(folder, exp, data_version, model, optimizer, scaler,
                                 generator, device, state, best_weights)
                 bar.set_postfix(loss=f"{metrics['train_loss']:.3f}",
                                 val_acc=f"{val_accuracy:.3f}")
@@ -112,21 +199,16 @@ def train(params: str | Path | Experiment, images: str | Path, models_dir: str |
             bar.close()
 
             model.load_state_dict(best_weights)  # early stopping keeps the best epoch
-            config = finish(model, best_weights, state, exp, train_set, val_set, tracking_uri,
-                            run, data_version, models_dir, Path(metrics_path), device)
-            final, version = state["history"][-1], config["model_version"]
-
-    return TrainSummary(models_dir, Path(metrics_path), cfg.model, str(device), state["epoch"],
-                        final["val_accuracy"], state["best_accuracy"], state["best_epoch"],
-                        len(train_set), state["seconds"], state["run_id"], tracking_uri,
-                        config["registered_model"], version, resumed_after)
+            return finish(model, best_weights, state, exp, index, seed, train_set, val_set,
+                          tracking_uri, run, data_version, folder, device, resumed_after)
 
 
-def start_or_resume(exp: Experiment, size: int, device: torch.device, ckpt: dict | None):
+def start_or_resume(exp: Experiment, seed: int, size: int, device: torch.device,
+                    ckpt: dict | None):
     """The model, optimizer, loss scaler, autocast type, batch generator, loop state and best
-    weights: new from the experiment's seed, or as the checkpoint left them."""
+    weights: new from the replicate's seed, or as the checkpoint left them."""
     cfg = exp.train
-    torch.manual_seed(exp.seed)
+    torch.manual_seed(seed)
     model = build_model(cfg.model, len(exp.classes), cfg.width, size)
     model.to(device, memory_format=torch.channels_last)
     optimizer = make_optimizer(model, cfg)
@@ -134,7 +216,7 @@ def start_or_resume(exp: Experiment, size: int, device: torch.device, ckpt: dict
         else torch.float16
     scaler = torch.amp.GradScaler(device.type, enabled=device.type == "cuda"
                                   and amp == torch.float16)
-    generator = torch.Generator().manual_seed(exp.seed)
+    generator = torch.Generator().manual_seed(seed)
     state = {"epoch": 0, "best_accuracy": -1.0, "best_epoch": 0, "seconds": 0.0,
              "history": [], "run_id": None}
     best_weights = None
@@ -154,8 +236,9 @@ def train_epoch(model, train_set: InMemorySplit, optimizer, scaler, generator,
     steps_per_epoch = train_set.steps(cfg.batch_size)
     model.train()
     loss_sum = correct = seen = 0
+    swap = cfg.swap_probability if cfg.mitigation == "random_background" else 0.0
     for step, (x, y) in enumerate(train_set.batches(cfg.batch_size, generator, cfg.augment,
-                                                    cfg.mitigation == "random_background")):
+                                                    swap)):
         if epoch == 0 and step == 0:
             log_sample_grid(x, y, classes)
         lr = learning_rate(cfg, epoch * steps_per_epoch + step, cfg.epochs * steps_per_epoch)
@@ -175,27 +258,39 @@ def train_epoch(model, train_set: InMemorySplit, optimizer, scaler, generator,
             "lr": lr}
 
 
-def finish(model, best_weights: dict, state: dict, exp: Experiment, train_set: InMemorySplit,
-           val_set: InMemorySplit, tracking_uri: str, run, data_version: str, models_dir: Path,
-           metrics_path: Path, device: torch.device) -> dict:
-    """The kept (best) model: registered in MLflow, written with its config, where it was
-    logged and its metrics; returns the config and the run link together."""
+def finish(model, best_weights: dict, state: dict, exp: Experiment, index: int, seed: int,
+           train_set: InMemorySplit, val_set: InMemorySplit, tracking_uri: str, run,
+           data_version: str, folder: Path, device: torch.device,
+           resumed_after: int | None) -> Replicate:
+    """The kept (best) model: registered in MLflow, written with its config and where it was
+    logged."""
     train_accuracy = evaluate(model, train_set)[1]
-    config = model_config(exp, train_set.size, data_version, state["best_epoch"])
+    config = model_config(exp, index, seed, train_set.size, data_version, state["best_epoch"],
+                          state["best_accuracy"], train_accuracy, state["epoch"])
     version = log_model(model, val_set, config)
-    # no wall time: the metrics file is versioned, and the same data must give the same bytes
-    metrics = {"val_accuracy": state["history"][-1]["val_accuracy"],
-               "best_val_accuracy": state["best_accuracy"],
-               "best_epoch": state["best_epoch"], "train_accuracy": train_accuracy,
-               "epochs": state["epoch"], "device": str(device)}
     link = {"tracking_uri": tracking_uri, "experiment_id": run.info.experiment_id,
             "run_id": run.info.run_id, "registered_model": config["registered_model"],
             "model_version": version}
-    write_outputs(models_dir, best_weights, config, link, metrics_path, metrics)
+    write_outputs(folder, best_weights, config, link)
     log_epoch({"best_val_accuracy": state["best_accuracy"], "best_epoch": state["best_epoch"],
                "model_train_accuracy": train_accuracy, "wall_seconds": state["seconds"]},
               state["epoch"])
-    return config | link
+    return Replicate(index, folder, seed, state["epoch"], state["history"][-1]["val_accuracy"],
+                     state["best_accuracy"], state["best_epoch"], train_accuracy,
+                     state["seconds"], run.info.run_id, version, resumed_after)
+
+
+def finished(folder: Path, exp: Experiment, data_version: str) -> Replicate | None:
+    """A replicate finished earlier (None if not), checked to have these settings and data."""
+    config_path, link = folder / CONFIG, tracking.read_run_link(folder)
+    if not config_path.is_file() or link is None:
+        return None
+    config = json.loads(config_path.read_text())
+    _same_settings(config_path, config.get("fingerprint", {}), exp, data_version)
+    return Replicate(config["replicate"], folder, config["seed"], config["epochs"],
+                     config["best_val_accuracy"], config["best_val_accuracy"],
+                     config["best_epoch"], config["train_accuracy"], 0.0, link["run_id"],
+                     link["model_version"])
 
 
 # --- around the loop ---------------------------------------------------------------------------
@@ -336,10 +431,11 @@ def log_model(model: torch.nn.Module, val_set: InMemorySplit, config: dict) -> s
 # --- checkpoints and outputs ----------------------------------------------------------------------
 
 def fingerprint(exp: Experiment, data_version: str) -> dict[str, str]:
-    """What a checkpoint must agree on to be resumed."""
+    """What a checkpoint (or a finished replicate) must agree on to be resumed (how many
+    replicates there are is not part of it: each replicate is on its own)."""
+    settings = exp.train.model_dump(mode="json", exclude={"replicates"})
     return tracking.flatten({"seed": exp.seed, "label": exp.label.model_dump(mode="json"),
-                             "train": exp.train.model_dump(mode="json"),
-                             "dataset_version": data_version})
+                             "train": settings, "dataset_version": data_version})
 
 
 def save_checkpoint(models_dir: Path, exp: Experiment, data_version: str, model, optimizer,
@@ -360,13 +456,17 @@ def load_checkpoint(models_dir: Path, exp: Experiment, data_version: str) -> dic
     if not path.is_file():
         return None
     checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    then, now = checkpoint["fingerprint"], fingerprint(exp, data_version)
+    _same_settings(path, checkpoint["fingerprint"], exp, data_version)
+    return checkpoint
+
+
+def _same_settings(path: Path, then: dict, exp: Experiment, data_version: str) -> None:
+    now = fingerprint(exp, data_version)
     changed = [f"{k}: {then.get(k)} -> {now.get(k)}" for k in sorted(then | now)
                if then.get(k) != now.get(k)]
     if changed:
         raise CuelabError(f"--resume: {path} was written with other settings or data ("
                           + "; ".join(changed) + "): run without --resume to start afresh")
-    return checkpoint
 
 
 def set_rng_state(rng: dict, generator: torch.Generator, device: torch.device) -> None:
@@ -382,22 +482,26 @@ def atomic_save(obj, path: Path) -> None:
     tmp.replace(path)
 
 
-def model_config(exp: Experiment, input_size: int, data_version: str, best_epoch: int) -> dict:
-    """models/model.json: enough to rebuild the network and say what it was trained on; the
-    same for the same experiment and data (no run ids, no paths)."""
+def model_config(exp: Experiment, index: int, seed: int, input_size: int, data_version: str,
+                 best_epoch: int, best_val_accuracy: float, train_accuracy: float,
+                 epochs: int) -> dict:
+    """replicate-<r>/model.json: enough to rebuild the network and say what it was trained on;
+    the same for the same experiment and data (no run ids, no paths)."""
     return {"architecture": exp.train.model, "width": exp.train.width,
             "input_size": input_size, "num_classes": len(exp.classes),
-            "classes": exp.classes, "experiment": exp.name, "seed": exp.seed,
-            "dataset_version": data_version, "registered_model": f"cuelab-{exp.name}",
-            "best_epoch": best_epoch, "train": exp.train.model_dump(mode="json")}
+            "classes": exp.classes, "experiment": exp.name, "data_seed": exp.seed,
+            "replicate": index, "seed": seed, "dataset_version": data_version,
+            "registered_model": f"cuelab-{exp.name}", "best_epoch": best_epoch,
+            "best_val_accuracy": best_val_accuracy, "train_accuracy": train_accuracy,
+            "epochs": epochs, "select_on": exp.train.select_on,
+            "train": exp.train.model_dump(mode="json"),
+            "fingerprint": fingerprint(exp, data_version)}
 
 
-def write_outputs(models_dir: Path, weights: dict, config: dict, link: dict,
-                  metrics_path: Path, metrics: dict) -> None:
-    """The model directory is built beside the old one and swapped in (taking the checkpoint
-    away with the old one); the metrics file is written under a temporary name and renamed."""
-    with replaced_dir(models_dir) as tmp:
+def write_outputs(folder: Path, weights: dict, config: dict, link: dict) -> None:
+    """The replicate's folder is built beside the old one and swapped in (taking the checkpoint
+    away with the old one)."""
+    with replaced_dir(folder) as tmp:
         torch.save(weights, tmp / WEIGHTS)
         (tmp / CONFIG).write_text(json.dumps(config, indent=2) + "\n")
         (tmp / RUN).write_text(json.dumps(link, indent=2) + "\n")
-    write_json(metrics_path, metrics)
