@@ -5,6 +5,8 @@ project:
   eval      `dvc repro` after changing one evaluation parameter: only the evaluation stages
             rerun. Target: <= 60 s.
   no-op     `dvc repro` with nothing changed. Target: <= 5 s.
+  models    `cuelab evaluate` of the default's N trained replicates against the same with one
+            of them. Target: <= N x.
   kfp       the kfp.local run of a small experiment against `dvc repro` of the same, in the same
             run. Target: <= 2x.
 
@@ -67,6 +69,27 @@ def small_experiment() -> dict:
     return exp
 
 
+def evaluate_replicates(repo: Path) -> None:
+    """The evaluation of every replicate against the same of the first alone (a models folder
+    whose models.json lists one), each timed in the same run."""
+    import json
+
+    index = json.loads((repo / "models" / "models.json").read_text())
+    one = repo / "one-model"
+    shutil.copytree(repo / "models", one)
+    (one / "models.json").write_text(json.dumps(index | {"replicates": index["replicates"][:1]}))
+    times = {}
+    for name, models in (("all", repo / "models"), ("one", one)):
+        times[name] = sh("cuelab", "evaluate", "--params", "params.yaml", "--scenes",
+                         "data/scenes.parquet", "--images", "data/images", "--models",
+                         str(models), "--out", f"bench-{name}", "--metrics",
+                         f"bench-{name}.json", "--plots", f"bench-{name}-plots", cwd=repo)
+    n = len(index["replicates"])
+    ratio = times["all"] / times["one"]
+    print(f"models   evaluate {n} models vs 1        {times['all']:7.1f} s   ({ratio:.2f}x one "
+          f"model's {times['one']:.1f} s; target <= {n}x: {'ok' if ratio <= n else 'MISSED'})")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--skip-default", action="store_true",
@@ -88,6 +111,7 @@ def main() -> None:
             noop = sh("dvc", "repro", cwd=repo)
             print(f"no-op    nothing changed               {noop:7.1f} s   (target <= 5 s: "
                   f"{'ok' if noop <= 5 else 'MISSED'})")
+            evaluate_replicates(repo)
 
         exp = small_experiment()
         repo = project(tmp / "small-dvc", exp)

@@ -11,8 +11,9 @@ def evaluate(params_yaml: str, scenes: dsl.Input[dsl.Dataset], images: dsl.Input
              metrics: dsl.Output[dsl.Metrics],
              classification: dsl.Output[dsl.ClassificationMetrics],
              html: dsl.Output[dsl.HTML]):
-    """Sweeps, flip rates, cue preferences, the background protocol and attribution; for the
-    dashboard: the headline metrics, the IID confusion matrix and the trace page of the
+    """Every trained replicate on the sweeps, cue conflicts, the background protocol and
+    attribution; for the dashboard: the headline metrics (reliance, robustness, worst-group
+    accuracy, each with its interval), the IID confusion matrix and the trace page of the
     evaluation. `evaluation` holds everything for the trace report (results.json, figures, plot
     data, predictions)."""
     import json
@@ -34,7 +35,8 @@ def evaluate(params_yaml: str, scenes: dsl.Input[dsl.Dataset], images: dsl.Input
     results = load_results(out)
     classification.log_confusion_matrix(results.classes, results.iid.confusion)
     shutil.copy(out / "index.html", html.path)
-    evaluation.metadata.update({"accuracy": summary.accuracy,
-                                "importance": dict(summary.ranking),
+    evaluation.metadata.update({"accuracy": summary.accuracy, "models": summary.models,
+                                "reliance": dict(summary.ranking),
+                                "robustness": dict(summary.fragile),
                                 "mlflow_run": summary.mlflow_run})
     print(summary)

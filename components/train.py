@@ -9,8 +9,8 @@ from components import TRAIN_IMAGE
 def train(params_yaml: str, images: dsl.Input[dsl.Dataset], model: dsl.Output[dsl.Model],
           metrics: dsl.Output[dsl.Metrics], mlflow_tracking_uri: str = ""):
     """Train, log the run and register the model in MLflow (mlflow_tracking_uri, else the
-    pod's MLFLOW_TRACKING_URI, else a SQLite file in its working directory); the model folder
-    (model.pt + model.json, which names the MLflow run) is the output."""
+    pod's MLFLOW_TRACKING_URI, else a SQLite file in its working directory); the models folder
+    (train.replicates models, each in replicate-<r>/) is the output."""
     import json
     import os
     from pathlib import Path
@@ -29,5 +29,6 @@ def train(params_yaml: str, images: dsl.Input[dsl.Dataset], model: dsl.Output[ds
     model.metadata.update({"mlflow_run_id": summary.run_id,
                            "registered_model": summary.registered_model,
                            "model_version": summary.model_version,
+                           "replicates": len(summary.replicates),
                            "framework": "pytorch"})
     print(summary)

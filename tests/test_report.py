@@ -351,7 +351,8 @@ def test_the_page_is_a_pure_function_written_atomically(tmp_path, params):
     assert (tmp_path / "a.html").read_bytes() == (tmp_path / "b.html").read_bytes()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.html", "b.html", "evaluation",
                                                            "params.yaml"]
-    assert "colour: the model follows colour over shape" in str(first).lower()
+    assert "shape: the model follows colour over shape" in str(first).lower()
+    assert "colour: setting colour to the level paired with a class" in str(first).lower()
 
 
 def test_validation_and_training_summaries_are_shown(tmp_path, params):
@@ -413,7 +414,15 @@ def test_the_verdict_follows_refs_not_display_strings():
         for e in results.reliance]})
     said = [(f, text) for f, text, _ in say.findings(results, "shape")]
     assert said == [(f, text) for f, text, _ in say.findings(blank, "shape")]
-    assert said[0][0] == "color" and said[0][1].startswith(
+    # each factor is said by the measure its reliance is: colour by its cue shift, shape by
+    # its only probe, the conflict it loses
+    assert said[0] == ("color", "setting colour to the level paired with a class in training "
+                       "pulls 60% [50–70%] of the decisions to that class, compared with its "
+                       "other training levels (40 base scenes, 3 trained models; training "
+                       "levels only); between its training levels decisions change in "
+                       "20% [16–24%] of the pairs; outside training, accuracy goes from 53% at "
+                       "the training levels to 30% at orange (training had the levels)")
+    assert dict(said)["shape"].startswith(
         "the model follows colour over shape in 90% [86–94%] of shape-vs-colour conflict images")
 
 
@@ -486,7 +495,7 @@ def test_cli(tmp_path, params, capsys):
     assert main(["report", "--params", str(params), "--evaluation", str(evaluation),
                  "--out", str(out), "--validation", str(tmp_path / "absent.json")]) == 0
     printed = capsys.readouterr().out
-    assert f"wrote {out}" in printed and "Colour: the model follows colour over shape" in printed
+    assert f"wrote {out}" in printed and "Shape: the model follows colour over shape" in printed
     assert main(["report", "--params", str(params), "--evaluation", str(tmp_path / "none"),
                  "--out", str(out)]) == 2
     assert "cuelab report: error: no evaluation results" in capsys.readouterr().err

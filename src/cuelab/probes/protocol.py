@@ -222,31 +222,32 @@ COLORS = {"original": "#5b6472", "mixed_same": ACCURACY, "mixed_rand": FLIP,
 
 
 def protocol_figure(p: ProtocolResult) -> Figure:
-    """Accuracy on each variant, with its interval, each model's value as dots, and chance."""
+    """Accuracy on each variant (a bar each, top to bottom), with its interval, each model's
+    value as dots, and chance."""
     names = list(p.accuracy)
     v, lo, hi = (values([p.accuracy[x] for x in names], k) for k in ("value", "low", "high"))
-    fig = Figure(figsize=(7.6, 3.0), layout="constrained")
+    fig = Figure(figsize=(6.8, 0.9 + 0.42 * len(names)), layout="constrained")
     ax = fig.add_subplot()
-    x = np.arange(len(names))
-    ax.bar(x, np.nan_to_num(v), color=[COLORS.get(n, "#a3aab5") for n in names], width=0.6)
-    ax.errorbar(x, v, yerr=[v - lo, hi - v], fmt="none", color=INK, capsize=4, linewidth=1)
+    y = np.arange(len(names))
+    ax.barh(y, np.nan_to_num(v), color=[COLORS.get(n, "#a3aab5") for n in names], height=0.6)
+    ax.errorbar(v, y, xerr=[v - lo, hi - v], fmt="none", color=INK, capsize=3, linewidth=1)
     if p.models > 1:
-        for xi, name in zip(x, names):
+        for yi, name in zip(y, names):
             each = [e for e in p.accuracy[name].per_model if e is not None]
-            ax.plot([xi] * len(each), each, ".", color=INK, alpha=0.5, markersize=3.5)
-    ax.axhline(p.chance, color=MUTED, linestyle=":", linewidth=1)
-    ax.text(len(names) - 0.5, p.chance + 0.01, "chance", ha="right", va="bottom", fontsize=7,
-            color=MUTED)
-    for xi, vi, hii in zip(x, v, hi):
+            ax.plot(each, [yi] * len(each), ".", color=INK, alpha=0.5, markersize=3.5)
+    ax.axvline(p.chance, color=MUTED, linestyle=":", linewidth=1)
+    ax.text(p.chance, -0.75, " chance", ha="left", va="center", fontsize=7, color=MUTED)
+    for yi, vi, hii in zip(y, v, hi):
         if not np.isnan(vi):
-            ax.text(xi, (hii if not np.isnan(hii) else vi) + 0.03, f"{vi:.0%}", ha="center",
+            ax.text((hii if not np.isnan(hii) else vi) + 0.02, yi, f"{vi:.0%}", va="center",
                     fontsize=8)
-    ax.set_xticks(x, [VARIANT_NAMES.get(n, n) for n in names], fontsize=7)
-    ax.set_ylim(0, 1.12)
-    ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
-    ax.set_ylabel("accuracy", fontsize=9)
+    ax.set_yticks(y, [VARIANT_NAMES.get(n, n).replace("\n", " ") for n in names], fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1.12)
+    ax.xaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
+    ax.set_xlabel("accuracy", fontsize=9)
     style(ax)
-    ax.grid(axis="x", visible=False)
+    ax.grid(axis="y", visible=False)
     return fig
 
 

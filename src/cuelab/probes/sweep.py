@@ -23,6 +23,7 @@ from matplotlib.ticker import PercentFormatter
 from ..config import Experiment, Sweep
 from ..errors import CuelabError
 from ..factors import REGISTRY
+from ..factors.scene import LIGHT_PATTERN_COLORS
 from ..report import words as say
 from ..report.figures import ACCURACY, FLIP, INK, MUTED, style, values
 from ..report.markup import PageContext, esc, estimate_cell, figure, prose
@@ -360,9 +361,10 @@ base scenes.</p></details>"""
 
 # Couplings between factors that a sweep cannot remove, said next to its sweep.
 COUPLINGS = {
-    "color": "A texture is a pattern in a shade of the base colour: colour sweeps keep the "
-             "pattern visible on every palette colour, but its contrast still varies with the "
-             "colour (tests/test_render.py measures it).",
+    "color": "A texture's pattern is the base colour 40 L* lighter or darker, so it stays "
+             "visible on every palette colour (tests/test_render.py measures its contrast); "
+             "what changes with the colour is its polarity: lighter than the base on "
+             + ", ".join(sorted(LIGHT_PATTERN_COLORS)) + ", darker on the others.",
     "light_intensity": "Light changes the brightness of the object and its pattern together; "
                        "the backdrop, lit by nothing, stays the same.",
 }

@@ -54,9 +54,12 @@ def probe_sentence(results: Results, ref: ProbeRef, factor: str,
 
 
 def _said_with(entry: RelianceEntry, results: Results, said: set) -> ProbeRef | None:
-    """The probe to say a factor with: one not said above it, by the claim its kind makes for
-    the factor (a conflict it clearly wins, then the probe made for it, then the rest), the
-    strongest evidence first within each; none that speaks for another factor."""
+    """The probe to say a factor with: the one its reliance is measured by, unless said above
+    it; else by the claim its kind makes for the factor (a conflict it clearly wins, then the
+    probe made for it, then the rest), the strongest evidence first within each; none that
+    speaks for another factor."""
+    if entry.set_by.probe not in said:  # the measure the reliance is
+        return entry.set_by
     candidates = []
     for ev in sorted(entry.evidence, key=lambda e: -(e.estimate.value or 0)):
         if ev.ref.probe in said:
