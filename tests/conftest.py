@@ -36,6 +36,7 @@ def tiny_experiment(**overrides) -> dict:
                    {"factor": "size", "points": 3, "base_scenes": 3}],
         "conflicts": [{"factors": ["shape", "color"], "images": 12}],
         "background_protocol": {"base_scenes": 5},
+        "train": {"replicates": 2},
     }
     exp.update(overrides)
     return exp

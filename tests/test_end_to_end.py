@@ -20,7 +20,7 @@ STAGES = ("sample", "render", "sensor", "validate", "train", "evaluate", "report
 def small_experiment() -> dict:
     return tiny_experiment(
         render={"resolution": 32, "samples": 2, "device": "cpu", "chunk_size": 32},
-        train={"epochs": 2, "width": 8, "batch_size": 16, "device": "cpu"},
+        train={"epochs": 2, "width": 8, "batch_size": 16, "device": "cpu", "replicates": 2},
         evaluate={"bootstrap": 200, "attribution_images": 4, "occlusion_patch": 8})
 
 
@@ -47,16 +47,19 @@ def test_every_stage_runs_and_writes_its_outputs(project):
     validation = json.loads((root / "metrics" / "validation.json").read_text())
     assert validation["passed"] and validation["images"] == len(scenes)
     assert (root / "reports" / "validation" / "index.html").is_file()
-    model = json.loads((root / "models" / "model.json").read_text())
-    assert model["num_classes"] == 3 and (root / "models" / "model.pt").is_file()
+    for r in range(2):
+        model = json.loads((root / "models" / f"replicate-{r}" / "model.json").read_text())
+        assert model["num_classes"] == 3 and model["replicate"] == r
+        assert (root / "models" / f"replicate-{r}" / "model.pt").is_file()
     train = json.loads((root / "metrics" / "train.json").read_text())
-    assert 0 <= train["best_val_accuracy"] <= 1
+    assert train["replicates"] == 2 and 0 <= train["best_val_accuracy_mean"] <= 1
     assert (root / "mlflow.db").is_file()
     evaluation = json.loads((root / "metrics" / "evaluate.json").read_text())
     assert evaluation  # headline numbers for dvc metrics
     results = json.loads((root / "reports" / "evaluation" / "results.json").read_text())
     assert set(results["probes"]["sweep"]) == {"color", "iso", "size"}
     assert set(results["probes"]["conflict"]) == {"shape_vs_color"}
+    assert len(results["models"]) == 2 and results["reliance"] and results["robustness"]
     assert sorted(p.stem for p in (root / "metrics" / "plots" / "sweeps").iterdir()) == [
         "color", "iso", "size"]
     page = (root / "reports" / "trace_report.html").read_text()
@@ -71,7 +74,8 @@ def test_a_forced_rerun_reproduces_every_output_byte_for_byte(project):
     before = (root / "dvc.lock").read_text()
     sh("dvc", "repro", "-f", cwd=root)
     assert (root / "dvc.lock").read_text() == before
-    assert json.loads((root / "models" / "mlflow-run.json").read_text())["model_version"] == "2"
+    assert json.loads((root / "models" / "mlflow-run.json").read_text())["model_versions"] == [
+        "3", "4"]
 
 
 def test_metrics_plots_and_the_remote(project, tmp_path):

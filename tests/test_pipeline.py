@@ -29,7 +29,7 @@ def test_pipeline_runs_in_kfp_local_and_matches_the_steps(tmp_path, monkeypatch)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     params = write_params(tmp_path / "params.yaml", tiny_experiment(
         render={"resolution": 32, "samples": 2, "device": "cpu", "chunk_size": 16},
-        train={"epochs": 2, "width": 8, "device": "cpu"},
+        train={"epochs": 2, "width": 8, "device": "cpu", "replicates": 2},
         evaluate={"bootstrap": 200, "attribution_images": 4}))
     # two render shards in a ParallelFor, merged; the validated dataset pushed to a DVC remote
     run = run_local(params, tmp_path / "kfp", dvc_remote=str(tmp_path / "remote"))
@@ -58,7 +58,8 @@ def test_pipeline_runs_in_kfp_local_and_matches_the_steps(tmp_path, monkeypatch)
     assert any((tmp_path / "remote").rglob("*"))
     # then the model, its metrics and the dashboard's pages
     kfp = tmp_path / "kfp"
-    assert json.loads(next(kfp.glob("*/train/model/model.json")).read_text())["num_classes"] == 3
+    configs = sorted(kfp.glob("*/train/model/replicate-*/model.json"))
+    assert [json.loads(c.read_text())["num_classes"] for c in configs] == [3, 3]
     assert next(kfp.glob("*/evaluate/evaluation/results.json")).is_file()
     page = next(kfp.glob("*/report/html")).read_text()
     assert "What does the model rely on?" in page and "https://" not in page
