@@ -297,7 +297,7 @@ def test_other_cues_are_held_neutral_or_balanced_and_their_pull_measured():
     # balanced between the two classes in conflict
     exp = conflict_experiment(factors={
         "color": {"levels": ["red", "green", "blue"], "correlation": {"rho": 1}},
-        "texture": {"levels": ["none", "checker", "dots", "wave"], "correlation": {"rho": 1}},
+        "texture": {"levels": ["none", "checker", "dots", "wave"], "correlation": {"rho": 0.9}},
         "background": {"levels": ["studio", "sky", "sunset"], "correlation": {"rho": 1}}})
     table = sample_scenes(exp)
     rows = table[table.conflict == "shape_vs_color"]
@@ -386,3 +386,15 @@ def test_reliance_takes_one_declared_measure_per_factor_never_the_largest():
 def test_factors_that_indicate_no_class_have_no_reliance():
     exp = iso_experiment()
     assert unreliable(exp, {"iso", "color", "shape", "size"}) == ["iso", "size"]
+
+
+def test_at_rho_one_an_unpaired_level_never_occurs_so_it_is_neither_neutral_nor_in_training():
+    from cuelab.scenes import in_training, neutral_levels
+
+    exp = conflict_experiment(factors={
+        "texture": {"levels": ["none", "checker", "dots", "wave"], "correlation": {"rho": 1}}})
+    assert neutral_levels(exp, "texture") == []
+    assert not in_training(exp, "texture", "wave") and in_training(exp, "texture", "dots")
+    rows = sample_scenes(exp)
+    rows = rows[rows.conflict == "shape_vs_color"]
+    assert "wave" not in set(rows.texture) and rows.cues.str.contains("texture=[ab]").all()
