@@ -392,6 +392,7 @@ def test_at_rho_one_an_unpaired_level_never_occurs_so_it_is_neither_neutral_nor_
     from cuelab.scenes import in_training, neutral_levels
 
     exp = conflict_experiment(factors={
+        "color": {"levels": ["red", "green", "blue"], "correlation": {"rho": 0.8}},
         "texture": {"levels": ["none", "checker", "dots", "wave"], "correlation": {"rho": 1}}})
     assert neutral_levels(exp, "texture") == []
     assert not in_training(exp, "texture", "wave") and in_training(exp, "texture", "dots")
