@@ -11,7 +11,8 @@
 
 # The interpreter constraints.txt was frozen with.
 FROM python:3.11.7-slim-bookworm AS python
-ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    MLFLOW_DISABLE_TELEMETRY=true DVC_NO_ANALYTICS=1
 
 FROM python AS build
 ARG TORCH_VERSION=2.13.0

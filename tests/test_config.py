@@ -80,6 +80,22 @@ BAD = [
      "a level no class pairs with"),
     ({"background_protocol": {"variants": ["original", "no_fg", "original"]}},
      "background_protocol.variants", "original", "each variant once"),
+    # bounds: physical, practical, finite
+    ({"sensor": {"read_noise": 1e12}}, "sensor.read_noise", "1000000000000.0",
+     "less than or equal to 1000"),
+    ({"sensor": {"full_well": 10}}, "sensor.full_well", "10", "greater than or equal to 100"),
+    ({"label": {"factor": "shape", "levels": ["cube", "sphere", "cone"],
+                "weights": [1, float("inf"), 1]}}, "label.weights[1]", "inf", "finite number"),
+    ({"splits": {"train": 10 ** 12, "val": 1, "test": 1}}, "splits.train", "1000000000000",
+     "less than or equal to 10000000"),
+    ({"evaluate": {"occlusion_patch": 100}}, "evaluate.occlusion_patch", "100",
+     "at most render.resolution (64 px)"),
+    ({"factors": {"color": {"levels": ["red", "blue"], "correlation": {
+        "rho": 0.5, "pairs": {"cube": "red", "sphere": "blue", "cone": "red"}}}},
+      "conflicts": [{"factors": ["shape", "color"]}]},
+     "factors.color.correlation.pairs", "['cube', 'cone']", "a level of its own"),
+    ({"factors": {"background": {"levels": ["studio", "image:nowhere/sky.png"]}}},
+     "factors.background.levels[1]", "image:nowhere/sky.png", "no such file"),
 ]
 
 
@@ -93,6 +109,29 @@ def test_bad_input_names_path_value_and_what_is_allowed(change, path, value, all
     msg = found[0]
     assert msg.startswith(path + ":"), msg
     assert value in msg and allowed in msg, msg
+
+
+@pytest.mark.parametrize("name, content, message", [
+    ("sky.png", b"not an image at all", "is not a readable PNG or JPEG image"),
+    ("duck.obj", b"# vertices only\nv 0 0 0\nv 1 0 0\nv 0 1 0\n", "holds no faces"),
+    ("duck.stl", b"\0" * 90, "holds no faces"),
+])
+def test_files_named_by_the_experiment_are_read_at_the_door(tmp_path, monkeypatch, name, content,
+                                                            message):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / name).write_bytes(content)
+    if name.endswith(".png"):  # a background a sweep asks for
+        exp = bare_experiment(sweeps=[{"factor": "background",
+                                       "levels": ["studio", f"image:{name}"]}])
+    else:                      # a class
+        exp = bare_experiment(label={"factor": "shape", "levels": ["cube", f"mesh:{name}"]},
+                              factors={})
+    (found,) = problems(exp)
+    assert message in found and name in found
+    good = tmp_path / "good.obj"
+    good.write_text("v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 3\n")
+    from cuelab.factors import REGISTRY
+    assert REGISTRY["shape"].file_problem("mesh:good.obj") is None
 
 
 def test_neutral_background_for_only_fg_neutral():
@@ -128,6 +167,39 @@ def test_malformed_yaml_names_the_line():
         experiment_from_yaml("name: x\nseed: [1\nlabel: {}\n", "p.yaml")
     text = str(err.value)
     assert "p.yaml" in text and "line 3" in text and "well-formed YAML" in text
+
+
+LAUGHS = "a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + "".join(
+    f"{x}: &{x} [{', '.join([f'*{y}'] * 9)}]\n" for y, x in zip("abcdefgh", "bcdefghi")
+) + "name: *i\n"  # 9**9 values once expanded
+
+
+@pytest.mark.parametrize("content, where, message", [
+    (LAUGHS.encode(), "(top level)", "got 'more than 100000 values'; an experiment of at most"),
+    (b"name: x\nseed: 1\nname: y\n", "line 3, column 1",
+     "well-formed YAML (the key 'name' is given twice in one mapping)"),
+    (b"\x7fELF\x02\x01\x01\x00\xd0\xff", "byte 8", "a UTF-8 text file"),
+    (("name: " + "[" * 20000 + "]" * 20000).encode(), "(top level)", "nested more than 32 deep"),
+    (b"name: x\n" + b"# padding\n" * 200_000, "(top level)", "an experiment file of at most"),
+])
+def test_hostile_files_are_refused_quickly_and_briefly(tmp_path, content, where, message):
+    import time
+
+    path = tmp_path / "params.yaml"
+    path.write_bytes(content)
+    start = time.perf_counter()
+    with pytest.raises(ExperimentError) as err:
+        load_experiment(path)
+    assert time.perf_counter() - start < 5
+    text = str(err.value)
+    assert f"  - {where}: " in text and message in text and len(text) < 600
+
+
+def test_a_huge_bad_value_is_shown_cut_short():
+    exp = tiny_experiment(name="x" * 100_000)
+    (text,) = problems(exp)
+    assert text.startswith("name: got 'xxxx") and "... (100002 characters)" in text
+    assert len(text) < 400
 
 
 def test_not_a_mapping():

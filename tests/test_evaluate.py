@@ -287,9 +287,54 @@ def test_a_model_of_other_classes_is_refused(evaluated):
     other = tiny_experiment(label={"factor": "shape", "levels": ["cube", "torus", "cone"]})
     del other["factors"]["texture"]["correlation"]  # its pairs name the classes
     other = experiment_from_dict(other)
-    with pytest.raises(CuelabError, match=r"trained on classes \['cube', 'sphere', 'cone'\]"):
+    with pytest.raises(CuelabError, match=r"trained with classes \['cube', 'sphere', 'cone'\]"):
         evaluate(other, paths["scenes"], paths["images"], paths["models"], "unused",
                  "unused.json", "unused", progress=False)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("key, value, message", [
+    ("input_size", 16, r"trained with input size \(px\) 16; .* have 32"),
+    ("dataset_version", "0123.dir", r"trained with dataset version '0123.dir'"),
+    ("experiment", "other", r"trained with experiment 'other'; .* have 'tiny'")])
+def test_a_model_of_other_data_is_refused(evaluated, tmp_path, key, value, message):
+    from cuelab.evaluate import evaluate
+
+    paths = evaluated["paths"]
+    models = tmp_path / "models"
+    shutil.copytree(paths["models"], models)
+    config = models / "replicate-1" / "model.json"
+    config.write_text(json.dumps(json.loads(config.read_text()) | {key: value}))
+    with pytest.raises(CuelabError, match=r"replicate-1: " + message):
+        evaluate(evaluated["exp"], paths["scenes"], paths["images"], models, tmp_path / "out",
+                 tmp_path / "e.json", tmp_path / "plots", progress=False)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_a_copied_model_logs_to_the_configured_store(evaluated, tmp_path, monkeypatch,
+                                                     mlflow_server):
+    """The store the user configured, not the one recorded beside the model."""
+    from mlflow.tracking import MlflowClient
+
+    from cuelab.evaluate import evaluate
+
+    paths = evaluated["paths"]
+    models = tmp_path / "models"
+    shutil.copytree(paths["models"], models)
+    before = len(MlflowClient(mlflow_server).search_runs(
+        [read_run_link(paths["out"])["experiment_id"]]))
+    store = f"sqlite:///{tmp_path / 'mine.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
+    evaluate(evaluated["exp"], paths["scenes"], paths["images"], models, tmp_path / "out",
+             tmp_path / "e.json", tmp_path / "plots", progress=False)
+    link = read_run_link(tmp_path / "out")
+    assert link["tracking_uri"] == store and link["parent_run_id"] is None
+    run = MlflowClient(store).get_run(link["run_id"])
+    assert run.data.tags["cuelab.training_run"] == read_run_link(models)["run_id"]
+    after = len(MlflowClient(mlflow_server).search_runs(
+        [read_run_link(paths["out"])["experiment_id"]]))
+    assert after == before  # nothing written into the store the model came from
 
 
 @pytest.mark.slow

@@ -146,3 +146,19 @@ def test_connect_sets_fast_failing_http_defaults_without_overriding_the_user(mon
     assert os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == "2"
     assert os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] == "7"
     assert mlflow.get_tracking_uri() == f"sqlite:///{tmp_path / 'mlflow.db'}"
+
+
+def test_telemetry_is_off_as_soon_as_cuelab_is_imported():
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("MLFLOW_DISABLE_TELEMETRY", "DVC_NO_ANALYTICS")}
+    code = ("import os, cuelab; print(os.environ['MLFLOW_DISABLE_TELEMETRY'], "
+            "os.environ['DVC_NO_ANALYTICS'])")
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert r.stdout.split() == ["true", "1"], r.stderr
+    # a user's own setting wins
+    r = subprocess.run([sys.executable, "-c", code], env=env | {"DVC_NO_ANALYTICS": "0"},
+                       capture_output=True, text=True)
+    assert r.stdout.split() == ["true", "0"]

@@ -19,6 +19,10 @@ from .errors import ExperimentError, Problem
 from .factors import REGISTRY, Factor
 
 PositiveInt = Annotated[int, Field(strict=True, gt=0)]
+# Practical bounds: far beyond any sensible experiment, well before one exhausts the machine.
+MAX_ROWS = 10_000_000            # images per split or probe
+Count = Annotated[int, Field(strict=True, gt=0, le=MAX_ROWS)]
+Weight = Annotated[float, Field(gt=0, le=1e6, allow_inf_nan=False)]
 Level = str | float
 Interval = tuple[float, float]
 # The background protocol's variants (the ImageNet-9 backgrounds challenge, Xiao et al. 2020), in
@@ -43,7 +47,7 @@ class Label(Strict):
     """Which factor defines the class, and its levels (class i is levels[i])."""
     factor: str = "shape"
     levels: list[str] = Field(min_length=2)
-    weights: list[Annotated[float, Field(gt=0)]] | None = None  # default: exactly balanced
+    weights: list[Weight] | None = None  # default: exactly balanced
 
 
 class Correlation(Strict):
@@ -59,7 +63,7 @@ class FactorSpec(Strict):
     """A categorical factor gives levels (and optional weights); a numeric one gives a range and
     a distribution, or a list of discrete levels."""
     levels: list[Level] | None = Field(default=None, min_length=1)
-    weights: list[Annotated[float, Field(gt=0)]] | None = None
+    weights: list[Weight] | None = None
     range: Interval | None = None
     distribution: Literal["uniform", "loguniform", "normal"] = "uniform"
     correlation: Correlation | None = None
@@ -70,11 +74,11 @@ class Splits(Strict):
     with every factor independent of the class (each class with every level alike, as the
     probes are): test_balanced gives the worst-group accuracy, val_balanced can select the
     epoch (train.select_on)."""
-    train: PositiveInt
-    val: PositiveInt
-    test: PositiveInt
-    val_balanced: int = Field(default=0, ge=0)
-    test_balanced: int = Field(default=0, ge=0)
+    train: Count
+    val: Count
+    test: Count
+    val_balanced: int = Field(default=0, ge=0, le=MAX_ROWS)
+    test_balanced: int = Field(default=0, ge=0, le=MAX_ROWS)
 
 
 class Sweep(Strict):
@@ -83,7 +87,7 @@ class Sweep(Strict):
     levels: list[Level] | None = Field(default=None, min_length=2)
     points: int | None = Field(default=None, ge=2, le=100)  # numeric: evenly spaced levels
     range: Interval | None = None                          # ... over this range
-    base_scenes: PositiveInt = 50
+    base_scenes: Count = 50
     reference: Level | None = None  # the level flip rates compare against (default: see
                                     # cuelab.probes.sweep.reference_levels)
 
@@ -91,7 +95,7 @@ class Sweep(Strict):
 class Conflict(Strict):
     """Cue-conflict images: factor a indicates one class, factor b another."""
     factors: tuple[str, str]
-    images: PositiveInt = 200
+    images: Count = 200
 
 
 class BackgroundProtocol(Strict):
@@ -103,7 +107,7 @@ class BackgroundProtocol(Strict):
     worst_case (one image per training background). Default: all but only_fg_neutral."""
     variants: list[Literal[PROTOCOL_VARIANTS]] = Field(  # type: ignore[valid-type]
         default=list(DEFAULT_PROTOCOL_VARIANTS), min_length=1)
-    base_scenes: PositiveInt = 100
+    base_scenes: Count = 100
     # only_fg_neutral's backdrop: a level of factors.background that indicates no class; default:
     # the first such level (`Experiment.neutral_background`)
     neutral: str | None = None
@@ -124,8 +128,9 @@ class RenderSettings(Strict):
 class SensorSettings(Strict):
     """The simulated camera's constants; the per-image settings are sensor factors."""
     base_iso: int = Field(default=100, ge=50, le=800)
-    full_well: float = Field(default=20000.0, gt=0, description="electrons at base ISO")
-    read_noise: float = Field(default=3.0, ge=0, description="electrons RMS at base ISO")
+    # real sensors: a full well of 5,000-100,000 electrons, read noise of 1-20 electrons
+    full_well: float = Field(default=20000.0, ge=100, le=1e7, description="electrons at base ISO")
+    read_noise: float = Field(default=3.0, ge=0, le=1000, description="electrons RMS at base ISO")
     bit_depth: int = Field(default=12, ge=8, le=16)
 
 
@@ -164,8 +169,8 @@ class EvaluateSettings(Strict):
     bootstrap: int = Field(default=1000, ge=100, le=100_000)
     seed: int = Field(default=0, ge=0, lt=2**63)  # the bootstrap's own
     confidence: float = Field(default=0.95, gt=0.5, lt=1)
-    attribution_images: int = Field(default=64, ge=0)
-    occlusion_patch: int = Field(default=8, ge=2)
+    attribution_images: int = Field(default=64, ge=0, le=100_000)
+    occlusion_patch: int = Field(default=8, ge=2, le=1024)  # and at most render.resolution
 
 
 # --- the experiment ------------------------------------------------------------------------------
@@ -274,6 +279,9 @@ def _registry_problems(exp: Experiment) -> typing.Iterator[Problem]:
     yield from _sweep_problems(exp)
     yield from _conflict_problems(exp)
     yield from _protocol_problems(exp)
+    if exp.evaluate.occlusion_patch > exp.render.resolution:
+        yield Problem("evaluate.occlusion_patch", exp.evaluate.occlusion_patch,
+                      f"at most render.resolution ({exp.render.resolution} px)")
     if exp.train.select_on == "val_balanced" and exp.splits.val_balanced == 0:
         yield Problem("train.select_on", "val_balanced", "needs a balanced validation split: "
                       "set splits.val_balanced (e.g. 300), or select_on: val")
@@ -290,7 +298,7 @@ def _label_problems(exp: Experiment, label_factor: Factor | None) -> typing.Iter
                       + ", ".join(f.name for f in REGISTRY.values() if f.is_categorical))
         return
     for i, level in enumerate(lab.levels):
-        if problem := label_factor.problem(level):
+        if problem := label_factor.problem(level) or label_factor.file_problem(level):
             yield Problem(f"label.levels[{i}]", level, problem)
     if len(set(lab.levels)) != k:
         yield Problem("label.levels", lab.levels, "each class level must appear once")
@@ -325,7 +333,7 @@ def _sweep_problems(exp: Experiment) -> typing.Iterator[Problem]:
             if sw.factor == lab.factor and level not in lab.levels:
                 yield Problem(f"{path}.levels[{j}]", level, "a sweep over the label factor "
                               "stays within the classes: " + ", ".join(lab.levels))
-            elif problem := f.problem(level):
+            elif problem := f.problem(level) or f.file_problem(level):
                 yield Problem(f"{path}.levels[{j}]", level, problem)
         if sw.range is not None:
             yield from _range_problems(f"{path}.range", f, sw.range)
@@ -351,6 +359,19 @@ def _conflict_problems(exp: Experiment) -> typing.Iterator[Problem]:
                 yield Problem(path, name, f"'{name}' does not indicate a class: use the label "
                               f"factor ({exp.label.factor}) or a factor with a correlation "
                               f"(factors.{name}.correlation)")
+            elif name != exp.label.factor and _shared_pairs(exp, name):
+                yield Problem(f"factors.{name}.correlation.pairs", _shared_pairs(exp, name),
+                              f"a conflict on {name} needs each class paired with a level of "
+                              "its own (these classes share one)")
+
+
+def _shared_pairs(exp: Experiment, name: str) -> list[str]:
+    """The classes whose paired level another class has too (no conflict between them)."""
+    try:
+        pairs = exp.pairs(name)
+    except (KeyError, TypeError, ValueError):
+        return []  # pairs that are wrong in themselves: said where they are checked
+    return [c for c, p in zip(exp.classes, pairs) if pairs.count(p) > 1]
 
 
 def _protocol_problems(exp: Experiment) -> typing.Iterator[Problem]:
@@ -419,7 +440,7 @@ def _spec_problems(path: str, f: Factor, spec: FactorSpec, exp: Experiment):
                       f"{f.name} is numeric: give either range [low, high] or a list of levels, "
                       + f.domain_text())
     for j, level in enumerate(spec.levels or []):
-        if problem := f.problem(level):
+        if problem := f.problem(level) or f.file_problem(level):
             yield Problem(f"{path}.levels[{j}]", level, problem)
     if spec.levels is not None and len(set(spec.levels)) != len(spec.levels):
         yield Problem(f"{path}.levels", spec.levels, "each level once")
@@ -478,20 +499,82 @@ def _unknown_factor(path: str, name: object) -> Problem:
 
 # --- loading -----------------------------------------------------------------------------------
 
+# Bounds on what a params file may be: a real one is a few kB and a few hundred values.
+MAX_EXPERIMENT_BYTES = 1_000_000
+MAX_EXPERIMENT_VALUES = 100_000   # scalars and containers, YAML aliases expanded
+MAX_EXPERIMENT_DEPTH = 32
+
+
 def load_experiment(path: str | Path) -> Experiment:
     """Read and validate a params file; every problem raises `ExperimentError`."""
     path = Path(path)
     try:
-        text = path.read_text()
+        size = path.stat().st_size
+        if size > MAX_EXPERIMENT_BYTES:
+            raise ExperimentError([Problem("", f"{size} bytes", "an experiment file of at most "
+                                           f"{MAX_EXPERIMENT_BYTES} bytes (is it params.yaml?)")],
+                                  str(path))
+        raw = path.read_bytes()
     except OSError as e:
         raise ExperimentError([Problem("", str(path), f"a readable YAML file ({e.strerror})")],
                               str(path)) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ExperimentError([Problem(f"byte {e.start}", raw[e.start:e.start + 1],
+                                       "a UTF-8 text file: a YAML experiment, not a binary "
+                                       "file")], str(path)) from None
     return experiment_from_yaml(text, source=str(path))
 
 
+class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # libyaml's, where installed
+    """The safe loader, refusing a key given twice in one mapping (the last would win)."""
+
+
+def _mapping_once(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict:
+    seen = set()
+    for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            continue
+        key = loader.construct_object(key_node)
+        if isinstance(key, typing.Hashable) and key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"the key {key!r} is given twice in one mapping",
+                key_node.start_mark)
+        seen.add(key) if isinstance(key, typing.Hashable) else None
+    return loader.construct_mapping(node)
+
+
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_once)
+
+
+def _size_problem(data: object, limit: int = MAX_EXPERIMENT_VALUES,
+                  depth: int = MAX_EXPERIMENT_DEPTH) -> Problem | None:
+    """Too many values (aliases expanded) or too deep a nesting, else None. Stops at the
+    limit, so a billion-laughs file costs no more than a large honest one."""
+    stack, count = [(data, 0)], 0
+    while stack:
+        item, level = stack.pop()
+        count += 1
+        if count > limit:
+            return Problem("", f"more than {limit} values", "an experiment of at most that "
+                           "many values once YAML aliases (&name, *name) are expanded")
+        if level > depth:
+            return Problem("", f"lists or mappings nested more than {depth} deep",
+                           "an experiment a few levels deep")
+        if isinstance(item, dict):
+            stack.extend((x, level + 1) for pair in item.items() for x in pair)
+        elif isinstance(item, (list, tuple)):
+            stack.extend((x, level + 1) for x in item)
+    return None
+
+
 def experiment_from_yaml(text: str, source: str = "the experiment") -> Experiment:
+    if len(text) > MAX_EXPERIMENT_BYTES:
+        raise ExperimentError([Problem("", f"{len(text)} characters", "an experiment of at "
+                                       f"most {MAX_EXPERIMENT_BYTES} characters")], source)
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_Loader)  # noqa: S506 (a safe loader)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "?"
@@ -499,6 +582,12 @@ def experiment_from_yaml(text: str, source: str = "the experiment") -> Experimen
         what = getattr(e, "problem", None) or str(e)
         raise ExperimentError([Problem(where, line, f"well-formed YAML ({what})")],
                               source) from None
+    except RecursionError:
+        raise ExperimentError([Problem("", f"lists or mappings nested more than "
+                                       f"{MAX_EXPERIMENT_DEPTH} deep",
+                                       "an experiment a few levels deep")], source) from None
+    if (problem := _size_problem(data)) is not None:
+        raise ExperimentError([problem], source)
     return experiment_from_dict(data, source)
 
 

@@ -13,8 +13,17 @@ class Problem:
 
     MISSING = type("Missing", (), {"__repr__": lambda self: "nothing (the key is missing)"})()
 
+    SHOWN = 160  # characters of a value an error shows: enough to recognise it
+
     def __str__(self) -> str:
-        return f"{self.path or '(top level)'}: got {self.value!r}; {self.allowed}"
+        return f"{self.path or '(top level)'}: got {self.shown()}; {self.allowed}"
+
+    def shown(self) -> str:
+        """The value's repr, cut to SHOWN characters (a bad value may be huge)."""
+        text = repr(self.value)
+        if len(text) <= self.SHOWN:
+            return text
+        return f"{text[:self.SHOWN]}... ({len(text)} characters)"
 
 
 class CuelabError(Exception):

@@ -234,9 +234,8 @@ def check_values(table: pd.DataFrame, names, purpose: str,
             where = f"row {row} ({table.at[row, 'image_id']}): {name} = {v!r}"
             if problem := f.problem(v):
                 problems.append(f"{where}: not allowed; {problem}")
-            elif (file := f.file_of(v)) is not None and not Path(file).is_file():
-                problems.append(f"{where}: no such file {Path(file).resolve()} (paths are "
-                                "relative to the directory cuelab runs in)")
+            elif file_problem := f.file_problem(v):
+                problems.append(f"{where}: {file_problem}")
     if problems:
         shown = problems[:10] + ([f"... and {len(problems) - 10} more"] if len(problems) > 10
                                  else [])

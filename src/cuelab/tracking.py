@@ -91,6 +91,20 @@ def experiment_id(name: str) -> str:
         return mlflow.set_experiment(name).experiment_id
 
 
+def run_exists(run_id: str | None) -> bool:
+    """Is there a run of this id in the connected store?"""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    if not run_id:
+        return False
+    try:
+        mlflow.get_run(run_id)
+    except MlflowException:
+        return False
+    return True
+
+
 def start_run(experiment: str | None = None, run_id: str | None = None,
               parent_run_id: str | None = None, run_name: str | None = None,
               tags: dict[str, str] | None = None):

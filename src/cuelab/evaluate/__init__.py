@@ -116,17 +116,23 @@ def evaluate(params: str | Path | Experiment, scenes: str | Path | pd.DataFrame,
     start = time.perf_counter()
     exp, params_text = experiment_and_text(params)
     table = scenes if isinstance(scenes, pd.DataFrame) else read_scenes(scenes)
-    models = _models(exp, models_dir)
+    models = _models(exp, models_dir, images)
+    # the store the user configured (not the one recorded beside the model: a copied models
+    # folder must not write into the project it came from); nested under the training run
+    # when that run is in it
+    tracking.connect()  # before anything slow: fail now if unreachable
     trained = tracking.read_run_link(models_dir) or {}
-    tracking.connect(trained.get("tracking_uri"))  # before anything slow: fail now if unreachable
+    parent = trained.get("run_id") if tracking.run_exists(trained.get("run_id")) else None
     boot = Bootstrap(exp.evaluate.bootstrap, exp.evaluate.confidence, exp.evaluate.seed)
     preds = pd.concat([predict_probes(model, table, images, progress=progress).assign(
         replicate=r) for r, (model, _) in enumerate(models)], ignore_index=True)
     probes = {name: kind.statistics(preds, exp, boot) for name, kind in PROBE_KINDS.items()}
 
     out, metrics, plots = Path(out), Path(metrics), Path(plots)
-    with tracking.start_run(exp.name, parent_run_id=trained.get("run_id"), run_name="evaluate",
-                            tags={"cuelab.step": "evaluate"}) as run:
+    with tracking.start_run(exp.name, parent_run_id=parent, run_name="evaluate",
+                            tags={"cuelab.step": "evaluate",
+                                  "cuelab.training_run": trained.get("run_id", "unknown")}
+                            ) as run:
         with replaced_dir(out) as tmp:
             attribution = _attribution([m for m, _ in models], images, preds, exp, boot, tmp,
                                        progress)
@@ -148,7 +154,7 @@ def evaluate(params: str | Path | Experiment, scenes: str | Path | pd.DataFrame,
                 robustness_definition=ROBUSTNESS_DEFINITION,
                 files=Files(predictions="predictions.parquet", summary="index.html", figures={}))
             results = _write_results(results, exp, params_text, tmp)
-            write_json(tmp / tracking.RUN_FILE, _tracking(trained, run).model_dump())
+            write_json(tmp / tracking.RUN_FILE, _tracking(parent, run).model_dump())
         headline = headline_metrics(results)
         write_json(metrics, headline)
         _write_plots(plots, results)
@@ -157,31 +163,53 @@ def evaluate(params: str | Path | Experiment, scenes: str | Path | pd.DataFrame,
                               time.perf_counter() - start)
 
 
-def _models(exp: Experiment, models_dir: str | Path):
+def _models(exp: Experiment, models_dir: str | Path, images: str | Path):
     """The trained replicates (on CUDA when the experiment allows and there is one) and their
-    configs, checked to be trained on the experiment's classes."""
+    configs, checked against the experiment (its name, its classes) and the images (their size,
+    the dataset the models were trained on)."""
     import torch
 
-    from ..train import load_models
+    from .. import tracking
+    from ..train import CONFIG, load_models, replicate_folders
 
+    size = load_split(images, "test", mmap=True).images.shape[1]
+    version = tracking.dataset_version(images)
+    again = "train them again (`cuelab train`) or evaluate with their own params and data"
+    for folder in replicate_folders(models_dir):  # before building any network from them
+        where, config = folder, _read_config(folder / CONFIG)
+        for what, theirs, ours in (
+                ("classes", config["classes"], exp.classes),
+                ("experiment", config.get("experiment"), exp.name),
+                ("input size (px)", config.get("input_size"), size),
+                ("dataset version", config.get("dataset_version"), version)):
+            if theirs != ours:
+                raise CuelabError(f"{where}: trained with {what} {theirs!r}; the experiment "
+                                  f"and the images {images} have {ours!r}: {again}")
     use_cuda = exp.train.device != "cpu" and torch.cuda.is_available()
-    models = load_models(models_dir, device="cuda" if use_cuda else "cpu")
-    for _, config in models:
-        if config["classes"] != exp.classes:
-            raise CuelabError(f"{models_dir}: the models were trained on classes "
-                              f"{config['classes']}; the experiment's label.levels are "
-                              f"{exp.classes}: train them again (`cuelab train`) or evaluate "
-                              "with their own params")
-    return models
+    return load_models(models_dir, device="cuda" if use_cuda else "cpu")
 
 
-def _tracking(trained: dict, run) -> Tracking:
-    """reports/evaluation/mlflow-run.json: the evaluation's run and the training run above it;
-    apart from results.json (DVC ignores it): run ids differ from run to run, the results not."""
+def _read_config(path: Path) -> dict:
+    import json
+
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise CuelabError(f"no model in {path.parent} ({path.name} is missing): run "
+                          "`cuelab train` again") from None
+    except ValueError as e:
+        raise CuelabError(f"{path}: not readable JSON ({e}): run `cuelab train` again") \
+            from None
+
+
+def _tracking(parent: str | None, run) -> Tracking:
+    """reports/evaluation/mlflow-run.json: the evaluation's run and the training run above it
+    (None when that run is not in this store); apart from results.json (DVC ignores it): run
+    ids differ from run to run, the results not."""
     import mlflow
 
     return Tracking(tracking_uri=mlflow.get_tracking_uri(), experiment_id=run.info.experiment_id,
-                    run_id=run.info.run_id, parent_run_id=trained.get("run_id"))
+                    run_id=run.info.run_id, parent_run_id=parent)
 
 
 # --- predictions ---------------------------------------------------------------------------------

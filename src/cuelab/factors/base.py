@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Callable, Literal
 
@@ -78,6 +79,18 @@ class Factor:
             return None
         return f"{self.name} must be {self.domain_text()}"
 
+    def file_problem(self, value: object) -> str | None:
+        """What is wrong with the file an open value names (missing, or not of its format:
+        `OpenForm.check`), or None (fine, or no file)."""
+        file = self.file_of(value)
+        if file is None:
+            return None
+        path = Path(file)
+        if not path.is_file():
+            return (f"no such file {path.resolve()} (paths are relative to the directory "
+                    "cuelab runs in)")
+        return self.open_form.check(path) if self.open_form.check else None
+
     def file_of(self, value: object) -> str | None:
         """The path an open value names ('mesh:duck.obj' -> 'duck.obj'), else None."""
         form = self.open_form
@@ -106,6 +119,7 @@ class OpenForm:
     syntax: str                      # how to write it, for messages
     is_file: bool = False            # the rest is a path (meshes, images)
     valid: Callable[[tuple], bool] = lambda groups: True  # a further test of the parts
+    check: Callable[[Path], str | None] | None = None  # what is wrong with the file, if any
 
     def parse(self, value: str) -> tuple[str, ...] | None:
         """The pattern's groups (or the whole rest) of a well-formed value, else None."""

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 from .base import Factor, OpenForm
 
 SHAPES = ("cube", "sphere", "cylinder", "cone", "torus", "icosphere", "capsule", "monkey")
@@ -47,8 +50,38 @@ FOREGROUNDS = (
                    # outside the mask's bounding box
 )
 
-MESH = OpenForm("mesh:", r".+\.(?:obj|ply|stl)", "mesh:<path to .obj/.ply/.stl>", is_file=True)
-IMAGE = OpenForm("image:", r".+\.(?:png|jpe?g)", "image:<path to .png/.jpg>", is_file=True)
+def image_problem(path: Path) -> str | None:
+    """Not an image with pixels (a text file named .png, a truncated file), or None."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            im.verify()
+            empty = im.width == 0 or im.height == 0
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        return f"{path} is not a readable PNG or JPEG image ({type(e).__name__}: {e})"
+    return f"{path} has no pixels" if empty else None
+
+
+def mesh_problem(path: Path) -> str | None:
+    """Not a mesh with faces in its format (.obj: an 'f' line; .ply: a face element; .stl: a
+    facet), or None. Read cheaply: Blender reads the mesh itself."""
+    head = path.read_bytes()[:1 << 20]
+    kind = path.suffix.lower()
+    if kind == ".obj":
+        ok = any(line.startswith(b"f ") for line in head.splitlines())
+    elif kind == ".ply":
+        ok = head.startswith(b"ply") and re.search(rb"element face [1-9]", head) is not None
+    else:  # .stl: ascii facets, or binary: an 80-byte header, a count, 50 bytes per facet
+        count = int.from_bytes(head[80:84], "little") if len(head) >= 84 else 0
+        ok = b"facet" in head[:4096] or (count > 0 and path.stat().st_size == 84 + 50 * count)
+    return None if ok else f"{path} holds no faces of a {kind} mesh"
+
+
+MESH = OpenForm("mesh:", r".+\.(?:obj|ply|stl)", "mesh:<path to .obj/.ply/.stl>", is_file=True,
+                check=mesh_problem)
+IMAGE = OpenForm("image:", r".+\.(?:png|jpe?g)", "image:<path to .png/.jpg>", is_file=True,
+                 check=image_problem)
 HSV = OpenForm("hsv:", r"(\d+(?:\.\d+)?),(\d(?:\.\d+)?),(\d(?:\.\d+)?)", "hsv:H,S,V",
                valid=lambda g: float(g[0]) < 360 and float(g[1]) <= 1 and float(g[2]) <= 1)
 

@@ -29,8 +29,8 @@ from ..errors import CuelabError
 from .loop import CONFIG, INDEX, WEIGHTS, TrainSummary, train
 from .models import ARCHITECTURES, build_model
 
-__all__ = ["ARCHITECTURES", "TrainSummary", "build_model", "load_model", "load_models",
-           "predict", "train"]
+__all__ = ["ARCHITECTURES", "CONFIG", "TrainSummary", "build_model", "load_model", "load_models",
+           "predict", "replicate_folders", "train"]
 
 
 def load_model(models_dir: str | Path, device: str | torch.device = "cpu"
@@ -48,17 +48,21 @@ def load_model(models_dir: str | Path, device: str | torch.device = "cpu"
     return model.to(device).eval(), config
 
 
-def load_models(models_dir: str | Path, device: str | torch.device = "cpu"
-                ) -> list[tuple[torch.nn.Module, dict]]:
-    """Every replicate of models_dir (models.json lists them), each as `load_model` gives it."""
+def replicate_folders(models_dir: str | Path) -> list[Path]:
+    """The replicates' folders, as models.json lists them."""
     models_dir = Path(models_dir)
     index = models_dir / INDEX
     if not index.is_file():
         raise CuelabError(f"no trained models in {models_dir} ({INDEX} is missing: training "
                           "did not finish): run `cuelab train` (with --resume to keep the "
                           "replicates already trained)")
-    folders = json.loads(index.read_text())["replicates"]
-    return [load_model(models_dir / folder, device) for folder in folders]
+    return [models_dir / folder for folder in json.loads(index.read_text())["replicates"]]
+
+
+def load_models(models_dir: str | Path, device: str | torch.device = "cpu"
+                ) -> list[tuple[torch.nn.Module, dict]]:
+    """Every replicate of models_dir (models.json lists them), each as `load_model` gives it."""
+    return [load_model(folder, device) for folder in replicate_folders(models_dir)]
 
 
 @torch.no_grad()
