@@ -162,3 +162,26 @@ def test_telemetry_is_off_as_soon_as_cuelab_is_imported():
     r = subprocess.run([sys.executable, "-c", code], env=env | {"DVC_NO_ANALYTICS": "0"},
                        capture_output=True, text=True)
     assert r.stdout.split() == ["true", "0"]
+
+
+def test_runs_of_a_killed_step_are_marked_killed_at_the_next_start(tmp_path, monkeypatch):
+    """A run whose process is gone is closed as KILLED; a live process's run is left alone."""
+    import sys
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    tracking.connect()
+    code = ("import os; from cuelab import tracking; tracking.connect(); "
+            "run = tracking.start_run('orphans', run_name='killed').__enter__(); "
+            "print(run.info.run_id, flush=True); os.kill(os.getpid(), 9)")
+    killed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            env={**os.environ, "MLFLOW_TRACKING_URI": uri})
+    assert killed.returncode == -9
+    run_id = killed.stdout.split()[0]
+    client = MlflowClient(uri)
+    assert client.get_run(run_id).info.status == "RUNNING"  # what a kill leaves
+    with tracking.start_run("orphans", run_name="alive") as alive:
+        assert tracking.close_orphans("orphans") == [run_id]
+        assert client.get_run(run_id).info.status == "KILLED"
+        assert client.get_run(alive.info.run_id).info.status == "RUNNING"
+    assert tracking.close_orphans("orphans") == [] and tracking.close_orphans("nothing") == []

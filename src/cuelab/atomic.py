@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -31,9 +32,40 @@ def npz_bytes(arrays: dict, compress: bool = False) -> bytes:
     return buf.getvalue()
 
 
+def alive(pid: int) -> bool:
+    """Is there a process of this id (on this machine)?"""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's: alive
+        return True
+    return True
+
+
+def remove_stale(folder: str | Path, stem: str) -> list[Path]:
+    """Remove what killed processes left in `folder`: entries named `stem` + a process id +
+    '.' or '-' + anything, whose process is gone (every temporary name here carries its
+    writer's id). Entries of a live process are left alone. Returns what was removed."""
+    folder, removed = Path(folder), []
+    pattern = re.compile(re.escape(stem) + r"(\d+)(?:[.-].*)?")
+    if not folder.is_dir():
+        return removed
+    for entry in folder.iterdir():
+        m = pattern.fullmatch(entry.name)
+        if m and int(m.group(1)) != os.getpid() and not alive(int(m.group(1))):
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+            removed.append(entry)
+    return removed
+
+
 def write_bytes(path: str | Path, data: bytes) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale(path.parent, f".{path.name}.")
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         tmp.write_bytes(data)
@@ -59,10 +91,13 @@ def _plain(x):
 
 
 def temp_dir_beside(out: str | Path) -> Path:
-    """An empty folder next to `out`, to build its replacement in."""
+    """An empty folder next to `out`, to build its replacement in (named with this process's
+    id: what a killed run left is removed here, the next time)."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent)).resolve()
+    for stem in (f".{out.name}.", f".{out.name}.old-"):
+        remove_stale(out.parent, stem)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.{os.getpid()}.", dir=out.parent)).resolve()
     tmp.chmod(0o755)  # mkdtemp's 0700 would hide the results from other users
     return tmp
 

@@ -105,6 +105,33 @@ def run_exists(run_id: str | None) -> bool:
     return True
 
 
+def close_orphans(experiment: str) -> list[str]:
+    """Runs of this experiment that a killed cuelab step left RUNNING (its process, on this
+    machine, is gone): marked KILLED. Returns their ids. (A resumed training reopens its run.)"""
+    import socket
+
+    from mlflow import MlflowClient
+
+    from .atomic import alive
+
+    with mlflow_errors("closing the runs of killed steps"):
+        client = MlflowClient()
+        found = client.get_experiment_by_name(experiment)
+        if found is None:
+            return []
+        runs = client.search_runs(
+            [found.experiment_id], max_results=1000,
+            filter_string=f"attributes.status = 'RUNNING' and tags.`cuelab.host` = "
+                          f"'{socket.gethostname()}'")
+        closed = []
+        for run in runs:
+            pid = run.data.tags.get("cuelab.pid", "")
+            if pid.isdigit() and int(pid) != os.getpid() and not alive(int(pid)):
+                client.set_terminated(run.info.run_id, "KILLED")
+                closed.append(run.info.run_id)
+        return closed
+
+
 def start_run(experiment: str | None = None, run_id: str | None = None,
               parent_run_id: str | None = None, run_name: str | None = None,
               tags: dict[str, str] | None = None):
@@ -119,9 +146,16 @@ def start_run(experiment: str | None = None, run_id: str | None = None,
             exp_id = mlflow.get_run(parent_run_id).info.experiment_id
         elif experiment is not None and run_id is None:
             exp_id = experiment_id(experiment)
-        return mlflow.start_run(run_id=run_id, experiment_id=exp_id,
-                                parent_run_id=parent_run_id, run_name=run_name, tags=tags,
-                                nested=mlflow.active_run() is not None)
+        # which process on which machine runs it: a run whose process is gone was killed
+        import socket
+        mine = {"cuelab.pid": str(os.getpid()), "cuelab.host": socket.gethostname()}
+        run = mlflow.start_run(run_id=run_id, experiment_id=exp_id,
+                               parent_run_id=parent_run_id, run_name=run_name,
+                               tags=None if run_id else {**(tags or {}), **mine},
+                               nested=mlflow.active_run() is not None)
+        if run_id:  # reopened (a resumed training): now this process's
+            mlflow.set_tags(mine)
+        return run
 
 
 def log_figure(figure, name: str) -> None:

@@ -121,6 +121,7 @@ def evaluate(params: str | Path | Experiment, scenes: str | Path | pd.DataFrame,
     # folder must not write into the project it came from); nested under the training run
     # when that run is in it
     tracking.connect()  # before anything slow: fail now if unreachable
+    tracking.close_orphans(exp.name)
     trained = tracking.read_run_link(models_dir) or {}
     parent = trained.get("run_id") if tracking.run_exists(trained.get("run_id")) else None
     boot = Bootstrap(exp.evaluate.bootstrap, exp.evaluate.confidence, exp.evaluate.seed)

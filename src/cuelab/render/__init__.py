@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..atomic import npz_bytes, write_bytes
+from ..atomic import npz_bytes, remove_stale, write_bytes
 from ..config import Experiment, RenderSettings, load_experiment
 from ..errors import CuelabError
 from ..factors import REGISTRY, SCENE_FACTOR_NAMES
@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 ROW_FIELDS = list(SCENE_FACTOR_NAMES) + ["seed"]
+SCRATCH = "cuelab-render-"  # + the process id: where Blender hands its passes over as files
 
 
 # --- planning ----------------------------------------------------------------------------------
@@ -236,7 +237,8 @@ def _run_workers(settings: RenderSettings, table: pd.DataFrame, chunks, todo, ou
     ctx = multiprocessing.get_context("spawn")  # a fresh interpreter: bpy wants its own
     total = sum(len(chunks[k]) for k in todo)
     ram = "/dev/shm" if os.path.isdir("/dev/shm") else None
-    with tempfile.TemporaryDirectory(prefix="cuelab-render-", dir=ram) as scratch, \
+    remove_stale(ram or tempfile.gettempdir(), SCRATCH)  # what killed renders left there
+    with tempfile.TemporaryDirectory(prefix=f"{SCRATCH}{os.getpid()}-", dir=ram) as scratch, \
             ctx.Pool(workers, _init_worker,
                      (settings_json, meshes, images, scratch, threads, ctx.Value("i", 0))) as pool, \
             tqdm(total=total, unit="img", desc="render", disable=not progress) as bar:

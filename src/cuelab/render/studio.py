@@ -353,7 +353,8 @@ class Studio:
 
     def _compositor(self, scratch: str | None) -> None:
         # Blender can only hand its passes over as files: a RAM disk keeps that cheap
-        self.io = Path(tempfile.mkdtemp(prefix="cuelab-render-", dir=scratch or _ram_disk()))
+        self.io = Path(tempfile.mkdtemp(prefix=f"cuelab-render-{os.getpid()}-",
+                                        dir=scratch or _ram_disk()))
         ng = bpy.data.node_groups.new("composite", "CompositorNodeTree")
         self.scene.compositing_node_group = ng
         ng.interface.new_socket("Image", in_out="OUTPUT", socket_type="NodeSocketColor")

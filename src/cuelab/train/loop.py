@@ -110,6 +110,7 @@ def train(params: str | Path | Experiment, images: str | Path, models_dir: str |
     cfg, models_dir = exp.train, Path(models_dir)
     device = pick_device(cfg)
     tracking_uri = tracking.connect()  # before anything slow: an unreachable server fails now
+    tracking.close_orphans(exp.name)
     data_version = tracking.dataset_version(images)
     train_set, val_set = (InMemorySplit.load(images, s, device) for s in ("train", cfg.select_on))
     previous = tracking.read_run_link(models_dir) if resume else None
