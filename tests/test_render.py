@@ -479,3 +479,30 @@ def test_every_texture_shows_on_every_palette_colour(tmp_path):
     assert not low, f"pattern contrast below 55 DN: {low}"
     # the pattern is a lighter tint exactly on the colours the registry says
     assert {c for (c, _), (_, lighter) in got.items() if lighter} == LIGHT_PATTERN_COLORS
+
+
+def test_a_second_render_into_the_same_folder_is_refused_while_the_first_runs(tmp_path):
+    """Two whole runs into one folder would delete each other's chunks: the second is refused
+    at once and the first finishes complete."""
+    import sys
+
+    from conftest import tiny_experiment, write_params
+    from cuelab.sampling import sample
+
+    params = write_params(tmp_path / "params.yaml", tiny_experiment(
+        render={"resolution": 32, "samples": 1, "device": "cpu", "chunk_size": 8}))
+    sample(params, tmp_path / "scenes.parquet")
+    out = tmp_path / "renders"
+    out.mkdir()
+    first = subprocess.Popen([sys.executable, "-m", "cuelab.cli", "render", "--params", params,
+                              "--scenes", tmp_path / "scenes.parquet", "--out", out,
+                              "--workers", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+    while first.poll() is None and not list(out.glob("chunk-*")):
+        time.sleep(0.05)
+    assert first.poll() is None, first.stderr.read()
+    with pytest.raises(CuelabError, match="another render is writing this folder"):
+        render(params, tmp_path / "scenes.parquet", out, progress=False)
+    assert first.wait() == 0
+    again = render(params, tmp_path / "scenes.parquet", out, progress=False)
+    assert again.rendered == 0 and again.reused > 0  # everything the first wrote is there

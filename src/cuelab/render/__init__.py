@@ -12,6 +12,7 @@ the top, pandas: a worker imports this module too, and starts half a second soon
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import io
@@ -206,6 +207,30 @@ def render(params: str | Path | Experiment, scenes: str | Path | pd.DataFrame, o
         raise CuelabError(f"--threads: got {threads}; at least 1")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    with _owning(out, whole=count == 1):
+        return _render_into(out, exp, table, index, count, workers, threads, progress, start)
+
+
+@contextlib.contextmanager
+def _owning(out: Path, whole: bool):
+    """Hold the render folder while writing it: a whole run alone (it removes chunks of older
+    tables), shards of one table together. Another run is refused at once, not interleaved."""
+    import fcntl
+
+    fd = os.open(out, os.O_RDONLY)  # a lock on the folder itself: no file left behind
+    try:
+        try:
+            fcntl.flock(fd, (fcntl.LOCK_EX if whole else fcntl.LOCK_SH) | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise CuelabError(f"{out}: another render is writing this folder; wait for it to "
+                              "finish, or render into another --out") from None
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _render_into(out: Path, exp: Experiment, table, index: int, count: int, workers: int,
+                 threads: int | None, progress: bool, start: float) -> RenderSummary:
     chunks = plan_chunks(table, exp.render.chunk_size)
     mine = [k for k in range(len(chunks)) if k % count == index]
     for k in mine:  # half-written files of a killed run (only our shard's: others may be live)
