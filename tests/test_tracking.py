@@ -185,3 +185,25 @@ def test_runs_of_a_killed_step_are_marked_killed_at_the_next_start(tmp_path, mon
         assert client.get_run(run_id).info.status == "KILLED"
         assert client.get_run(alive.info.run_id).info.status == "RUNNING"
     assert tracking.close_orphans("orphans") == [] and tracking.close_orphans("nothing") == []
+
+
+def test_a_new_store_is_made_whole_by_one_process_while_another_waits(tmp_path):
+    import sys
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    code = ("from cuelab import tracking; import mlflow; tracking.connect(); "
+            "print(len(mlflow.search_experiments()))")
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
+    both = [subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    for p in both:
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 0 and out.strip() == "1", err[-2000:]
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["mlflow.db"]  # no temporary left
+
+
+def test_a_damaged_store_is_named_with_the_way_out(tmp_path):
+    db = tmp_path / "mlflow.db"
+    db.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(CuelabError, match=f"the MLflow store {db} is damaged .*move it away"):
+        tracking.connect(f"sqlite:///{db}")

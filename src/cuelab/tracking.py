@@ -49,8 +49,56 @@ def connect(uri: str | None = None, timeout: float = 10.0) -> str:
         if not db.parent.is_dir():
             raise CuelabError(f"MLFLOW_TRACKING_URI: got {uri!r}; the directory {db.parent} "
                               "does not exist")
+        _create_store(db)
+        _check_store(db)
     mlflow.set_tracking_uri(uri)
     return uri
+
+
+def _create_store(db: Path) -> None:
+    """A new SQLite store is made under a temporary name and renamed into place, one process at
+    a time: MLflow's schema migrations take seconds, and a store killed half-way through them
+    is broken for good."""
+    if db.exists():
+        return
+    import fcntl
+
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    from .atomic import remove_stale
+
+    fd = os.open(db.parent, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # a simultaneous first use waits here
+        if db.exists():  # made while we waited
+            return
+        remove_stale(db.parent, f".{db.name}.")
+        tmp = db.with_name(f".{db.name}.{os.getpid()}.tmp")
+        tmp.unlink(missing_ok=True)
+        with mlflow_errors(f"creating the MLflow store {db}"):
+            store = SqlAlchemyStore(f"sqlite:///{tmp}", str(db.parent / "mlruns"))
+            store.engine.dispose()
+        os.replace(tmp, db)
+    finally:
+        os.close(fd)
+
+
+def _check_store(db: Path) -> None:
+    """A store that is not a readable SQLite file, or one without MLflow's tables, named."""
+    import sqlite3
+
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
+            tables = {r[0] for r in conn.execute("select name from sqlite_master "
+                                                 "where type = 'table'")}
+    except sqlite3.DatabaseError as e:
+        tables, reason = set(), str(e)
+    else:
+        reason = "it has no MLflow tables"
+    if not {"experiments", "runs", "alembic_version"} <= tables:
+        raise CuelabError(f"the MLflow store {db} is damaged ({reason}): move it away (it may "
+                          "still hold runs worth keeping) and run again to start a new one, or "
+                          "point MLFLOW_TRACKING_URI at another store")
 
 
 def _probe(uri: str, timeout: float) -> None:
