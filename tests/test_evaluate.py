@@ -116,9 +116,19 @@ def evaluated(tiny_dataset, mlflow_server, tmp_path_factory):
     paths = {"models": root / "models", "out": root / "reports" / "evaluation",
              "metrics": root / "metrics" / "evaluate.json", "plots": root / "metrics" / "plots",
              **tiny_dataset}
-    summary = evaluate(exp, paths["scenes"], paths["images"], paths["models"], paths["out"],
-                       paths["metrics"], paths["plots"], progress=False)
+    with pytest.MonkeyPatch.context() as mp:  # the store the user configured: the same
+        mp.setenv("MLFLOW_TRACKING_URI", mlflow_server)
+        summary = evaluate(exp, paths["scenes"], paths["images"], paths["models"], paths["out"],
+                           paths["metrics"], paths["plots"], progress=False)
     return {"paths": paths, "exp": exp, "summary": summary}
+
+
+@pytest.fixture(autouse=True)
+def tracking_server(request, monkeypatch):
+    """Every step of these tests tracks in the real MLflow server (as a user's project would
+    in its one store); tests that need another store set their own."""
+    if "evaluated" in request.fixturenames or request.node.get_closest_marker("slow"):
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", request.getfixturevalue("mlflow_server"))
 
 
 @pytest.mark.slow

@@ -1,10 +1,10 @@
 """The probe kinds: the ways cuelab varies factors to see what the model's decisions depend on.
 
 Each kind lives in one module (`sweep`, `conflict`, `protocol`) that declares, in a `ProbeKind`:
-its result model (a part of results.json), its statistics, the evidence it gives the importance
-ranking, its headline metrics and plot data, and its part of the page. The evaluation, the
-metrics, the ranking and the pages iterate over `PROBE_KINDS`, in this order. A new kind is a
-new module and one entry here.
+its result model (a part of results.json), its statistics, the evidence it gives the reliance
+ranking and the robustness table, its headline metrics and plot data, and its part of the page.
+The evaluation, the metrics, the ranking and the pages iterate over `PROBE_KINDS`, in this
+order. A new kind is a new module and one entry here.
 
 >>> from cuelab.probes import PROBE_KINDS
 >>> list(PROBE_KINDS)

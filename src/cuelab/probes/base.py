@@ -65,7 +65,8 @@ class Fragility(Strict):
 @dataclass(frozen=True)
 class ProbeKind:
     """Everything about one kind of probe, in the kind's module. The evaluation, the headline
-    metrics, the importance ranking and both pages iterate over `cuelab.probes.PROBE_KINDS`.
+    metrics, the reliance ranking, the robustness table and both pages iterate over
+    `cuelab.probes.PROBE_KINDS`.
 
     name          the kind, as results.json (`probes.<name>`), refs and figure files name it
     result_model  the pydantic model of one probe's result

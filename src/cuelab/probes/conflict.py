@@ -1,8 +1,11 @@
 """Cue conflicts (Geirhos): images where factor a indicates one class and factor b another.
 
-The preference for a is the share of decisions for a's class among the decisions for a's or b's
-class; every decision is also counted by what each cue said. Intervals resample images.
-Everything about the kind is here: its result, statistics, importance evidence, metrics, and its
+Every other factor that indicates a class in training is held so that it favours neither class
+(the sampler's `cues` column says how). The preference for a is the share of decisions for a's
+class among the decisions for a's or b's class; every decision is also counted by what each cue
+said; the reliance on each cue is its conflict excess; each balanced cue's pull says how much of
+the decisions it, not the two in conflict, decided. Intervals resample models, then images.
+Everything about the kind is here: its result, statistics, reliance evidence, metrics, and its
 part of the page.
 """
 
