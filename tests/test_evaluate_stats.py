@@ -389,12 +389,13 @@ def test_factors_that_indicate_no_class_have_no_reliance():
 
 
 def test_at_rho_one_an_unpaired_level_never_occurs_so_it_is_neither_neutral_nor_in_training():
-    from cuelab.scenes import in_training, neutral_levels
+    from cuelab.config import unpaired_levels
+    from cuelab.scenes import in_training
 
     exp = conflict_experiment(factors={
         "color": {"levels": ["red", "green", "blue"], "correlation": {"rho": 0.8}},
         "texture": {"levels": ["none", "checker", "dots", "wave"], "correlation": {"rho": 1}}})
-    assert neutral_levels(exp, "texture") == []
+    assert unpaired_levels(exp, "texture") == []
     assert not in_training(exp, "texture", "wave") and in_training(exp, "texture", "dots")
     rows = sample_scenes(exp)
     rows = rows[rows.conflict == "shape_vs_color"]

@@ -251,7 +251,7 @@ class Experiment(Strict):
         bp = self.background_protocol
         if bp is not None and bp.neutral is not None:
             return bp.neutral
-        unpaired = _unpaired_backgrounds(self)
+        unpaired = unpaired_levels(self, "background")
         return unpaired[0] if unpaired else None
 
     # -- the rules that need the registry --
@@ -386,7 +386,7 @@ def _protocol_problems(exp: Experiment) -> typing.Iterator[Problem]:
         return
     for v in sorted({v for v in bp.variants if bp.variants.count(v) > 1}):
         yield Problem("background_protocol.variants", v, "each variant once")
-    unpaired = _unpaired_backgrounds(exp)
+    unpaired = unpaired_levels(exp, "background")
     rho_one = bg.correlation is not None and bg.correlation.rho >= 1
     if bp.neutral is not None and bp.neutral not in bg.levels:
         yield Problem("background_protocol.neutral", bp.neutral, "one of factors.background."
@@ -410,12 +410,14 @@ def _protocol_problems(exp: Experiment) -> typing.Iterator[Problem]:
                f"{len(exp.classes) + 1}), or leave only_fg_neutral out")))
 
 
-def _unpaired_backgrounds(exp: Experiment) -> list:
-    """The levels of factors.background that training images show with every class alike:
-    every level without a correlation; with one (and rho below 1) the levels no class pairs
-    with. Robust to a broken correlation (it is reported on its own)."""
-    spec = exp.factors.get("background")
-    if exp.label.factor == "background" or spec is None or spec.levels is None:
+def unpaired_levels(exp: Experiment, factor: str) -> list:
+    """The levels of a factor that training images show with every class alike: every level
+    without a correlation; with one (and rho below 1) the levels no class pairs with; none for
+    the label, a factor without levels, or rho 1 (training then shows only the paired levels).
+    The one rule for a neutral level: the protocol's neutral backdrop, the held cues of a
+    conflict. Robust to a broken correlation (it is reported on its own)."""
+    spec = exp.factors.get(factor)
+    if exp.label.factor == factor or spec is None or spec.levels is None:
         return []
     corr = spec.correlation
     if corr is None:

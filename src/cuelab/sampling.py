@@ -23,7 +23,8 @@ import pandas as pd
 from scipy.special import ndtri
 
 from . import scenes as S
-from .config import PROTOCOL_FOREGROUNDS, Conflict, Experiment, Level, Sweep, load_experiment
+from .config import (PROTOCOL_FOREGROUNDS, Conflict, Experiment, Level, Sweep, load_experiment,
+                     unpaired_levels)
 from .factors import REGISTRY, Factor
 from .scenes import render_ids, write_table
 from .streams import Streams
@@ -158,7 +159,7 @@ def _conflict_rows(exp: Experiment, registry: Registry, conflict: Conflict) -> p
     say(b, class_b)
     held, balanced = [], 0
     for g in S.third_cues(exp, conflict.factors):
-        neutral = S.neutral_levels(exp, g)
+        neutral = unpaired_levels(exp, g)
         if neutral:
             cols[g] = _typed(registry[g], _from_levels(neutral, None,
                                                        streams.uniform(f"{g}:neutral")))

@@ -165,16 +165,6 @@ def third_cues(exp: Experiment, pair) -> list[str]:
     return [g for g in cues if g not in (a, b)]
 
 
-def neutral_levels(exp: Experiment, factor: str) -> list:
-    """The training levels of a factor that indicate no class (levels beyond its pairings)."""
-    spec = exp.factors.get(factor)
-    if factor == exp.label.factor or spec is None or spec.levels is None or (
-            spec.correlation is not None and spec.correlation.rho == 1):
-        return []  # (at rho 1 a level paired with no class never occurs in training)
-    return [lv for lv in spec.levels if not indicates(exp, factor, [lv] * len(exp.classes),
-                                                        np.arange(len(exp.classes))).any()]
-
-
 def class_of_label(exp: Experiment, values) -> np.ndarray:
     """The class index of each value of the label factor."""
     lookup = {c: i for i, c in enumerate(exp.classes)}
