@@ -16,6 +16,7 @@ def dead_pid() -> int:
     return int(done.stdout)
 
 
+@pytest.mark.reliability(8)
 def test_a_killed_runs_leftovers_go_and_a_live_runs_stay(tmp_path):
     dead = dead_pid()
     live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
@@ -43,6 +44,7 @@ def test_a_killed_runs_leftovers_go_and_a_live_runs_stay(tmp_path):
         live.wait()
 
 
+@pytest.mark.reliability(8)
 def test_render_scratch_of_a_killed_render_is_removed(tmp_path):
     dead = dead_pid()
     (tmp_path / f"cuelab-render-{dead}-abcd").mkdir()

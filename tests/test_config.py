@@ -99,6 +99,7 @@ BAD = [
 ]
 
 
+@pytest.mark.reliability(4)
 @pytest.mark.parametrize("change,path,value,allowed", BAD, ids=[b[1] for b in BAD])
 def test_bad_input_names_path_value_and_what_is_allowed(change, path, value, allowed):
     # changing the factors would also break the tiny experiment's probes: leave them out then
@@ -111,6 +112,7 @@ def test_bad_input_names_path_value_and_what_is_allowed(change, path, value, all
     assert value in msg and allowed in msg, msg
 
 
+@pytest.mark.reliability(5)
 @pytest.mark.parametrize("name, content, message", [
     ("sky.png", b"not an image at all", "is not a readable PNG or JPEG image"),
     ("duck.obj", b"# vertices only\nv 0 0 0\nv 1 0 0\nv 0 1 0\n", "holds no faces"),
@@ -174,6 +176,7 @@ LAUGHS = "a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + "".join(
 ) + "name: *i\n"  # 9**9 values once expanded
 
 
+@pytest.mark.reliability(3)
 @pytest.mark.parametrize("content, where, message", [
     (LAUGHS.encode(), "(top level)", "got 'more than 100000 values'; an experiment of at most"),
     (b"name: x\nseed: 1\nname: y\n", "line 3, column 1",
@@ -195,6 +198,7 @@ def test_hostile_files_are_refused_quickly_and_briefly(tmp_path, content, where,
     assert f"  - {where}: " in text and message in text and len(text) < 600
 
 
+@pytest.mark.reliability(3)
 def test_a_huge_bad_value_is_shown_cut_short():
     exp = tiny_experiment(name="x" * 100_000)
     (text,) = problems(exp)

@@ -44,6 +44,13 @@ def test_hadolint_finds_nothing(dockerfile):
     assert r.returncode == 0 and not r.stdout.strip(), r.stdout + r.stderr
 
 
+@pytest.mark.reliability(10)
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda f: f.name)
+def test_the_images_turn_telemetry_off(dockerfile):
+    env = " ".join(args for op, args in instructions(dockerfile) if op == "ENV")
+    assert "MLFLOW_DISABLE_TELEMETRY=true" in env and "DVC_NO_ANALYTICS=1" in env
+
+
 @pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda f: f.name)
 def test_every_pip_install_is_constrained_by_constraints_txt(dockerfile):
     runs = [args for op, args in instructions(dockerfile) if op == "RUN"]

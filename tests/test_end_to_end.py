@@ -106,3 +106,46 @@ def test_a_renamed_experiment_reruns_what_records_the_name(project):
     results = json.loads((root / "reports" / "evaluation" / "results.json").read_text())
     assert results["experiment"] == "tiny-renamed"
     assert "Running stage" not in sh("dvc", "repro", cwd=root)
+
+
+@pytest.mark.reliability(8)
+def test_dvc_repro_killed_in_training_then_in_evaluation_and_the_next_repro_completes(project):
+    """What a user's Ctrl-C (or an out-of-memory kill) does to a run: SIGKILL to the whole
+    `dvc repro` while a model trains, again while the evaluation is half-written. The next
+    `dvc repro` completes, removes what the killed ones left, and closes their MLflow runs."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from mlflow import MlflowClient
+
+    from test_dvc import BIN
+
+    root, _ = project
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["train"]["epochs"] = 3  # train, evaluate and report run again
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    moments = {"training": lambda: any((root / "models").glob("replicate-*/checkpoint.pt")),
+               "evaluation": lambda: any((root / "reports").glob(".evaluation.*"))}
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}
+    for what, moment in moments.items():
+        repro = subprocess.Popen([BIN / "dvc", "repro"], cwd=root, env=env,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                 start_new_session=True)
+        deadline = time.monotonic() + 300
+        while not moment():
+            assert repro.poll() is None, f"dvc repro finished before {what}"
+            assert time.monotonic() < deadline, f"{what} never started"
+            time.sleep(0.02)
+        os.killpg(repro.pid, signal.SIGKILL)
+        repro.wait()
+    assert any((root / "reports").glob(".evaluation.*"))  # what the kill left
+    assert ran(sh("dvc", "repro", cwd=root)) >= {"evaluate", "report"}
+    assert "Running stage" not in sh("dvc", "repro", cwd=root)
+    assert sh("dvc", "status", cwd=root).strip() == "Data and pipelines are up to date."
+    assert not any((root / "reports").glob(".evaluation.*"))
+    client = MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name(params["name"])
+    statuses = [r.info.status for r in client.search_runs([experiment.experiment_id])]
+    assert "RUNNING" not in statuses and "KILLED" in statuses

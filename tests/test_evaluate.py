@@ -288,6 +288,7 @@ def test_dvc_shows_the_metrics_and_plots(evaluated, tmp_path):
     assert 0 <= shown["iid"]["accuracy"] <= 1 and "shape_vs_color" in shown["conflict"]
 
 
+@pytest.mark.reliability(2)
 @pytest.mark.slow
 def test_a_model_of_other_classes_is_refused(evaluated):
     from cuelab.config import experiment_from_dict
@@ -302,6 +303,7 @@ def test_a_model_of_other_classes_is_refused(evaluated):
                  "unused.json", "unused", progress=False)
 
 
+@pytest.mark.reliability(2)
 @pytest.mark.slow
 @pytest.mark.parametrize("key, value, message", [
     ("input_size", 16, r"trained with input size \(px\) 16; .* have 32"),
@@ -321,6 +323,7 @@ def test_a_model_of_other_data_is_refused(evaluated, tmp_path, key, value, messa
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.reliability(2)
 @pytest.mark.slow
 def test_a_copied_model_logs_to_the_configured_store(evaluated, tmp_path, monkeypatch,
                                                      mlflow_server):

@@ -481,6 +481,7 @@ def test_every_texture_shows_on_every_palette_colour(tmp_path):
     assert {c for (c, _), (_, lighter) in got.items() if lighter} == LIGHT_PATTERN_COLORS
 
 
+@pytest.mark.reliability(7)
 def test_a_second_render_into_the_same_folder_is_refused_while_the_first_runs(tmp_path):
     """Two whole runs into one folder would delete each other's chunks: the second is refused
     at once and the first finishes complete."""

@@ -122,6 +122,28 @@ def test_out_of_domain_factor_value(data):
     assert failed[next(iter(failed))] == ["val-000001"]
 
 
+@pytest.mark.reliability(9)
+def test_an_image_swapped_or_replaced_after_the_sensor_step_is_named(data):
+    """Two training images of different classes swapped, one replaced by noise: statistics
+    cannot see it, the content hashes the sensor step recorded do."""
+    path, i = shard_of(data, "train-000001")
+    _, j = shard_of(data, "train-000002")
+    images = np.load(path)
+    images[[i, j]] = images[[j, i]]
+    np.save(path, images)
+    path, k = shard_of(data, "val-000003")
+    images = np.load(path)
+    images[k] = np.random.default_rng(0).integers(0, 256, images[k].shape, dtype=np.uint8)
+    np.save(path, images)
+    failed = failures_of(data)
+    assert list(failed) == ["every image and mask is as the sensor step made it (the content "
+                            "hash it recorded in index.parquet; else swapped, replaced or edited "
+                            "since)"]
+    assert sorted(failed[next(iter(failed))]) == ["train-000001", "train-000002", "val-000003"]
+    index = read_index(data["images"])
+    assert index.render_id.notna().all()  # and the render each image came from
+
+
 def test_duplicate_across_splits(data):
     src, i = shard_of(data, "train-000007")
     dst, j = shard_of(data, "test-000001")

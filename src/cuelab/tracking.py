@@ -21,10 +21,12 @@ from .errors import CuelabError
 
 DEFAULT_DB = "mlflow.db"
 # MLflow's HTTP client retries 7 times with exponential backoff and waits 120 s per request:
-# a vanished server would stall a step for many minutes. These defaults fail within a minute;
-# the environment still overrides them.
-HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
-                 "MLFLOW_DISABLE_TELEMETRY": "true"}
+# a vanished or stalled server would hold a step for many minutes. With these, a request to a
+# server that stopped answering fails in about 20 s (10 s, a 1 s pause, 10 s again); `connect`
+# finds a stalled server in API_PROBE_TIMEOUT. The environment still overrides them.
+HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
+                 "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1", "MLFLOW_DISABLE_TELEMETRY": "true"}
+API_PROBE_TIMEOUT = 5.0
 
 
 def tracking_uri() -> str:
@@ -35,7 +37,8 @@ def tracking_uri() -> str:
 
 def connect(uri: str | None = None, timeout: float = 10.0) -> str:
     """Point MLflow at the tracking store (default: `tracking_uri()`) and check that it answers.
-    An unreachable server raises `CuelabError` within about 2 x `timeout` seconds."""
+    An unreachable server raises `CuelabError` within about `timeout` seconds, one whose health
+    check answers but whose API does not within `timeout` + API_PROBE_TIMEOUT."""
     import mlflow
 
     for key, value in HTTP_DEFAULTS.items():
@@ -99,6 +102,17 @@ def _check_store(db: Path) -> None:
         raise CuelabError(f"the MLflow store {db} is damaged ({reason}): move it away (it may "
                           "still hold runs worth keeping) and run again to start a new one, or "
                           "point MLFLOW_TRACKING_URI at another store")
+    from mlflow.store.db.utils import _get_latest_schema_revision
+
+    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
+        found = [r[0] for r in conn.execute("select version_num from alembic_version")]
+    if found != [_get_latest_schema_revision()]:
+        # half-migrated (made by a process killed in MLflow's migrations), or an older MLflow's
+        raise CuelabError(
+            f"the MLflow store {db} is at schema revision {', '.join(found) or 'none'}, not "
+            f"{_get_latest_schema_revision()} (this MLflow's): if an older MLflow made it, "
+            f"upgrade it (`mlflow db upgrade sqlite:///{db}`, back it up first); if a run was "
+            "killed while creating it, move it away and run again to start a new one")
 
 
 def _probe(uri: str, timeout: float) -> None:
@@ -116,6 +130,18 @@ def _probe(uri: str, timeout: float) -> None:
         reason = getattr(e, "reason", e)
         raise CuelabError(f"the MLflow tracking server {uri} is unreachable ({reason}): "
                           f"{how_to}") from None
+    # a server can be healthy and its API stalled (a locked or lost database): ask it something
+    api = uri.rstrip("/") + "/api/2.0/mlflow/experiments/get-by-name?experiment_name=Default"
+    try:
+        with urllib.request.urlopen(api, timeout=API_PROBE_TIMEOUT) as response:
+            response.read(64)
+    except urllib.error.HTTPError:
+        pass  # it answered (404 without a Default experiment, 401 without credentials...)
+    except (urllib.error.URLError, OSError) as e:
+        reason = getattr(e, "reason", e)
+        raise CuelabError(f"the MLflow tracking server {uri} answers its health check but not "
+                          f"its API ({reason} within {API_PROBE_TIMEOUT:g} s): is its database "
+                          f"reachable? Restart it, or {how_to.split(', ', 1)[1]}") from None
 
 
 @contextlib.contextmanager
@@ -128,7 +154,12 @@ def mlflow_errors(what: str):
         yield
     except MlflowException as e:
         raise CuelabError(f"MLflow ({mlflow.get_tracking_uri()}): {what} failed: "
-                          f"{e.message}") from None
+                          f"{_shortened(e.message)}") from None
+
+
+def _shortened(message: str, limit: int = 600) -> str:
+    """MLflow's messages can carry a whole server response or traceback: its first lines."""
+    return message if len(message) <= limit else message[:limit] + " ..."
 
 
 def experiment_id(name: str) -> str:
@@ -180,22 +211,26 @@ def close_orphans(experiment: str) -> list[str]:
         return closed
 
 
+@contextlib.contextmanager
 def start_run(experiment: str | None = None, run_id: str | None = None,
               parent_run_id: str | None = None, run_name: str | None = None,
               tags: dict[str, str] | None = None):
     """`mlflow.start_run` on a connected store, as a context manager: a new run in the MLflow
     experiment `experiment`, or `run_id` reopened, or a run nested under `parent_run_id` (in the
-    parent's experiment; evaluation nests under the training run named in models/model.json)."""
+    parent's experiment; evaluation nests under the training run named in models/model.json).
+    Every MLflow call inside, and the run's end, fail as a `CuelabError` naming the store (a
+    server gone mid-training, a full disk), never as a traceback."""
+    import socket
+
     import mlflow
 
-    with mlflow_errors("starting a run"):
+    with mlflow_errors(f"starting the run {run_name or run_id}"):
         exp_id = None
         if parent_run_id is not None:
             exp_id = mlflow.get_run(parent_run_id).info.experiment_id
         elif experiment is not None and run_id is None:
             exp_id = experiment_id(experiment)
         # which process on which machine runs it: a run whose process is gone was killed
-        import socket
         mine = {"cuelab.pid": str(os.getpid()), "cuelab.host": socket.gethostname()}
         run = mlflow.start_run(run_id=run_id, experiment_id=exp_id,
                                parent_run_id=parent_run_id, run_name=run_name,
@@ -203,7 +238,8 @@ def start_run(experiment: str | None = None, run_id: str | None = None,
                                nested=mlflow.active_run() is not None)
         if run_id:  # reopened (a resumed training): now this process's
             mlflow.set_tags(mine)
-        return run
+    with mlflow_errors(f"logging to the run {run.info.run_name} ({run.info.run_id})"), run:
+        yield run
 
 
 def log_figure(figure, name: str) -> None:

@@ -9,8 +9,8 @@ offending images (or splits, sweep pairs, ...):
     scenes        the scenes table: columns, types, no nulls, factor values in the domains the
                   experiment declares
     values        each distinct factor value inside its registry domain (`Factor.accepts`)
-    images        one row per scene (plus any image without one): readable, right shape and
-                  dtype, not blank, the target visible, labels consistent, no content shared
+    images        one row per scene (plus any image without one): readable, unchanged since the
+                  sensor step made it (its recorded content hash), right shape and dtype, not blank, the target visible, labels consistent, no content shared
                   across splits; per-split pixel statistics recorded
     splits        rows per split as specified
     balance       each class's share of each split, within sampling tolerance
@@ -36,7 +36,7 @@ from scipy.special import ndtr
 
 from .atomic import replaced_dir, write_json
 from .config import PROTOCOL_FOREGROUNDS, Experiment, load_experiment
-from .data import read_index
+from .data import content_hashes, read_index
 from .errors import CuelabError
 from .factors import FACTOR_NAMES, REGISTRY
 from .scenes import (ALL_SPLITS, BALANCED_SPLITS, agreement, columns, conflict_key, indicates,
@@ -126,7 +126,7 @@ def validate(params: str | Path | Experiment, scenes: str | Path | pd.DataFrame,
 
 def image_stats(root: str | Path, progress: bool = True) -> pd.DataFrame:
     """One row per image of the dataset: readable?, format, contrast, visible target pixels,
-    mean intensity, content hash. A shard that cannot be read marks all its images unreadable."""
+    mean intensity, content hash, and whether it is as the sensor step recorded it. A shard that cannot be read marks all its images unreadable."""
     from tqdm import tqdm
 
     root = Path(root)
@@ -135,6 +135,8 @@ def image_stats(root: str | Path, progress: bool = True) -> pd.DataFrame:
     for shard, rows in tqdm(index.groupby("shard", sort=False), desc="validate images",
                             unit="shard", disable=not progress):
         part = rows[["image_id", "split", "label"]].rename(columns={"label": "stored_label"})
+        recorded = (rows["content_hash"].to_numpy() if "content_hash" in rows
+                    else np.full(len(rows), None))  # a dataset made before hashes were kept
         try:
             images = np.load(root / f"{shard}.images.npy", mmap_mode="r")
             masks = np.load(root / f"{shard}.masks.npy", mmap_mode="r")
@@ -154,7 +156,8 @@ def image_stats(root: str | Path, progress: bool = True) -> pd.DataFrame:
             visible_pixels=masks.reshape(len(masks), -1).sum(1) if masks.dtype == bool
             else np.nan,
             content=[hashlib.blake2b(im.tobytes(), digest_size=16).hexdigest()
-                     for im in images]))
+                     for im in images],
+            intact=np.asarray(content_hashes(images, masks), dtype=object) == recorded))
     return pd.concat(parts, ignore_index=True)
 
 
@@ -197,6 +200,8 @@ def _images_table(exp, scenes, stats) -> pd.DataFrame:
         stats.rename(columns={"split": "stored_split"}), on="image_id", how="outer")
     t["has_scene"] = t["has_scene"].fillna(False).astype(bool)
     t["has_image"] = t["has_image"].fillna(False).astype(bool)
+    # an image that could not be read is named by has_image, not again here
+    t["intact"] = t["intact"].fillna(True).astype(bool) if "intact" in t else True
     t["shows_object"] = t["shows_object"].fillna(True).astype(bool)
     t["split"] = t["split"].fillna(t["stored_split"])
     t["problem"] = t["problem"].fillna("no image in the dataset")
@@ -547,6 +552,8 @@ def _image_expectations(exp: Experiment, images: pd.DataFrame) -> list:
     checks = [
         in_set("has_image", True, "every scene has a readable image and mask"),
         in_set("has_scene", True, "every image has a row in the scenes table"),
+        in_set("intact", True, "every image and mask is as the sensor step made it (the content "
+               "hash it recorded in index.parquet; else swapped, replaced or edited since)"),
         in_set("image_format", f"{res}x{res}x3 uint8", f"images are {res}x{res}x3 uint8"),
         in_set("mask_format", f"{res}x{res} bool", f"masks are {res}x{res} bool"),
         E.ExpectColumnValuesToBeBetween(

@@ -1,7 +1,9 @@
 """The dataset on disk: the final images and masks in a few large shards, and one index.
 
     data/images/
-      index.parquet             image_id, split, label, shard, offset (one row per image)
+      index.parquet             image_id, split, label, render_id, shard, offset, content_hash
+                                (one row per image: the render it came from, where it is, and
+                                a hash of its pixels and mask that the data gate checks)
       train-00000.images.npy    (n, H, W, 3) uint8   at most SHARD_SIZE images per shard
       train-00000.masks.npy     (n, H, W) bool       the target object's exact pixels
       ...
@@ -11,6 +13,7 @@ Plain .npy files so a split can be memory-mapped; a 50,000-image dataset is abou
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,7 +44,8 @@ class DatasetWriter:
         self.tmp = temp_dir_beside(self.out)
         self.index: list[pd.DataFrame] = []
 
-    def add_split(self, split: str, image_ids, labels, images: np.ndarray, masks: np.ndarray):
+    def add_split(self, split: str, image_ids, labels, render_ids, images: np.ndarray,
+                  masks: np.ndarray):
         for k, start in enumerate(range(0, len(image_ids), SHARD_SIZE)):
             end = start + SHARD_SIZE
             shard = f"{split}-{k:05d}"
@@ -50,8 +54,10 @@ class DatasetWriter:
             n = len(image_ids[start:end])
             self.index.append(pd.DataFrame({
                 "image_id": image_ids[start:end], "split": split,
-                "label": np.asarray(labels[start:end], np.int64), "shard": shard,
-                "offset": np.arange(n, dtype=np.int64)}))
+                "label": np.asarray(labels[start:end], np.int64),
+                "render_id": render_ids[start:end], "shard": shard,
+                "offset": np.arange(n, dtype=np.int64),
+                "content_hash": content_hashes(images[start:end], masks[start:end])}))
 
     def close(self) -> Path:
         pd.concat(self.index, ignore_index=True).to_parquet(self.tmp / "index.parquet",
@@ -60,6 +66,13 @@ class DatasetWriter:
 
     def abort(self) -> None:
         shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def content_hashes(images: np.ndarray, masks: np.ndarray) -> list[str]:
+    """A hash of each image's pixels and mask: recorded when the image is made, checked by the
+    data gate, so an image swapped, replaced or edited afterwards is named before training."""
+    return [hashlib.blake2b(image.tobytes() + mask.tobytes(), digest_size=16).hexdigest()
+            for image, mask in zip(images, masks)]
 
 
 def read_index(root: str | Path) -> pd.DataFrame:

@@ -67,7 +67,7 @@ def sensor(params: str | Path | Experiment, scenes: str | Path | pd.DataFrame,
                                                   exp.sensor)
                 bar.update(len(rows))
                 writer.add_split(split, rows.image_id.to_numpy(), rows.label.to_numpy(),
-                                 images, masks)
+                                 rows.render_id.to_numpy(), images, masks)
                 counts[split] = len(rows)
         out = writer.close()
     except BaseException:
