@@ -189,8 +189,11 @@ def render_ids(df: pd.DataFrame, registry: Mapping[str, Factor] = REGISTRY) -> l
     parts = []
     for f in scene:
         values = df[f.name]
-        text = (f.name + "=" + values.astype(str) + "|").where(values != f.default, "")
-        parts.append(text.to_numpy(dtype=object))
+        varied = (values != f.default).to_numpy()
+        text = np.full(len(df), "", dtype=object)
+        if varied.any():  # only those written out: most factors sit at their default
+            text[varied] = (f.name + "=" + values[varied].astype(str) + "|").to_numpy(object)
+        parts.append(text)
     seeded = np.zeros(len(df), bool)
     for f in scene:
         if f.seeded:
