@@ -67,7 +67,7 @@ BAD = [
     ({"factors": {"shape": {"levels": ["cube"]}}}, "factors.shape", "shape", "is the label"),
     ({"factors": {"iso": {"range": [0, 100.5]}}}, "factors.iso.range", "100.5", "an integer"),
     ({"seed": -1}, "seed", "-1", "greater than or equal to 0"),
-    ({"name": "Bad Name!"}, "name", "Bad Name!", "match pattern"),
+    ({"name": "Bad Name!"}, "name", "Bad Name!", "lower-case letters, digits, _ and -"),
     ({"background_protocol": {"variants": ["mixed_other"]}}, "background_protocol.variants[0]",
      "mixed_other", "original"),
     # only_fg_neutral needs a training background no class pairs with: 3 levels, 3 classes
@@ -199,6 +199,29 @@ def test_hostile_files_are_refused_quickly_and_briefly(tmp_path, content, where,
 
 
 @pytest.mark.reliability(3)
+def test_max_images_refuses_a_typo_until_raised_on_purpose():
+    """The images of all groups together are at most max_images (default 200,000): 3,000,000
+    training images (a typo's extra zeros, or hours of rendering) are refused with the count and
+    the way out; raising max_images accepts them. No step reads it: the data does not change."""
+    from cuelab.steps import STEPS, reads
+
+    big = {"train": 3_000_000, "val": 6, "test": 6}
+    (msg,) = problems(tiny_experiment(splits=big))
+    assert msg.startswith("max_images: got 200000 (the default); the experiment asks for "
+                          "3000116 images (train 3000000, val 6, test 6, sweep 37, conflict 12, "
+                          "protocol 55), more than max_images (200000); raise max_images to at "
+                          "least 3000116 if you mean it"), msg
+    raised = experiment_from_dict(tiny_experiment(splits=big, max_images=3_000_116))
+    assert sum(raised.row_counts().values()) == raised.max_images
+    (msg,) = problems(tiny_experiment(max_images=100))
+    assert msg.startswith("max_images: got 100; the experiment asks for 146 images")
+    assert load_experiment(ROOT / "params.yaml").max_images == 200_000
+    tiny = experiment_from_dict(tiny_experiment())
+    other = experiment_from_dict(tiny_experiment(max_images=1000))
+    assert all("max_images" not in step.reads for step in STEPS.values())
+    assert all(reads(tiny, s) == reads(other, s) for s in STEPS)
+
+
 def test_a_huge_bad_value_is_shown_cut_short():
     exp = tiny_experiment(name="x" * 100_000)
     (text,) = problems(exp)
@@ -219,6 +242,7 @@ def test_every_problem_is_reported_at_once():
     "name: x\nseed: [1\n",                                       # malformed YAML
     yaml.safe_dump(tiny_experiment(unknown_key=1)),              # unknown key
     yaml.safe_dump(tiny_experiment(splits={"train": 2.5, "val": 1, "test": 1})),
+    yaml.safe_dump(tiny_experiment(splits={"train": 300_000, "val": 1, "test": 1})),  # max_images
 ])
 def test_cli_exits_2_and_writes_nothing(tmp_path, text):
     params = tmp_path / "params.yaml"
@@ -243,3 +267,26 @@ def test_params_check_summarises(tmp_path):
     assert "rho 0.8 (cube->red, sphere->green, cone->blue)" in out
     assert "splits: train 30, val 6, test 6" in out
     assert "images in the scenes table: 146" in out
+    from cuelab.sampling import sample_scenes
+    renders = sample_scenes(experiment_from_dict(tiny_experiment()))["render_id"].nunique()
+    assert f"renders: {renders} distinct" in out and renders < 146
+    assert "estimated time: about " in out and " on 2 CPU cores (render " in out
+    assert "measured by benchmarks/render_throughput.py" in out
+
+
+def test_the_estimate_scales_with_pixels_and_samples():
+    from cuelab.describe import describe_experiment, estimate_seconds
+
+    exp = experiment_from_dict(tiny_experiment())
+    small = estimate_seconds(exp, 1000, 1000)
+    big = estimate_seconds(experiment_from_dict(tiny_experiment(
+        render={"resolution": 128, "samples": 16})), 1000, 1000)
+    assert big["render"] == pytest.approx(small["render"] * 4 * 4)
+    assert big["sensor"] == pytest.approx(small["sensor"] * 4)
+    assert big["train"] == pytest.approx(small["train"] * 4)
+    resnet = experiment_from_dict(tiny_experiment(train={"model": "resnet18"}))
+    assert "train not estimated for resnet18" in describe_experiment(resnet)
+    huge = experiment_from_dict(tiny_experiment(splits={"train": 1_000_000, "val": 6, "test": 6},
+                                                max_images=2_000_000))
+    text = describe_experiment(huge)  # not sampled: an upper bound, at once
+    assert "renders: at most 1000116 (not counted" in text and " h on 2 CPU cores" in text

@@ -7,7 +7,11 @@ Either way the user gets an `ExperimentError` naming the field path, the value a
 
 from __future__ import annotations
 
+import datetime
 import difflib
+import functools
+import os
+import types
 import typing
 from pathlib import Path
 from typing import Annotated, Literal
@@ -15,12 +19,14 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from .errors import ExperimentError, Problem
+from .errors import ExperimentError, Problem, Words
 from .factors import REGISTRY, Factor
 
 PositiveInt = Annotated[int, Field(strict=True, gt=0)]
 # Practical bounds: far beyond any sensible experiment, well before one exhausts the machine.
 MAX_ROWS = 10_000_000            # images per split or probe
+DEFAULT_MAX_IMAGES = 200_000     # images in all (Experiment.max_images): the default's 5,780
+                                 # take minutes on 2 CPU cores; 200,000 take hours
 Count = Annotated[int, Field(strict=True, gt=0, le=MAX_ROWS)]
 Weight = Annotated[float, Field(gt=0, le=1e6, allow_inf_nan=False)]
 Level = str | float
@@ -55,7 +61,7 @@ class Correlation(Strict):
     is drawn independently. pairs: class -> level (categorical, or a numeric value) or [lo, hi]
     (numeric). Without pairs, class i is paired with the i-th level, or the i-th equal slice of
     the range."""
-    rho: float = Field(ge=0, le=1)
+    rho: float = Field(ge=0, le=1, allow_inf_nan=False)
     pairs: dict[str, Level | Interval] | None = None
 
 
@@ -129,15 +135,17 @@ class SensorSettings(Strict):
     """The simulated camera's constants; the per-image settings are sensor factors."""
     base_iso: int = Field(default=100, ge=50, le=800)
     # real sensors: a full well of 5,000-100,000 electrons, read noise of 1-20 electrons
-    full_well: float = Field(default=20000.0, ge=100, le=1e7, description="electrons at base ISO")
-    read_noise: float = Field(default=3.0, ge=0, le=1000, description="electrons RMS at base ISO")
+    full_well: float = Field(default=20000.0, ge=100, le=1e7, allow_inf_nan=False,
+                             description="electrons at base ISO")
+    read_noise: float = Field(default=3.0, ge=0, le=1000, allow_inf_nan=False,
+                              description="electrons RMS at base ISO")
     bit_depth: int = Field(default=12, ge=8, le=16)
 
 
 class Augment(Strict):
     flip: bool = True
     crop: bool = True
-    color_jitter: float = Field(default=0.0, ge=0, le=1)
+    color_jitter: float = Field(default=0.0, ge=0, le=1, allow_inf_nan=False)
 
 
 class TrainSettings(Strict):
@@ -146,14 +154,14 @@ class TrainSettings(Strict):
     epochs: int = Field(default=15, ge=1, le=1000)
     batch_size: int = Field(default=64, ge=1, le=4096)
     optimizer: Literal["sgd", "adamw"] = "adamw"
-    lr: float = Field(default=1e-3, gt=0, le=10)
-    weight_decay: float = Field(default=1e-4, ge=0, le=1)
+    lr: float = Field(default=1e-3, gt=0, le=10, allow_inf_nan=False)
+    weight_decay: float = Field(default=1e-4, ge=0, le=1, allow_inf_nan=False)
     schedule: Literal["constant", "cosine", "step"] = "cosine"
     augment: Augment = Augment()
     mitigation: Literal["none", "random_background"] = "none"
     # random_background: the share of training images whose background is swapped (1: all, so
     # the background says nothing about the class; less leaves part of the shortcut)
-    swap_probability: float = Field(default=1.0, ge=0, le=1)
+    swap_probability: float = Field(default=1.0, ge=0, le=1, allow_inf_nan=False)
     replicates: int = Field(default=3, ge=1, le=100)  # models trained on the same data
     seed: int = Field(default=0, ge=0, lt=2**63)  # initialisation and batch order of replicate
                                                   # r come from (seed, r); the data keeps the
@@ -168,7 +176,7 @@ class TrainSettings(Strict):
 class EvaluateSettings(Strict):
     bootstrap: int = Field(default=1000, ge=100, le=100_000)
     seed: int = Field(default=0, ge=0, lt=2**63)  # the bootstrap's own
-    confidence: float = Field(default=0.95, gt=0.5, lt=1)
+    confidence: float = Field(default=0.95, gt=0.5, lt=1, allow_inf_nan=False)
     attribution_images: int = Field(default=64, ge=0, le=100_000)
     occlusion_patch: int = Field(default=8, ge=2, le=1024)  # and at most render.resolution
 
@@ -188,6 +196,9 @@ class Experiment(Strict):
     sensor: SensorSettings = SensorSettings()
     train: TrainSettings = TrainSettings()
     evaluate: EvaluateSettings = EvaluateSettings()
+    # Images the scenes table may hold, all groups together (`row_counts`): a guard against a
+    # typo's extra zeros, raised by the user on purpose. No step reads it: it changes no data.
+    max_images: int = Field(default=DEFAULT_MAX_IMAGES, strict=True, ge=1, le=10**9)
 
     # -- derived views used by the sampler and the reports --
 
@@ -259,9 +270,11 @@ class Experiment(Strict):
     @model_validator(mode="after")
     def _check_against_registry(self) -> "Experiment":
         problems = list(_registry_problems(self))
+        if not problems:  # counting the rows needs an experiment that is sound otherwise
+            problems = list(_size_problems(self))
         if problems:
             # Not a ValueError: pydantic would fold it into one anonymous message.
-            raise ExperimentError(problems)
+            raise ExperimentError(problems[:MAX_PROBLEMS], more=len(problems[MAX_PROBLEMS:]))
         return self
 
 
@@ -271,9 +284,12 @@ def _as_pair(p: Level | Interval) -> Level | Interval:
 
 def _registry_problems(exp: Experiment) -> typing.Iterator[Problem]:
     label_factor = REGISTRY.get(exp.label.factor)
-    yield from _label_problems(exp, label_factor)
-    if label_factor is None or not label_factor.is_categorical:
-        return  # nothing else can be checked against a label that is not a class factor
+    label_problems = list(_label_problems(exp, label_factor))
+    if label_problems:
+        # the rest is checked against the classes: against wrong ones it would only echo them
+        # (pairs "missing" a class that is a typo)
+        yield from label_problems
+        return
     for name, spec in exp.factors.items():
         yield from _factor_problems(exp, name, spec)
     yield from _sweep_problems(exp)
@@ -287,6 +303,18 @@ def _registry_problems(exp: Experiment) -> typing.Iterator[Problem]:
                       "set splits.val_balanced (e.g. 300), or select_on: val")
 
 
+def _size_problems(exp: Experiment) -> typing.Iterator[Problem]:
+    counts = exp.row_counts()
+    total = sum(counts.values())
+    if total > exp.max_images:
+        limit = exp.max_images if "max_images" in exp.model_fields_set else \
+            Words(f"{exp.max_images} (the default)")
+        yield Problem("max_images", limit, f"the experiment asks for {total} images ("
+                      + ", ".join(f"{k} {v}" for k, v in counts.items() if v)
+                      + f"), more than max_images ({exp.max_images}); raise max_images to at "
+                      f"least {total} if you mean it")
+
+
 def _label_problems(exp: Experiment, label_factor: Factor | None) -> typing.Iterator[Problem]:
     lab = exp.label
     k = len(lab.levels)
@@ -298,7 +326,7 @@ def _label_problems(exp: Experiment, label_factor: Factor | None) -> typing.Iter
                       + ", ".join(f.name for f in REGISTRY.values() if f.is_categorical))
         return
     for i, level in enumerate(lab.levels):
-        if problem := label_factor.problem(level) or label_factor.file_problem(level):
+        if problem := _level_problem(label_factor, level):
             yield Problem(f"label.levels[{i}]", level, problem)
     if len(set(lab.levels)) != k:
         yield Problem("label.levels", lab.levels, "each class level must appear once")
@@ -333,7 +361,7 @@ def _sweep_problems(exp: Experiment) -> typing.Iterator[Problem]:
             if sw.factor == lab.factor and level not in lab.levels:
                 yield Problem(f"{path}.levels[{j}]", level, "a sweep over the label factor "
                               "stays within the classes: " + ", ".join(lab.levels))
-            elif problem := f.problem(level) or f.file_problem(level):
+            elif problem := _level_problem(f, level):
                 yield Problem(f"{path}.levels[{j}]", level, problem)
         if sw.range is not None:
             yield from _range_problems(f"{path}.range", f, sw.range)
@@ -431,25 +459,28 @@ def unpaired_levels(exp: Experiment, factor: str) -> list:
 
 def _spec_problems(path: str, f: Factor, spec: FactorSpec, exp: Experiment):
     if f.is_categorical:
-        if spec.levels is None:
+        if spec.range is not None:  # one message: a range in place of levels
+            yield Problem(f"{path}.range", list(spec.range), f"{f.name} is categorical: give "
+                          "levels, not a range: " + f.domain_text())
+        elif spec.levels is None:
             yield Problem(f"{path}.levels", Problem.MISSING, f"{f.name} is categorical: list "
                           "its levels, " + f.domain_text())
-        if spec.range is not None:
-            yield Problem(f"{path}.range", list(spec.range), f"{f.name} is categorical: give "
-                          "levels, not a range")
     elif (spec.levels is None) == (spec.range is None):
         yield Problem(path, "levels and range" if spec.levels else "neither levels nor range",
                       f"{f.name} is numeric: give either range [low, high] or a list of levels, "
                       + f.domain_text())
     for j, level in enumerate(spec.levels or []):
-        if problem := f.problem(level) or f.file_problem(level):
+        if problem := _level_problem(f, level):
             yield Problem(f"{path}.levels[{j}]", level, problem)
     if spec.levels is not None and len(set(spec.levels)) != len(spec.levels):
         yield Problem(f"{path}.levels", spec.levels, "each level once")
-    if spec.weights is not None and (spec.levels is None
-                                     or len(spec.weights) != len(spec.levels)):
+    if spec.weights is not None and spec.levels is not None \
+            and len(spec.weights) != len(spec.levels):
         yield Problem(f"{path}.weights", spec.weights, "one positive weight per level")
-    if spec.range is not None:
+    elif spec.weights is not None and spec.levels is None and not f.is_categorical:
+        yield Problem(f"{path}.weights", spec.weights, "weights go with levels (one positive "
+                      "weight per level); a range is drawn by its distribution")
+    if spec.range is not None and not f.is_categorical:  # categorical: said above
         yield from _range_problems(f"{path}.range", f, spec.range)
         if spec.distribution == "loguniform" and spec.range[0] <= 0:
             yield Problem(f"{path}.range", list(spec.range), "a loguniform range starts above 0")
@@ -482,6 +513,27 @@ def _spec_problems(path: str, f: Factor, spec: FactorSpec, exp: Experiment):
                 yield Problem(ppath, level, f"a sub-range [low, high] inside [{lo:g}, {hi:g}]")
 
 
+def _level_problem(f: Factor, level: object) -> str | None:
+    """What is wrong with a level: outside the factor's domain, or naming a file that is missing
+    or not of its format. A file named many times is read once (while it is unchanged)."""
+    if problem := f.problem(level):
+        return problem
+    file = f.file_of(level)
+    if file is None:
+        return None
+    try:
+        st = os.stat(file)
+        stamp: tuple | None = (st.st_mtime_ns, st.st_size, st.st_ino)
+    except OSError:
+        stamp = None
+    return _file_problem(f.name, level, os.path.abspath(file), stamp)
+
+
+@functools.lru_cache(maxsize=256)
+def _file_problem(factor: str, level: str, where: str, stamp: tuple | None) -> str | None:
+    return REGISTRY[factor].file_problem(level)
+
+
 def _range_problems(path: str, f: Factor, rng: Interval):
     lo, hi = rng
     if lo > hi:
@@ -505,6 +557,7 @@ def _unknown_factor(path: str, name: object) -> Problem:
 MAX_EXPERIMENT_BYTES = 1_000_000
 MAX_EXPERIMENT_VALUES = 100_000   # scalars and containers, YAML aliases expanded
 MAX_EXPERIMENT_DEPTH = 32
+MAX_PROBLEMS = 100                # described; more are counted ("... and 4,900 more")
 
 
 def load_experiment(path: str | Path) -> Experiment:
@@ -523,9 +576,11 @@ def load_experiment(path: str | Path) -> Experiment:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
         raise ExperimentError([Problem(f"byte {e.start}", raw[e.start:e.start + 1],
-                                       "a UTF-8 text file: a YAML experiment, not a binary "
-                                       "file")], str(path)) from None
+                                       f"a UTF-8 text file: this byte (line {line}) is not "
+                                       "UTF-8; save the file as UTF-8 text (a YAML experiment, "
+                                       "not a binary file)")], str(path)) from None
     return experiment_from_yaml(text, source=str(path))
 
 
@@ -576,14 +631,11 @@ def experiment_from_yaml(text: str, source: str = "the experiment") -> Experimen
         raise ExperimentError([Problem("", f"{len(text)} characters", "an experiment of at "
                                        f"most {MAX_EXPERIMENT_BYTES} characters")], source)
     try:
+        if (problem := _shape_problem(text)) is not None:
+            raise ExperimentError([problem], source)
         data = yaml.load(text, Loader=_Loader)  # noqa: S506 (a safe loader)
     except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "?"
-        line = text.splitlines()[mark.line] if mark and mark.line < len(text.splitlines()) else ""
-        what = getattr(e, "problem", None) or str(e)
-        raise ExperimentError([Problem(where, line, f"well-formed YAML ({what})")],
-                              source) from None
+        raise ExperimentError([_yaml_problem(e, text)], source) from None
     except RecursionError:
         raise ExperimentError([Problem("", f"lists or mappings nested more than "
                                        f"{MAX_EXPERIMENT_DEPTH} deep",
@@ -593,66 +645,246 @@ def experiment_from_yaml(text: str, source: str = "the experiment") -> Experimen
     return experiment_from_dict(data, source)
 
 
+def _shape_problem(text: str) -> Problem | None:
+    """Too deep a nesting or too many values, seen in the parser's events before anything is
+    built: libyaml's composer recurses in C, and some 100,000 nested brackets crash the process
+    (a segmentation fault, no RecursionError). Aliases are counted expanded after loading."""
+    depth = count = 0
+    for event in yaml.parse(text, Loader=_Loader):
+        kind = type(event)  # by type, not isinstance: 100,000 events take a tenth of a second
+        if kind is yaml.ScalarEvent or kind is yaml.AliasEvent:
+            count += 1
+            if count > MAX_EXPERIMENT_VALUES:
+                return Problem("", f"more than {MAX_EXPERIMENT_VALUES} values", "an experiment "
+                               "of at most that many values once YAML aliases (&name, *name) "
+                               "are expanded")
+        elif step := _NESTING.get(kind):
+            depth += step
+            if depth > MAX_EXPERIMENT_DEPTH:
+                return Problem("", f"lists or mappings nested more than {MAX_EXPERIMENT_DEPTH} "
+                               "deep", "an experiment a few levels deep")
+    return None
+
+
+_NESTING = {yaml.MappingStartEvent: 1, yaml.SequenceStartEvent: 1, yaml.MappingEndEvent: -1,
+            yaml.SequenceEndEvent: -1}
+
+
+def _yaml_problem(e: yaml.YAMLError, text: str) -> Problem:
+    """Where the YAML breaks (line, column), that line, and what the parser found, with where
+    the construct it was reading began (an unclosed bracket or quote is found at its end)."""
+    lines = text.splitlines()
+    if isinstance(e, yaml.reader.ReaderError):  # a character YAML does not allow: no mark
+        line_no = text.count("\n", 0, e.position)
+        column = e.position - (text.rfind("\n", 0, e.position) + 1)
+        code = e.character if isinstance(e.character, int) else ord(e.character)
+        what = f"unacceptable character #x{code:04x}: {e.reason}"
+    else:
+        mark = getattr(e, "problem_mark", None)
+        if mark is None:
+            return Problem("", Words("unreadable YAML"), f"well-formed YAML ({e})")
+        line_no, column = mark.line, mark.column
+        what = getattr(e, "problem", None) or str(e)
+        context, start = getattr(e, "context", None), getattr(e, "context_mark", None)
+        if context and start is not None and (start.line, start.column) != (line_no, column):
+            what += f", {context} that begins at line {start.line + 1}, column {start.column + 1}"
+    line = lines[line_no] if line_no < len(lines) else ""
+    if line[column:column + 1] == "\t" or (not line[:column].strip() and "\t" in line[:column]):
+        what += "; YAML indents with spaces, not tabs"
+    return Problem(f"line {line_no + 1}, column {column + 1}", line, f"well-formed YAML ({what})")
+
+
 def experiment_from_dict(data: object, source: str = "the experiment") -> Experiment:
     if not isinstance(data, dict):
-        raise ExperimentError([Problem("", type(data).__name__, "a mapping of keys (name, "
+        raise ExperimentError([Problem("", _described(data), "a mapping of keys (name, "
                                        "seed, label, factors, splits, ...)")], source)
     try:
         return Experiment.model_validate(data)
     except ValidationError as e:
-        raise ExperimentError([_problem(err) for err in e.errors()], source) from None
+        problems, more = _problems(e.errors(include_url=False), data)
+        raise ExperimentError(problems, source, more) from None
     except ExperimentError as e:
         e.source = source
         raise
 
 
-def _problem(err: dict) -> Problem:
-    loc = [part for part in err["loc"] if not _is_union_tag(part)]
-    path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
-    value = Problem.MISSING if err["type"] == "missing" else err.get("input")
-    if err["type"] == "extra_forbidden":
+def _described(data: object) -> object:
+    """A document that is not a mapping, as a problem shows it."""
+    if data is None:
+        return Words("an empty document (no keys)")
+    if isinstance(data, list):
+        return Words(f"a list of {len(data)} item{'s' if len(data) != 1 else ''}, not keys")
+    return data
+
+
+# What a member of a union is, in words: pydantic names the member it tried in the error's location
+_MEMBERS = {"str": "a name", "float": "a number", "int": "an integer",
+            "tuple[float, float]": "a range [low, high]"}
+# Keys people put in an experiment that belong elsewhere
+_ELSEWHERE = {"tracking": "the MLflow store is chosen by the MLFLOW_TRACKING_URI environment "
+                          "variable (default: mlflow.db here), not by the experiment"}
+NAME_RULE = ("a name of 1 to 64 characters: lower-case letters, digits, _ and -, starting with "
+             "a letter or digit")
+
+
+def _problems(errors: list[dict], data: dict) -> tuple[list[Problem], int]:
+    """pydantic's errors as problems, one per place: the members a union tried (a level is a name
+    or a number) and the items of a pair ([low, high]) are one problem about the whole value.
+    The first MAX_PROBLEMS are described, the rest counted (a file of 50,000 unknown keys)."""
+    places: dict[tuple, list[dict]] = {}
+    for err in errors:
+        places.setdefault(_place(err["loc"]), []).append(err)
+    described = list(places.items())[:MAX_PROBLEMS]
+    return ([_problem(list(loc), errs, data) for loc, errs in described],
+            len(places) - len(described))
+
+
+def _place(raw: tuple) -> tuple:
+    """The location an error is told at: at a union, not the member pydantic tried there (its
+    tag follows the union's place in the location: 'str', 'tuple[float, float]'); at the pair
+    an item belongs to; at a mapping's key of the wrong type ('[key]' follows it). Told apart by
+    the schema, not the name: a user's key may be called 'str'."""
+    loc: list = []
+    for part in raw:
+        if _is_union(_type_at(loc)) or (part == "[key]" and loc and _is_dict(_type_at(loc[:-1]))):
+            break
+        loc.append(part)
+    for i in range(1, len(loc)):
+        if isinstance(loc[i], int) and typing.get_origin(_type_at(loc[:i])) is tuple:
+            return tuple(loc[:i])
+    return tuple(loc)
+
+
+def _is_union(tp: typing.Any) -> bool:
+    return typing.get_origin(tp) in (typing.Union, types.UnionType)
+
+
+def _is_dict(tp: typing.Any) -> bool:
+    return typing.get_origin(tp) is dict
+
+
+def _problem(loc: list, errs: list[dict], data: dict) -> Problem:
+    err = errs[0]
+    path = _path(loc)
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        return Problem(path, loc[-1], _unknown_key(loc))
+    raw = err["loc"]
+    after = raw[len(loc)] if len(raw) > len(loc) else None  # a union member's tag, '[key]'
+    if kind == "invalid_key" or (after == "[key]" and _is_dict(_type_at(loc[:-1]))):
+        path = ".".join(filter(None, [_path(loc[:-1]), str(loc[-1])]))  # a key, not an index
         keys = _allowed_keys(loc[:-1])
-        allowed = "not a known key" + (f"; allowed here: {', '.join(keys)}" if keys else "")
-        return Problem(path, loc[-1], allowed)
-    msg = err["msg"].replace("Input should be", "must be")
+        return Problem(path, loc[-1], "a key is a name (text), not a number"
+                       + (f"; allowed here: {', '.join(keys)}" if keys else ""))
+    if len(loc) < len(raw):  # an item's, a member's error: the whole value
+        value = _lookup(data, loc, err)
+    else:
+        value = Problem.MISSING if kind == "missing" else err.get("input")
+    tp = _type_at(loc)
+    members = [e["loc"][len(loc)] for e in errs if len(e["loc"]) > len(loc)] \
+        if _is_union(tp) else []
+    if members:
+        kinds = [_MEMBERS.get(m, str(m)) for m in dict.fromkeys(members)]
+        allowed = ", ".join(kinds[:-1]) + " or " + kinds[-1] if len(kinds) > 1 else kinds[0]
+        return Problem(path, value, f"must be {allowed}")
+    if typing.get_origin(tp) is tuple:
+        return Problem(path, value, _PAIRS.get(typing.get_args(tp), "must be a pair [a, b]"))
+    if kind == "model_type":
+        return Problem(path, value, "must be a mapping with the keys " + ", ".join(
+            _allowed_keys(loc)))
+    if kind == "dict_type":
+        return Problem(path, value, "must be a mapping ({key: value, ...}, or one 'key: value' "
+                       "per line)")
+    if kind == "list_type":
+        return Problem(path, value, "must be a list ([a, b, ...], or one '- item' per line)")
+    if kind == "string_pattern_mismatch" and loc == ["name"]:
+        return Problem(path, value, NAME_RULE)
+    msg = err["msg"].replace("Input should be", "must be").replace(" after validation", "")
     msg = msg[0].lower() + msg[1:]
+    if kind == "string_type" and isinstance(value, (bool, datetime.date)):
+        msg += (" (YAML reads an unquoted yes, no, on, off, true, false or date as such: quote "
+                "it)")
     return Problem(path, value, msg)
 
 
-def _is_union_tag(part: object) -> bool:
-    # pydantic inserts the tried member type into the location of union errors
-    return isinstance(part, str) and any(ch in part for ch in "[]") or part in (
-        "str", "float", "int", "tuple[float, float]", "function-after")
+_PAIRS = {(float, float): "must be a range [low, high] of two numbers",
+          (str, str): "must be a pair of two factors [a, b]"}
+
+
+def _path(loc: list) -> str:
+    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
+
+
+def _lookup(data: object, loc: list, err: dict) -> object:
+    """The value at loc in the user's data (the whole pair, for an item's error), else the
+    error's input."""
+    for part in loc:
+        try:
+            data = data[part]
+        except (KeyError, IndexError, TypeError):
+            return err.get("input")
+    return data
+
+
+def _unknown_key(loc: list) -> str:
+    keys = _allowed_keys(loc[:-1])
+    close = difflib.get_close_matches(str(loc[-1]), keys, n=1)
+    text = "not a known key"
+    if len(loc) == 1 and loc[0] in _ELSEWHERE:
+        text += f"; {_ELSEWHERE[loc[0]]}"
+    elif close:
+        text += f" (did you mean '{close[0]}'?)"
+    return text + (f"; allowed here: {', '.join(keys)}" if keys else "")
 
 
 def _allowed_keys(loc: list) -> list[str]:
     """The keys the schema accepts at this location, for 'unknown key' messages."""
-    model: typing.Any = Experiment
-    skip = False  # the next part is a dict key or a list index, not a field
+    tp = _type_at(loc)
+    return list(tp.model_fields) if _is_model(tp) else []
+
+
+def _type_at(loc: list) -> typing.Any:
+    """The schema's type at a location of the experiment (None where it has none)."""
+    return _type_at_place(tuple(loc))
+
+
+@functools.lru_cache(maxsize=1024)  # 50,000 errors ask about a few places
+def _type_at_place(loc: tuple) -> typing.Any:
+    tp: typing.Any = Experiment
     for part in loc:
-        if skip:
-            skip = False
-            continue
-        field = model.model_fields.get(part) if _is_model(model) else None
-        if field is None:
-            return []
-        skip = _is_container(field.annotation)
-        model = _inner_model(field.annotation)
-    return list(model.model_fields) if _is_model(model) else []
+        tp = _unwrap(tp)
+        args = typing.get_args(tp)
+        origin = typing.get_origin(tp)
+        if _is_model(tp):
+            field = tp.model_fields.get(part) if isinstance(part, str) else None
+            if field is None:
+                return None
+            tp = field.annotation
+        elif origin is dict:
+            tp = args[1]
+        elif origin is list:
+            tp = args[0]
+        elif origin is tuple and isinstance(part, int) and part < len(args):
+            tp = args[part]
+        else:
+            return None
+    return _unwrap(tp)
+
+
+def _unwrap(tp: typing.Any) -> typing.Any:
+    """The type under Annotated[...] and an optional's None."""
+    while True:
+        origin = typing.get_origin(tp)
+        if origin is Annotated:
+            tp = typing.get_args(tp)[0]
+        elif origin in (typing.Union, types.UnionType):
+            members = [a for a in typing.get_args(tp) if a is not type(None)]
+            if len(members) != 1:
+                return tp
+            tp = members[0]
+        else:
+            return tp
 
 
 def _is_model(tp: typing.Any) -> bool:
     return isinstance(tp, type) and issubclass(tp, BaseModel)
-
-
-def _is_container(tp: typing.Any) -> bool:
-    return typing.get_origin(tp) in (dict, list) or any(
-        typing.get_origin(a) in (dict, list) for a in typing.get_args(tp))
-
-
-def _inner_model(tp: typing.Any) -> typing.Any:
-    for arg in typing.get_args(tp) or ():
-        found = _inner_model(arg)
-        if _is_model(found):
-            return found
-    return tp

@@ -2,8 +2,23 @@
 
 from __future__ import annotations
 
-from .config import Experiment
+from .config import DEFAULT_MAX_IMAGES, Experiment
 from .factors import REGISTRY
+
+# How long the data and the models take, for an "about" only: rates measured on 2 CPU cores (the
+# machines this project runs on), at 64x64 and 4 samples, scaled by pixels (and samples, width).
+# render: `cuelab render`, 2 workers of 1 Cycles thread, 256 renders end to end (start-up
+#   included): 65 renders/s (benchmarks/render_throughput.py --images 256 --repeats 1, row
+#   "cuelab, 2 workers of 1 thread", on a shared 2-core machine at load ~4; steady 119/s)
+RENDERS_PER_S = 65.0
+# sensor: `cuelab sensor` on the default experiment's 5,780 images: 5,361 images/s
+SENSOR_IMAGES_PER_S = 5000.0
+# train: the default run's simple_cnn (width 24) in mlflow.db: 27-29 s per replicate for 1,200
+#   images x 15 epochs, validation included: about 1.6 ms per image and epoch
+TRAIN_S_PER_IMAGE_EPOCH = 28.0 / (1200 * 15)
+MEASURED_AT = {"resolution": 64, "samples": 4, "width": 24}
+# Beyond this many images `params check` does not sample the table to count the renders
+COUNT_RENDERS_UP_TO = DEFAULT_MAX_IMAGES
 
 
 def describe_experiment(exp: Experiment, source: str = "") -> str:
@@ -43,7 +58,60 @@ def describe_experiment(exp: Experiment, source: str = "") -> str:
     r = exp.render
     lines.append(f"  render: {r.engine} {r.resolution}x{r.resolution}, {r.samples} samples, "
                  f"device {r.device}")
+    images = sum(counts.values())
+    renders = distinct_renders(exp) if images <= COUNT_RENDERS_UP_TO else None
+    if renders is not None:
+        lines.append(f"  renders: {renders} distinct (rows that differ only in sensor factors "
+                     "share one)")
+    else:
+        lines.append(f"  renders: at most {images} (not counted: the table has more than "
+                     f"{COUNT_RENDERS_UP_TO} images)")
+    lines.append("  " + estimate_text(exp, renders if renders is not None else images, images))
     return "\n".join(lines)
+
+
+def distinct_renders(exp: Experiment) -> int:
+    """The scenes the render step draws: the table's distinct render ids."""
+    from .sampling import sample_scenes  # pandas: only when asked
+
+    return int(sample_scenes(exp)["render_id"].nunique())
+
+
+def estimate_seconds(exp: Experiment, renders: int, images: int) -> dict[str, float | None]:
+    """Render, sensor and train time on 2 CPU cores, from the measured rates above (train: None
+    for an architecture not measured)."""
+    pixels = (exp.render.resolution / MEASURED_AT["resolution"]) ** 2
+    t = exp.train
+    train = None
+    if t.model == "simple_cnn":  # early stopping may end it sooner: at most this
+        train = (exp.splits.train * t.epochs * t.replicates * TRAIN_S_PER_IMAGE_EPOCH * pixels
+                 * (t.width / MEASURED_AT["width"]) ** 2)
+    return {"render": renders / RENDERS_PER_S * pixels * exp.render.samples
+            / MEASURED_AT["samples"],
+            "sensor": images / SENSOR_IMAGES_PER_S * pixels,
+            "train": train}
+
+
+def estimate_text(exp: Experiment, renders: int, images: int) -> str:
+    parts = estimate_seconds(exp, renders, images)
+    total = sum(v for v in parts.values() if v is not None)
+    each = ", ".join(f"{k} {_duration(v)}" if v is not None else
+                     f"{k} not estimated for {exp.train.model}" for k, v in parts.items())
+    return (f"estimated time: about {_duration(total)} on 2 CPU cores ({each}); an estimate "
+            "from rates measured by benchmarks/render_throughput.py, `cuelab sensor` and the "
+            "default run's training, scaled by resolution^2 x samples")
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 1:
+        return "under 1 s"
+    if seconds < 90:
+        return f"{round(seconds)} s"
+    if seconds < 90 * 60:
+        return f"{round(seconds / 60)} min"
+    if seconds < 48 * 3600:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.0f} days"
 
 
 def _fmt(v) -> str:
