@@ -4,6 +4,7 @@ function, the same one DVC, the Kubeflow components and the tests call."""
 from __future__ import annotations
 
 import argparse
+import difflib
 import os
 import sys
 from pathlib import Path
@@ -11,6 +12,123 @@ from pathlib import Path
 from .errors import CuelabError
 
 DEFAULT_PARAMS = "params.yaml"
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that answers a mistyped command or option with the nearest real one (Python
+    3.11's argparse suggests nothing): `cuelab trian` -> "did you mean 'train'?". Subcommand
+    parsers are of this class too (add_subparsers makes them like their parent)."""
+
+    def parse_known_args(self, args=None, namespace=None):
+        self.given = sys.argv[1:] if args is None else list(args)  # for error(), below
+        return super().parse_known_args(args, namespace)
+
+    def parse_args(self, args=None, namespace=None):
+        namespace, extras = self.parse_known_args(args, namespace)
+        if extras:  # argparse hands them up to the top; the command that got them says so
+            self.chosen(namespace).reject(extras)
+        return namespace
+
+    def error(self, message):
+        # `cuelab --verison`, `cuelab export --otu X` or `cuelab pipeline --out X compile`
+        # would say that a command or --out is missing, or that X is no command: the unknown
+        # option is the real mistake
+        given = getattr(self, "given", [])
+        unknown = [o for o in map(self.unknown_option, given) if o]
+        if unknown and (message.startswith("the following arguments are required")
+                        or self.unknown_option(given[0])):
+            message = self.unknown_option_message(unknown[0])
+        super().error(message)
+
+    def _check_value(self, action, value):
+        # argparse's check of a choice, naming the nearest one (this is its hook, if private)
+        if action.choices is None or value in action.choices:
+            return
+        choices = [str(c) for c in action.choices]
+        near = difflib.get_close_matches(str(value), choices, n=1)
+        hint = f"did you mean {near[0]!r}?" if near else f"choose from {', '.join(choices)}"
+        if action is self.commands():
+            raise argparse.ArgumentError(None, f"unknown command {value!r}; {hint}")
+        raise argparse.ArgumentError(action, f"unknown choice {value!r}; {hint}")
+
+    def commands(self) -> argparse.Action | None:
+        """This parser's subcommands (`cuelab COMMAND`, `cuelab pipeline ACTION`), if any."""
+        return next((a for a in self._actions if isinstance(a, argparse._SubParsersAction)),
+                    None)
+
+    def chosen(self, namespace: argparse.Namespace) -> Parser:
+        """The (sub)command parser that parsed the end of the command line."""
+        parser = self
+        while (commands := parser.commands()) is not None:
+            name = getattr(namespace, commands.dest, None)
+            if name not in commands.choices:
+                break
+            parser = commands.choices[name]
+        return parser
+
+    def reject(self, extras: list[str]) -> None:
+        unknown = [o for o in map(self.unknown_option, extras) if o]
+        self.error(self.unknown_option_message(unknown[0]) if unknown
+                   else f"unrecognized arguments: {' '.join(extras)}")
+
+    def unknown_option(self, arg: str) -> str | None:
+        """The long option `arg` names, if this parser has no such option."""
+        name = arg.split("=", 1)[0]
+        if not name.startswith("--") or name == "--":
+            return None
+        known = self._option_string_actions
+        if name in known or (self.allow_abbrev and any(o.startswith(name) for o in known)):
+            return None  # argparse takes an unambiguous prefix: --metric for --metrics
+        return name
+
+    def unknown_option_message(self, name: str) -> str:
+        options = [o for o in self._option_string_actions if o.startswith("--")]
+        # compared without the dashes, which every long option shares: --host is not --out
+        near = difflib.get_close_matches(name[2:], [o[2:] for o in options], n=1)
+        if near:
+            return f"unknown option {name}; did you mean --{near[0]}?"
+        commands = self.commands()
+        owners = [c for c, p in (commands.choices.items() if commands else [])
+                  if name in p._option_string_actions]
+        if owners:  # `cuelab pipeline --out X compile`: options go after their command
+            return (f"unknown option {name} before the command; put it after the command "
+                    f"it belongs to ({', '.join(owners)}): {self.prog} {owners[0]} {name} ...")
+        listed = sorted(o for o in options if o != "--help")
+        return f"unknown option {name}; {self.prog} takes {', '.join(listed)}"
+
+
+class _Version(argparse.Action):
+    """--version, worked out only when asked (it runs git)."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS,
+                 help=None):
+        super().__init__(option_strings, dest, nargs=0, default=default, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(version_text())  # on stdout, as argparse's own --version
+        parser.exit()
+
+
+def version_text() -> str:
+    """'cuelab 0.1.0 (git <commit>)': the installed package and, where known, the code's commit."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from .tracking import git_commit
+
+    try:
+        text = f"cuelab {version('cuelab')}"
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        text = "cuelab (not installed)"
+    commit = git_commit()
+    return f"{text} (git {commit})" if commit else text
+
+
+def walk(parser: Parser):
+    """The parser and every (sub)command parser under it."""
+    yield parser
+    commands = parser.commands()
+    for sub in (commands.choices.values() if commands else []):
+        yield from walk(sub)
 
 
 def _params_arg(p: argparse.ArgumentParser) -> None:
@@ -109,14 +227,36 @@ def cmd_pipeline(args: argparse.Namespace) -> None:
         print(run_local(args.params, args.workdir, args.dvc_remote))
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="cuelab", description="Which cues does my image classifier rely on?")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+def cmd_export(args: argparse.Namespace) -> None:
+    from .export import export
+
+    print(export(args.params, args.images, args.split, args.out, scenes=args.scenes,
+                 force=args.force))
+
+
+def cmd_completion(args: argparse.Namespace) -> None:
+    import shtab
+
+    parser = build_parser()
+    for p in walk(parser):
+        for action in p._actions:
+            if action.type is Path:  # every path option completes files and folders
+                action.complete = shtab.FILE
+    print(shtab.complete(parser, shell=args.shell))
+
+
+def build_parser() -> Parser:
+    parser = Parser(prog="cuelab", description="Which cues does my image classifier rely on?")
+    parser.add_argument("--version", action=_Version,
+                        help="print cuelab's version (and the git commit of its code) and exit")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                help="`cuelab COMMAND -h` tells more")
     _experiment_commands(sub)
     _data_commands(sub)
     _model_commands(sub)
     _pipeline_command(sub)
+    _export_command(sub)
+    _completion_command(sub)
     return parser
 
 
@@ -125,13 +265,16 @@ def _experiment_commands(sub) -> None:
     p.set_defaults(func=cmd_factors)
 
     p = sub.add_parser("params", help="check an experiment file, or resolve what each step reads")
-    psub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    psub = p.add_subparsers(dest="action", required=True, metavar="ACTION",
+                            help="check or resolve")
     c = psub.add_parser("check", help="validate and summarise an experiment file")
-    c.add_argument("file", nargs="?", default=DEFAULT_PARAMS, type=Path)
+    c.add_argument("file", nargs="?", default=DEFAULT_PARAMS, type=Path,
+                   help="the experiment file (default: %(default)s)")
     c.set_defaults(func=cmd_params_check)
     c = psub.add_parser("resolve", help="write each step's part of the experiment, defaults "
                         "filled in (what the DVC stages depend on)")
-    c.add_argument("file", nargs="?", default=DEFAULT_PARAMS, type=Path)
+    c.add_argument("file", nargs="?", default=DEFAULT_PARAMS, type=Path,
+                   help="the experiment file (default: %(default)s)")
     c.add_argument("--out", default="data/params", type=Path,
                    help="one <step>.json per step (default: %(default)s)")
     c.set_defaults(func=cmd_params_resolve)
@@ -140,13 +283,16 @@ def _experiment_commands(sub) -> None:
 def _data_commands(sub) -> None:
     p = sub.add_parser("sample", help="experiment -> scenes table (one row per image)")
     _params_arg(p)
-    p.add_argument("--out", default="data/scenes.parquet", type=Path)
+    p.add_argument("--out", default="data/scenes.parquet", type=Path,
+                   help="the scenes table to write (default: %(default)s)")
     p.set_defaults(func=cmd_sample)
 
     p = sub.add_parser("render", help="scenes table -> clean renders + exact object masks")
     _params_arg(p)
-    p.add_argument("--scenes", default="data/scenes.parquet", type=Path)
-    p.add_argument("--out", default="data/renders", type=Path)
+    p.add_argument("--scenes", default="data/scenes.parquet", type=Path,
+                   help="the scenes table (default: %(default)s)")
+    p.add_argument("--out", default="data/renders", type=Path,
+                   help="where the clean renders and masks go (default: %(default)s)")
     p.add_argument("--workers", default=len(os.sched_getaffinity(0)), type=int,
                    help="worker processes, each with its own Blender (default: %(default)s)")
     p.add_argument("--threads", type=int,
@@ -158,35 +304,44 @@ def _data_commands(sub) -> None:
 
     p = sub.add_parser("sensor", help="clean renders -> final images (the simulated camera)")
     _params_arg(p)
-    p.add_argument("--scenes", default="data/scenes.parquet", type=Path)
-    p.add_argument("--renders", default="data/renders", type=Path)
-    p.add_argument("--out", default="data/images", type=Path)
+    p.add_argument("--scenes", default="data/scenes.parquet", type=Path,
+                   help="the scenes table (default: %(default)s)")
+    p.add_argument("--renders", default="data/renders", type=Path,
+                   help="what `cuelab render` wrote (default: %(default)s)")
+    p.add_argument("--out", default="data/images", type=Path,
+                   help="where the dataset goes (default: %(default)s)")
     _contact_sheet_args(p, "one render through each sensor factor's levels", "sensor")
     p.set_defaults(func=cmd_sensor)
 
     p = sub.add_parser("validate", help="the data gate: Great Expectations over table and images")
     _params_arg(p)
-    p.add_argument("--scenes", default="data/scenes.parquet", type=Path)
-    p.add_argument("--images", default="data/images", type=Path)
+    p.add_argument("--scenes", default="data/scenes.parquet", type=Path,
+                   help="the scenes table (default: %(default)s)")
+    p.add_argument("--images", default="data/images", type=Path,
+                   help="the dataset: final images and their index (default: %(default)s)")
     p.add_argument("--docs", default="reports/validation", type=Path,
                    help="where the Data Docs (HTML) go (default: %(default)s)")
-    p.add_argument("--summary", default="metrics/validation.json", type=Path)
+    p.add_argument("--summary", default="metrics/validation.json", type=Path,
+                   help="the gate's verdict, as DVC metrics (default: %(default)s)")
     p.set_defaults(func=cmd_validate)
 
 
 def _contact_sheet_args(p: argparse.ArgumentParser, what: str, step: str) -> None:
     p.add_argument("--contact-sheet", action="store_true", help=f"instead: {what}")
-    p.add_argument("--contact-sheet-out", default=f"reports/{step}_contact_sheet.png", type=Path)
+    p.add_argument("--contact-sheet-out", default=f"reports/{step}_contact_sheet.png", type=Path,
+                   help="with --contact-sheet: the picture to write (default: %(default)s)")
 
 
 def _model_commands(sub) -> None:
     p = sub.add_parser("train", help="dataset -> a CNN, tracked in MLflow (MLFLOW_TRACKING_URI, "
                        "default ./mlflow.db) and registered as cuelab-<experiment name>")
     _params_arg(p)
-    p.add_argument("--images", default="data/images", type=Path)
+    p.add_argument("--images", default="data/images", type=Path,
+                   help="the dataset: final images and their index (default: %(default)s)")
     p.add_argument("--models", default="models", type=Path,
                    help="model.pt (weights) and model.json (config) (default: %(default)s)")
-    p.add_argument("--metrics", default="metrics/train.json", type=Path)
+    p.add_argument("--metrics", default="metrics/train.json", type=Path,
+                   help="training's summary, as DVC metrics (default: %(default)s)")
     p.add_argument("--resume", action="store_true",
                    help="continue from the checkpoint in --models (written after every epoch)")
     p.set_defaults(func=cmd_train)
@@ -194,13 +349,16 @@ def _model_commands(sub) -> None:
     p = sub.add_parser("evaluate", help="the model on every probe: sweeps, flip rates, cue "
                        "preferences, backgrounds, attribution")
     _params_arg(p)
-    p.add_argument("--scenes", default="data/scenes.parquet", type=Path)
-    p.add_argument("--images", default="data/images", type=Path)
+    p.add_argument("--scenes", default="data/scenes.parquet", type=Path,
+                   help="the scenes table (default: %(default)s)")
+    p.add_argument("--images", default="data/images", type=Path,
+                   help="the dataset: final images and their index (default: %(default)s)")
     p.add_argument("--models", default="models", type=Path,
                    help="the trained model's folder (default: %(default)s)")
     p.add_argument("--out", default="reports/evaluation", type=Path,
                    help="results.json, figures, summary page (default: %(default)s)")
-    p.add_argument("--metrics", default="metrics/evaluate.json", type=Path)
+    p.add_argument("--metrics", default="metrics/evaluate.json", type=Path,
+                   help="the headline measures, as DVC metrics (default: %(default)s)")
     p.add_argument("--plots", default="metrics/plots", type=Path,
                    help="plot data for `dvc plots` (default: %(default)s)")
     p.set_defaults(func=cmd_evaluate)
@@ -210,7 +368,8 @@ def _model_commands(sub) -> None:
     _params_arg(p)
     p.add_argument("--evaluation", default="reports/evaluation", type=Path,
                    help="what `cuelab evaluate` wrote (default: %(default)s)")
-    p.add_argument("--out", default="reports/trace_report.html", type=Path)
+    p.add_argument("--out", default="reports/trace_report.html", type=Path,
+                   help="the page to write (default: %(default)s)")
     p.add_argument("--validation", default="metrics/validation.json", type=Path,
                    help="the data gate's summary, shown if present (default: %(default)s)")
     p.add_argument("--train-metrics", default="metrics/train.json", type=Path,
@@ -221,20 +380,55 @@ def _model_commands(sub) -> None:
 def _pipeline_command(sub) -> None:
     p = sub.add_parser("pipeline",
                        help="the Kubeflow pipeline: compile, run it locally, or submit it")
-    p.add_argument("action", choices=["compile", "run-local", "submit"])
-    _params_arg(p)
-    p.add_argument("--out", default="pipelines/cuelab_pipeline.yaml", type=Path,
-                   help="compile: where the pipeline YAML goes (default: %(default)s)")
-    p.add_argument("--workdir", default="runs/kfp-local", type=Path,
-                   help="run-local: where kfp.local keeps its outputs (default: %(default)s)")
-    p.add_argument("--dvc-remote", default="",
-                   help="run-local: push the validated dataset to this DVC remote (folder or URL)")
-    p.add_argument("--host", metavar="URL",
-                   help="submit: the Kubeflow Pipelines UI or API, e.g. http://localhost:8080")
-    p.add_argument("--experiment", metavar="NAME",
-                   help="submit: the KFP experiment to run in (default: the params' name)")
-    p.add_argument("--run-name", metavar="NAME", help="submit: the run's name (default: KFP's)")
-    p.set_defaults(func=cmd_pipeline)
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION",
+                               help="`cuelab pipeline ACTION -h` tells more")
+    c = actions.add_parser("compile", help="write the pipeline's YAML (to upload in the "
+                           "Kubeflow UI)")
+    c.add_argument("--out", default="pipelines/cuelab_pipeline.yaml", type=Path,
+                   help="where the pipeline YAML goes (default: %(default)s)")
+    c.set_defaults(func=cmd_pipeline)
+
+    c = actions.add_parser("run-local", help="run the whole pipeline here with kfp.local")
+    _params_arg(c)
+    c.add_argument("--workdir", default="runs/kfp-local", type=Path,
+                   help="where kfp.local keeps its outputs (default: %(default)s)")
+    c.add_argument("--dvc-remote", default="",
+                   help="push the validated dataset to this DVC remote (folder or URL)")
+    c.set_defaults(func=cmd_pipeline)
+
+    c = actions.add_parser("submit", help="compile, upload and start a run on Kubeflow Pipelines")
+    _params_arg(c)
+    c.add_argument("--host", metavar="URL",
+                   help="the Kubeflow Pipelines UI or API, e.g. http://localhost:8080")
+    c.add_argument("--experiment", metavar="NAME",
+                   help="the KFP experiment to run in (default: the params' name)")
+    c.add_argument("--run-name", metavar="NAME", help="the run's name (default: KFP's)")
+    c.set_defaults(func=cmd_pipeline)
+
+
+def _export_command(sub) -> None:
+    p = sub.add_parser("export", help="one split as an ImageFolder tree (<class>/<image_id>.png) "
+                       "with every image's factors in factors.csv")
+    _params_arg(p)  # the class names
+    p.add_argument("--images", default="data/images", type=Path,
+                   help="the dataset (default: %(default)s)")
+    p.add_argument("--split", required=True,
+                   help="the split (or probe group) to export: train, val, test, ... as the "
+                   "dataset holds them")
+    p.add_argument("--scenes", default="data/scenes.parquet", type=Path,
+                   help="the scenes table the factors come from (default: %(default)s)")
+    p.add_argument("--out", required=True, type=Path, metavar="DIR",
+                   help="the folder to write; an earlier export there is replaced")
+    p.add_argument("--force", action="store_true",
+                   help="replace --out even if it holds something other than an export")
+    p.set_defaults(func=cmd_export)
+
+
+def _completion_command(sub) -> None:
+    p = sub.add_parser("completion", help="print a shell completion script: "
+                       "`eval \"$(cuelab completion bash)\"` in ~/.bashrc")
+    p.add_argument("shell", choices=["bash", "zsh", "tcsh"], help="the shell it is for")
+    p.set_defaults(func=cmd_completion)
 
 
 def main(argv: list[str] | None = None) -> int:
