@@ -224,7 +224,19 @@ def test_evaluation_is_a_nested_mlflow_run(evaluated, mlflow_server):
     trained, link = read_run_link(paths["models"]), read_run_link(paths["out"])
     client = MlflowClient(mlflow_server)
     run = client.get_run(link["run_id"])
-    assert run.info.status == "FINISHED" and run.info.run_name == "evaluate"
+    assert run.info.status == "FINISHED" and run.info.run_name == "evaluate tiny"
+    # the settings it ran with, beside its metrics; its headline metrics on the training run
+    assert run.data.params["evaluate.bootstrap"] == str(evaluated["exp"].evaluate.bootstrap)
+    assert run.data.params["train.epochs"] == "2"
+    training = client.get_run(trained["run_id"]).data.metrics
+    assert training["cue.reliance.color"] == run.data.metrics["reliance.color"]
+    assert training["cue.iid.accuracy"] == run.data.metrics["iid.accuracy"]
+    assert not any(k.startswith("cue.sweep.") for k in training)  # the headline only
+    # linked to the logged model of the champion replicate (MLflow 3 model ids)
+    champion = next(read_run_link(f) for f in paths["models"].glob("replicate-*")
+                    if read_run_link(f)["model_version"] == trained["champion"])
+    model_metrics = {m.key for m in client.get_logged_model(champion["model_id"]).metrics}
+    assert "iid.accuracy" in model_metrics
     assert run.data.tags["mlflow.parentRunId"] == trained["run_id"] == link["parent_run_id"]
     assert run.info.experiment_id == trained["experiment_id"] == link["experiment_id"]
     assert run.data.metrics["iid.accuracy"] == results.iid.accuracy.value

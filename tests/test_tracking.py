@@ -22,13 +22,36 @@ from cuelab import tracking  # noqa: E402
 from cuelab.errors import CuelabError  # noqa: E402
 
 
-def test_tracking_uri_is_a_sqlite_file_in_the_working_directory_unless_set(tmp_path,
-                                                                           monkeypatch):
-    monkeypatch.chdir(tmp_path)
+def test_tracking_uri_is_a_sqlite_file_at_the_project_root_unless_set(tmp_path, monkeypatch):
+    project = tmp_path / "project"
+    (project / ".dvc").mkdir(parents=True)
+    (project / "reports" / "deep").mkdir(parents=True)
+    monkeypatch.chdir(project / "reports" / "deep")  # a step run from inside the project
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("DVC_ROOT", raising=False)
+    assert tracking.tracking_uri() == f"sqlite:///{project / 'mlflow.db'}"
+    # a queued DVC experiment runs in a temporary copy; DVC_ROOT names the project
+    (project / ".dvc" / "tmp" / "exps" / "tmp1234" / ".dvc").mkdir(parents=True)
+    monkeypatch.chdir(project / ".dvc" / "tmp" / "exps" / "tmp1234")
+    monkeypatch.setenv("DVC_ROOT", str(project))
+    assert tracking.tracking_uri() == f"sqlite:///{project / 'mlflow.db'}"
+    monkeypatch.delenv("DVC_ROOT")
+    monkeypatch.chdir(tmp_path)  # outside any project: here
     assert tracking.tracking_uri() == f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow.example:5000")
     assert tracking.tracking_uri() == "http://mlflow.example:5000"
+
+
+def test_a_new_experiment_keeps_its_artifacts_beside_the_store(tmp_path, monkeypatch):
+    import mlflow
+
+    monkeypatch.chdir(tmp_path.parent)  # not where the store is
+    store = tmp_path / "store"
+    store.mkdir()
+    tracking.connect(f"sqlite:///{store / 'mlflow.db'}")
+    found = mlflow.get_experiment(tracking.experiment_id("anchored"))
+    assert found.artifact_location == (store / "mlruns").as_uri()
+    assert found.tags["mlflow.experimentKind"] == "custom_model_development"
 
 
 def test_a_refused_connection_fails_at_once_and_says_what_to_do():
@@ -144,7 +167,7 @@ def test_connect_sets_fast_failing_http_defaults_without_overriding_the_user(mon
     monkeypatch.delenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", raising=False)
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "7")
     tracking.connect(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    assert os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == "2"
+    assert os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == "1"
     assert os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] == "7"
     assert mlflow.get_tracking_uri() == f"sqlite:///{tmp_path / 'mlflow.db'}"
 
@@ -175,7 +198,7 @@ def test_runs_of_a_killed_step_are_marked_killed_at_the_next_start(tmp_path, mon
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     tracking.connect()
     code = ("import os; from cuelab import tracking; tracking.connect(); "
-            "run = tracking.start_run('orphans', run_name='killed').__enter__(); "
+            "step = tracking.start_run('orphans', run_name='killed'); run = step.__enter__(); "
             "print(run.info.run_id, flush=True); os.kill(os.getpid(), 9)")
     killed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             env={**os.environ, "MLFLOW_TRACKING_URI": uri})

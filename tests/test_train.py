@@ -275,7 +275,7 @@ def test_replicates_share_the_data_and_differ_in_their_seed(trained, tiny_datase
 
 
 def test_a_separate_client_reads_the_runs_and_the_registered_models(trained, tiny_dataset):
-    import mlflow.pytorch
+    import mlflow.pyfunc
 
     parent = read_run_link(trained["models"])
     client = MlflowClient(tracking_uri=trained["uri"])
@@ -310,17 +310,35 @@ def test_a_separate_client_reads_the_runs_and_the_registered_models(trained, tin
             assert len(client.get_metric_history(child.info.run_id, name)) == TRAIN["epochs"]
         artifacts = {a.path for a in client.list_artifacts(child.info.run_id)}
         assert {"train_samples.png", "model.json"} <= artifacts
-        # the registered model: this run's, with a signature, and it predicts what ours does
+        # the registered model: this run's, with a signature, and it predicts what ours does,
+        # naming the classes
         version_info = client.get_model_version("cuelab-tiny", link["model_version"])
         assert version_info.run_id == child.info.run_id
+        assert version_info.tags["dataset_version"] == version
+        assert version_info.tags["replicate"] == str(r) and version_info.tags["git_commit"]
         mlflow.set_tracking_uri(trained["uri"])
-        logged = mlflow.pytorch.load_model(f"models:/cuelab-tiny/{link['model_version']}")
+        logged = mlflow.pyfunc.load_model(f"models:/cuelab-tiny/{link['model_version']}")
         ours, _ = load_model(trained["models"] / f"replicate-{r}")
         images = load_split(tiny_dataset["images"], "test").images
-        theirs = logged(torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255)
-        assert np.allclose(theirs.detach().numpy(), predict(ours, images), atol=1e-5)
+        table = logged.predict(images.transpose(0, 3, 1, 2).astype(np.float32) / 255)
+        assert list(table.columns) == ["class", "cube", "sphere", "cone"]
+        logits = predict(ours, images)
+        assert np.allclose(table[["cube", "sphere", "cone"]].to_numpy(), logits, atol=1e-5)
+        assert list(table["class"]) == [["cube", "sphere", "cone"][i] for i in logits.argmax(1)]
     info = mlflow.models.get_model_info(f"models:/cuelab-tiny/{link['model_version']}")
     assert tuple(info.signature.inputs.to_dict()[0]["tensor-spec"]["shape"]) == (-1, 3, 32, 32)
+    # names that say what a run is; the model described, its champion aliased
+    assert run.info.run_name == "train tiny"
+    assert child.info.run_name == f"replicate 1 (simple_cnn, seed {child.data.tags['cuelab.seed']})"
+    model = client.get_registered_model("cuelab-tiny")
+    assert "classes: cube, sphere, cone" in model.description and "@champion" in model.description
+    best = max(range(2), key=lambda r: (metrics["best_val_accuracy"][r], -r))
+    champion = read_run_link(trained["models"] / f"replicate-{best}")["model_version"]
+    assert model.aliases["champion"] == champion == read_run_link(trained["models"])["champion"]
+    assert mlflow.pyfunc.load_model("models:/cuelab-tiny@champion").metadata.model_uuid
+    experiment = client.get_experiment(run.info.experiment_id)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    assert "cuelab" in experiment.tags["mlflow.note.content"]
 
 
 @pytest.mark.slow

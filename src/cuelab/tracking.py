@@ -2,8 +2,9 @@
 (nested ones for evaluation), figures, and the provenance recorded with a run (the git commit of
 the code, the DVC hash of the data).
 
-The embedded default is a SQLite file in the working directory (`mlflow ui --backend-store-uri
-sqlite:///mlflow.db` browses it); `MLFLOW_TRACKING_URI` points every step at a shared server.
+The embedded default is a SQLite file at the project's root, its artifacts in mlruns/ beside it
+(`make ui` browses them), wherever in the project a step runs and also from the temporary
+workspace of a queued DVC experiment; `MLFLOW_TRACKING_URI` points every step at a shared server.
 """
 
 from __future__ import annotations
@@ -29,10 +30,23 @@ HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_TI
 API_PROBE_TIMEOUT = 5.0
 
 
+def project_root() -> Path:
+    """The project a step runs for: the repository DVC names (`DVC_ROOT`: a queued or `--temp`
+    DVC experiment runs in a temporary copy, and DVC points this at the project it came from),
+    else the nearest folder up from here holding .dvc or .git, else the working directory."""
+    if os.environ.get("DVC_ROOT"):
+        return Path(os.environ["DVC_ROOT"]).resolve()
+    here = Path.cwd().resolve()
+    for folder in (here, *here.parents):
+        if (folder / ".dvc").is_dir() or (folder / ".git").exists():
+            return folder
+    return here
+
+
 def tracking_uri() -> str:
-    """`MLFLOW_TRACKING_URI` if set, else the SQLite file mlflow.db in the working directory
-    (as an absolute URI, so that a model's config still finds it from elsewhere)."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / DEFAULT_DB}"
+    """`MLFLOW_TRACKING_URI` if set, else the SQLite file mlflow.db at the project's root (as an
+    absolute URI, so that a model's config still finds it from elsewhere)."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{project_root() / DEFAULT_DB}"
 
 
 def connect(uri: str | None = None, timeout: float = 10.0) -> str:
@@ -162,12 +176,71 @@ def _shortened(message: str, limit: int = 600) -> str:
     return message if len(message) <= limit else message[:limit] + " ..."
 
 
+EXPERIMENT_TAGS = {
+    # MLflow 3 opens an experiment without a kind on its GenAI overview, empty for us
+    "mlflow.experimentKind": "custom_model_development",
+    "mlflow.note.content": (
+        "cuelab: which cues does the classifier rely on? Each `train` run holds one training "
+        "(its settings as parameters, the headline cue metrics of its evaluation), a child run "
+        "per replicate (the epochs; the model, registered as cuelab-<experiment>), and the "
+        "`evaluate` run nested under it (every probe's metrics, figures, the trace report)."),
+}
+
+
 def experiment_id(name: str) -> str:
-    """The MLflow experiment of this name (one per cuelab experiment), created if missing."""
+    """The MLflow experiment of this name (one per cuelab experiment), created if missing (in a
+    SQLite store with its artifacts in mlruns/ beside the store, not below the working
+    directory) and tagged so that MLflow shows it as model training, with a description."""
     import mlflow
+    from mlflow import MlflowClient
 
     with mlflow_errors(f"opening the experiment {name!r}"):
-        return mlflow.set_experiment(name).experiment_id
+        client = MlflowClient()
+        found = client.get_experiment_by_name(name)
+        if found is None:
+            uri = mlflow.get_tracking_uri()
+            artifacts = (Path(uri.removeprefix("sqlite:///")).parent / "mlruns").as_uri() \
+                if uri.startswith("sqlite:///") else None
+            found = client.get_experiment(client.create_experiment(name, artifacts))
+        for key, value in EXPERIMENT_TAGS.items():
+            if found.tags.get(key) != value:
+                client.set_experiment_tag(found.experiment_id, key, value)
+        mlflow.set_experiment(experiment_id=found.experiment_id)
+        return found.experiment_id
+
+
+def dvc_experiment() -> dict[str, str]:
+    """When a step runs in a DVC experiment: its name and the parameters it changed from its
+    baseline commit ({"dvc.exp_name": ..., "dvc.changed": "train.epochs=3, ..."}), for run names
+    and tags; else {}."""
+    import yaml
+
+    name, baseline = os.environ.get("DVC_EXP_NAME"), os.environ.get("DVC_EXP_BASELINE_REV")
+    if not name:
+        return {}
+    found = {"dvc.exp_name": name, "dvc.baseline_rev": baseline or ""}
+    try:
+        before = subprocess.run(["git", "show", f"{baseline}:params.yaml"], cwd=project_root(),
+                                capture_output=True, text=True, timeout=10, check=True).stdout
+        old = flatten(yaml.safe_load(before) or {})
+        new = flatten(yaml.safe_load(Path("params.yaml").read_text()) or {})
+    except (OSError, subprocess.SubprocessError, yaml.YAMLError, AttributeError):
+        return found  # no baseline to compare with: the name alone
+    changed = [f"{k}={new.get(k, '(removed)')}" for k in sorted(set(old) | set(new))
+               if old.get(k) != new.get(k)]
+    found["dvc.changed"] = ", ".join(changed)
+    return found
+
+
+def run_name(step: str, experiment: str) -> str:
+    """'train tiny', or in a DVC experiment 'train tiny exp-1a2b3 (train.epochs=3)'."""
+    dvc = dvc_experiment()
+    name = f"{step} {experiment}"
+    if dvc:
+        name += f" {dvc['dvc.exp_name']}"
+        if dvc.get("dvc.changed"):
+            name += f" ({dvc['dvc.changed']})"
+    return name if len(name) <= 120 else name[:117] + "..."
 
 
 def run_exists(run_id: str | None) -> bool:
@@ -234,7 +307,8 @@ def start_run(experiment: str | None = None, run_id: str | None = None,
         mine = {"cuelab.pid": str(os.getpid()), "cuelab.host": socket.gethostname()}
         run = mlflow.start_run(run_id=run_id, experiment_id=exp_id,
                                parent_run_id=parent_run_id, run_name=run_name,
-                               tags=None if run_id else {**(tags or {}), **mine},
+                               tags=None if run_id else {**dvc_experiment(), **(tags or {}),
+                                                         **mine},
                                nested=mlflow.active_run() is not None)
         if run_id:  # reopened (a resumed training): now this process's
             mlflow.set_tags(mine)

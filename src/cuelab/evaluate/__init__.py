@@ -25,7 +25,9 @@ attribution against the exact masks (`attribution`), and writes:
       attribution/example-NN-{image,mask,saliency,occlusion}.png   the first few, as pictures
 
 and an MLflow run "evaluate" nested under the training run that models/mlflow-run.json names,
-with the flattened metrics, the figures, results.json and the page.
+with the experiment as parameters, the flattened metrics (linked to the @champion model), the
+figures, results.json and the page; the headline cue metrics also go onto the training run
+("cue.reliance.color", ...), beside the settings it was trained with.
 """
 
 from __future__ import annotations
@@ -130,7 +132,8 @@ def evaluate(params: str | Path | Experiment, scenes: str | Path | pd.DataFrame,
     probes = {name: kind.statistics(preds, exp, boot) for name, kind in PROBE_KINDS.items()}
 
     out, metrics, plots = Path(out), Path(metrics), Path(plots)
-    with tracking.start_run(exp.name, parent_run_id=parent, run_name="evaluate",
+    with tracking.start_run(exp.name, parent_run_id=parent,
+                            run_name=tracking.run_name("evaluate", exp.name),
                             tags={"cuelab.step": "evaluate",
                                   "cuelab.training_run": trained.get("run_id", "unknown")}
                             ) as run:
@@ -159,7 +162,7 @@ def evaluate(params: str | Path | Experiment, scenes: str | Path | pd.DataFrame,
         headline = headline_metrics(results)
         write_json(metrics, headline)
         _write_plots(plots, results)
-        _log_to_mlflow(headline, out)
+        _log_to_mlflow(exp, headline, out, parent, champion_model_id(models_dir))
     return EvaluateSummary.of(results, run.info.run_id, out, metrics, plots,
                               time.perf_counter() - start)
 
@@ -401,16 +404,42 @@ def _write_plots(plots: Path, results: Results) -> None:
 
 # --- MLflow --------------------------------------------------------------------------------------
 
-def _log_to_mlflow(headline: dict, out: Path) -> None:
-    """Into the active (evaluation) run: the flattened metrics, the figures, results.json and
-    the page."""
+def _log_to_mlflow(exp: Experiment, headline: dict, out: Path, training_run: str | None,
+                   model_id: str | None) -> None:
+    """Into the active (evaluation) run: the parameters it ran with, the flattened metrics
+    (linked to the champion's logged model), the figures, results.json and the page. Onto the
+    training run above it, the headline cue metrics beside its parameters, so that MLflow's
+    compare and parallel-coordinates views put a setting next to a cue."""
     import mlflow
+    from mlflow.entities import Metric
 
     from .. import tracking
 
+    metrics = flatten(headline)
     with tracking.mlflow_errors("logging the evaluation"):
-        mlflow.log_metrics(flatten(headline))
+        mlflow.log_params(tracking.flatten(exp.model_dump(mode="json")))
+        mlflow.log_metrics(metrics, model_id=model_id)
         mlflow.set_tag("reliance_definition", RELIANCE_DEFINITION)
         mlflow.log_artifacts(str(out / "figures"), "figures")
         mlflow.log_artifact(str(out / "results.json"))
         mlflow.log_artifact(str(out / "index.html"))
+        if training_run is not None:
+            mlflow.MlflowClient().log_batch(training_run, metrics=[
+                Metric(f"cue.{key}", value, int(time.time() * 1000), 0)
+                for key, value in metrics.items() if key.split(".")[0] in HEADLINE_ON_TRAINING])
+
+
+HEADLINE_ON_TRAINING = ("iid", "worst_group", "reliance", "robustness")
+
+
+def champion_model_id(models_dir: str | Path) -> str | None:
+    """The MLflow model id of the replicate the training marked @champion, when known."""
+    from .. import tracking
+
+    link = tracking.read_run_link(models_dir) or {}
+    champion = link.get("champion")
+    for folder in Path(models_dir).glob("replicate-*"):
+        own = tracking.read_run_link(folder) or {}
+        if champion is not None and own.get("model_version") == champion:
+            return own.get("model_id")
+    return None

@@ -63,10 +63,35 @@ def report(params: str | Path | Experiment, evaluation_dir: str | Path = "report
                       _optional_json(validation), _optional_json(train_metrics))
     out = Path(out)
     write_text(out, page)
+    warnings = say.unprobed_warnings(correlations(exp), set(probes_by_factor(results)))
+    if problem := _log_to_the_evaluation_run(evaluation_dir, out):
+        warnings.append(problem)
     return ReportSummary(
         out, len(page.encode()),
         [(f, text) for f, text, _ in say.findings(results, exp.label.factor)],
-        say.lede(results), say.unprobed_warnings(correlations(exp), set(probes_by_factor(results))))
+        say.lede(results), warnings)
+
+
+def _log_to_the_evaluation_run(evaluation_dir: Path, page: Path) -> str | None:
+    """The page, as an artifact of the MLflow run of the evaluation it shows (when that run is
+    in the configured store). The page is written either way: a problem here is a warning."""
+    from .. import tracking
+
+    link = tracking.read_run_link(evaluation_dir)
+    if not link:
+        return f"not logged to MLflow: {evaluation_dir / tracking.RUN_FILE} is missing"
+    try:
+        tracking.connect()
+        if not tracking.run_exists(link.get("run_id")):
+            return (f"not logged to MLflow: the evaluation's run {link.get('run_id')} is not in "
+                    f"{tracking.tracking_uri()}")
+        import mlflow
+
+        with tracking.mlflow_errors("logging the trace report"):
+            mlflow.MlflowClient().log_artifact(link["run_id"], str(page))
+    except CuelabError as e:
+        return f"not logged to MLflow: {e}"
+    return None
 
 
 def experiment_and_text(params: str | Path | Experiment) -> tuple[Experiment, str]:

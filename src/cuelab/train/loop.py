@@ -121,7 +121,8 @@ def train(params: str | Path | Experiment, images: str | Path, models_dir: str |
     elif models_dir.exists():
         shutil.rmtree(models_dir)
     models_dir.mkdir(parents=True, exist_ok=True)
-    with tracking.start_run(exp.name, run_id=(previous or {}).get("run_id"), run_name="train",
+    with tracking.start_run(exp.name, run_id=(previous or {}).get("run_id"),
+                            run_name=tracking.run_name("train", exp.name),
                             tags={"cuelab.step": "train"}) as parent:
         if previous is None:
             log_run_inputs(exp, images, data_version, device)
@@ -145,6 +146,7 @@ def train(params: str | Path | Experiment, images: str | Path, models_dir: str |
         mlflow_metrics = {k: v for k, v in metrics.items() if isinstance(v, float)}
         log_epoch(mlflow_metrics, 0)
         link["model_versions"] = [r.model_version for r in done]
+        link["champion"] = mark_champion(link["registered_model"], done)
         write_json(models_dir / RUN, link)
         write_json(models_dir / INDEX, {"replicates": [r.folder.name for r in done],
                                         "experiment": exp.name, "classes": exp.classes})
@@ -172,7 +174,7 @@ def train_replicate(exp: Experiment, index: int, train_set: InMemorySplit,
             exp, seed, train_set.size, device, ckpt)
         resumed_after = state["epoch"] or None
         with tracking.start_run(run_id=state["run_id"], parent_run_id=parent_run_id,
-                                run_name=f"{cfg.model}-r{index}",
+                                run_name=f"replicate {index} ({cfg.model}, seed {seed})",
                                 tags={"cuelab.step": "train", "cuelab.replicate": str(index),
                                       "cuelab.seed": str(seed)}) as run:
             state["run_id"] = run.info.run_id
@@ -268,10 +270,10 @@ def finish(model, best_weights: dict, state: dict, exp: Experiment, index: int, 
     train_accuracy = evaluate(model, train_set)[1]
     config = model_config(exp, index, seed, train_set.size, data_version, state["best_epoch"],
                           state["best_accuracy"], train_accuracy, state["epoch"])
-    version = log_model(model, val_set, config)
+    version, model_id = log_model(model, val_set, config)
     link = {"tracking_uri": tracking_uri, "experiment_id": run.info.experiment_id,
             "run_id": run.info.run_id, "registered_model": config["registered_model"],
-            "model_version": version}
+            "model_version": version, "model_id": model_id}
     write_outputs(folder, best_weights, config, link)
     log_epoch({"best_val_accuracy": state["best_accuracy"], "best_epoch": state["best_epoch"],
                "model_train_accuracy": train_accuracy, "wall_seconds": state["seconds"]},
@@ -402,31 +404,76 @@ def log_sample_grid(x: torch.Tensor, y: torch.Tensor, classes: list[str]) -> Non
     tracking.log_figure(fig, "train_samples.png")
 
 
-def log_model(model: torch.nn.Module, val_set: InMemorySplit, config: dict) -> str:
-    """Log the model (a torch.export program: loading it runs no pickled code) with its
-    signature and an input example, register it as cuelab-<experiment>; returns the version."""
+SERVED = Path(__file__).with_name("serve.py")  # the model as MLflow serves it (logged as code)
+
+
+def log_model(model: torch.nn.Module, val_set: InMemorySplit, config: dict
+              ) -> tuple[str, str]:
+    """Log the model (a torch.export program served by `serve.py`: loading it runs no pickled
+    code; its output names the classes) with its signature and an input example, register it as
+    cuelab-<experiment> with its provenance as tags; returns its version and MLflow model id."""
+    import tempfile
+
     import mlflow
     import numpy as np
     from mlflow.models import ModelSignature
-    from mlflow.types import Schema, TensorSpec
+    from mlflow.types import ColSpec, Schema, TensorSpec
 
     exported = build_model(config["architecture"], config["num_classes"], config["width"],
                            config["input_size"])
     exported.load_state_dict({k: v.cpu() for k, v in model.state_dict().items()})
     exported.eval()
-    size, k = config["input_size"], config["num_classes"]
+    size, classes = config["input_size"], config["classes"]
+    example = (val_set.images[:2].float() / 255).cpu()  # two: the batch stays dynamic
     signature = ModelSignature(
         inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, 3, size, size))]),
-        outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, k))]))
-    example = (val_set.images[:2].float() / 255).cpu().numpy()  # two: the batch stays dynamic
-    name = f"cuelab-{config['experiment']}"
-    with tracking.mlflow_errors(f"logging and registering the model as {name}"):
-        info = mlflow.pytorch.log_model(
-            exported, name="model", signature=signature, input_example=example,
-            serialization_format="pt2", registered_model_name=name,
-            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"])
+        outputs=Schema([ColSpec("string", "class")] + [ColSpec("float", c) for c in classes]))
+    name = config["registered_model"]
+    with tempfile.TemporaryDirectory() as tmp, \
+            tracking.mlflow_errors(f"logging and registering the model as {name}"):
+        program = torch.export.export(exported, (example,),
+                                      dynamic_shapes=({0: torch.export.Dim("batch")},))
+        torch.export.save(program, f"{tmp}/model.pt2")
+        # its input is checked against the signature; MLflow's advice to add type hints is moot
+        warnings.filterwarnings("ignore", message=".*Add type hints to the `predict` method")
+        info = mlflow.pyfunc.log_model(
+            name="model", python_model=str(SERVED), artifacts={"program": f"{tmp}/model.pt2"},
+            model_config={"classes": classes}, signature=signature,
+            input_example=example.numpy(), registered_model_name=name,
+            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", "numpy", "pandas"])
         mlflow.log_dict(config, "model.json")
-    return str(info.registered_model_version)
+        version = str(info.registered_model_version)
+        client = mlflow.MlflowClient()
+        client.update_registered_model(name, MODEL_DESCRIPTION.format(
+            experiment=config["experiment"], classes=", ".join(classes)))
+        client.set_registered_model_tag(name, "cuelab.experiment", config["experiment"])
+        for key, value in {"experiment": config["experiment"],
+                           "dataset_version": config["dataset_version"],
+                           "git_commit": tracking.git_commit() or "unknown",
+                           "replicate": config["replicate"], "seed": config["seed"],
+                           "best_val_accuracy": f"{config['best_val_accuracy']:.4f}",
+                           "select_on": config["select_on"]}.items():
+            client.set_model_version_tag(name, version, key, str(value))
+    return version, info.model_id
+
+
+MODEL_DESCRIPTION = (
+    "A cuelab classifier of the experiment '{experiment}' (classes: {classes}). Input: images "
+    "(n, 3, H, W), float32 in [0, 1]; output: the predicted class and one logit per class. "
+    "Each version is one replicate of a training, tagged with its dataset version, git commit "
+    "and seed. Aliases: @champion is the best validation accuracy of the newest training; "
+    "models:/<name>/latest is the newest version.")
+
+
+def mark_champion(name: str, replicates: list[Replicate]) -> str:
+    """Point @champion at the replicate of this training with the best validation accuracy (the
+    first of equals); returns its version."""
+    import mlflow
+
+    best = max(replicates, key=lambda r: r.best_val_accuracy)
+    with tracking.mlflow_errors(f"setting the alias {name}@champion"):
+        mlflow.MlflowClient().set_registered_model_alias(name, "champion", best.model_version)
+    return best.model_version
 
 
 # --- checkpoints and outputs ----------------------------------------------------------------------
