@@ -10,7 +10,7 @@ export PATH := $(BIN):$(PATH)
 export MLFLOW_DISABLE_TELEMETRY := true
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: setup run test ui clean
+.PHONY: setup run test ui clean clean-mlflow
 
 setup: $(STAMP)
 
@@ -35,5 +35,38 @@ test: setup  ## every test: real Blender, DVC, kfp local
 ui: setup  ## browse the MLflow runs
 	mlflow ui --backend-store-uri sqlite:///mlflow.db
 
-clean:
-	rm -rf $(VENV) data runs models reports metrics/plots mlflow.db dvc_plots
+# `make images`: docker/render.Dockerfile and docker/train.Dockerfile, built with whichever of
+# docker, podman or buildah is on PATH (or IMAGE_TOOL=...), tagged $(REGISTRY)/cuelab:$(VERSION)
+# and $(REGISTRY)/cuelab-train:$(VERSION). Optional: PIP_INDEX_URL (a PyPI mirror), PIP_CA (a CA
+# file for it, passed as a build secret), RENDER_TORCH_INDEX / TRAIN_TORCH_INDEX (the PyTorch
+# index of each image: CPU, CUDA 12.8 by default), DVC_EXTRAS (DVC's remote plugins).
+.PHONY: images
+comma        := ,
+REGISTRY     ?= ghcr.io/cuelab
+VERSION      ?= $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+IMAGE_TOOL   ?= $(firstword $(foreach tool,docker podman buildah,$(shell command -v $(tool))))
+DVC_EXTRAS   ?= s3,gs,azure
+IMAGE_ARGS    = --build-arg DVC_EXTRAS=$(DVC_EXTRAS) \
+                $(if $(PIP_INDEX_URL),--build-arg PIP_INDEX_URL=$(PIP_INDEX_URL)) \
+                $(if $(PIP_CA),--secret id=pip-ca$(comma)src=$(abspath $(PIP_CA)))
+NO_IMAGE_TOOL = make images: no docker, podman or buildah on PATH (or set IMAGE_TOOL)
+
+images:  ## build both images (docker, podman or buildah)
+	$(if $(IMAGE_TOOL),,$(error $(NO_IMAGE_TOOL)))
+	DOCKER_BUILDKIT=1 $(IMAGE_TOOL) build $(strip $(IMAGE_ARGS) \
+	    $(if $(RENDER_TORCH_INDEX),--build-arg TORCH_INDEX=$(RENDER_TORCH_INDEX))) \
+	    -f docker/render.Dockerfile -t $(REGISTRY)/cuelab:$(VERSION) .
+	DOCKER_BUILDKIT=1 $(IMAGE_TOOL) build $(strip $(IMAGE_ARGS) \
+	    $(if $(TRAIN_TORCH_INDEX),--build-arg TORCH_INDEX=$(TRAIN_TORCH_INDEX))) \
+	    -f docker/train.Dockerfile -t $(REGISTRY)/cuelab-train:$(VERSION) .
+	@echo
+	@echo "Push them, then compile the pipeline for them:"
+	@echo "  export CUELAB_IMAGE=$(REGISTRY)/cuelab:$(VERSION) CUELAB_TRAIN_IMAGE=$(REGISTRY)/cuelab-train:$(VERSION)"
+	@echo "  cuelab pipeline compile --out cuelab_pipeline.yaml"
+
+clean:  ## outputs and the environment; the MLflow runs stay (see clean-mlflow)
+	rm -rf $(VENV) data runs models reports metrics/plots dvc_plots
+
+clean-mlflow:  ## every MLflow run, model and artifact of this project: asks first
+	@printf 'Delete mlflow.db and mlruns/ (every run, the model registry, the artifacts)? [y/N] '; \
+	read answer; [ "$$answer" = y ] && rm -rf mlflow.db mlruns && echo deleted || echo kept

@@ -48,7 +48,7 @@ def project(dest: Path, params: dict | None = None) -> Path:
     dest.mkdir(parents=True)
     for name in ("dvc.yaml", "params.yaml", "pyproject.toml"):
         shutil.copy(ROOT / name, dest / name)
-    for name in ("src", "components", "pipelines"):
+    for name in ("src",):
         shutil.copytree(ROOT / name, dest / name,
                         ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     if params is not None:

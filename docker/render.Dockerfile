@@ -17,17 +17,30 @@ ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 PIP_DISABLE_PIP_VERSION_CHECK=1 
 FROM python AS build
 ARG TORCH_VERSION=2.13.0
 ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
+# Another package index than PyPI (a mirror, a proxy): --build-arg PIP_INDEX_URL=...; the CA
+# that signs its certificate (or a TLS-inspecting proxy's): --secret id=pip-ca,src=ca.pem,
+# mounted only while pip runs, never in a layer. pip reads both from the environment.
+ARG PIP_INDEX_URL=https://pypi.org/simple
 WORKDIR /src
 COPY constraints.txt ./
 # the pip of the local environment, not the one Python 3.11.7 bundled (23.2)
-RUN python -m venv /opt/venv && pip install --no-cache-dir -c constraints.txt pip==26.3
+RUN --mount=type=secret,id=pip-ca \
+    if [ -s /run/secrets/pip-ca ]; then export PIP_CERT=/run/secrets/pip-ca; fi \
+    && python -m venv /opt/venv && pip install --no-cache-dir -c constraints.txt pip==26.3
 # torch alone from the PyTorch index (PyPI's Linux wheel is the CUDA build, gigabytes more);
 # --no-deps: its dependencies come from PyPI in the next step, pinned like everything else.
-RUN pip install --no-cache-dir --no-deps -c constraints.txt --index-url "$TORCH_INDEX" \
+RUN --mount=type=secret,id=pip-ca \
+    if [ -s /run/secrets/pip-ca ]; then export PIP_CERT=/run/secrets/pip-ca; fi \
+    && pip install --no-cache-dir --no-deps -c constraints.txt --index-url "$TORCH_INDEX" \
         "torch==$TORCH_VERSION"
 COPY pyproject.toml README.md ./
 COPY src ./src
-RUN pip install --no-cache-dir -c constraints.txt .
+# DVC's remote plugins, for pushing datasets to s3://, gs:// and azure:// remotes (the
+# version_dataset step), pinned in constraints.txt: --build-arg DVC_EXTRAS=s3 for fewer, "" for none.
+ARG DVC_EXTRAS=s3,gs,azure
+RUN --mount=type=secret,id=pip-ca \
+    if [ -s /run/secrets/pip-ca ]; then export PIP_CERT=/run/secrets/pip-ca; fi \
+    && pip install --no-cache-dir -c constraints.txt . ${DVC_EXTRAS:+"dvc[$DVC_EXTRAS]"}
 
 FROM python
 # The system libraries the bpy wheel's modules link against (ldd: X11 client libraries, GL; Xt

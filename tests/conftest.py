@@ -64,7 +64,7 @@ def copy_project(dest: Path) -> Path:
     """The files a stage needs, as a user's checkout would have them."""
     for name in ("dvc.yaml", "params.yaml", "pyproject.toml", ".dvcignore"):
         shutil.copy(ROOT / name, dest / name)
-    for name in ("src", "components", "pipelines"):
+    for name in ("src",):
         shutil.copytree(ROOT / name, dest / name,
                         ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     return dest

@@ -385,8 +385,7 @@ def test_the_component_runs_in_kfp_local(evaluated, tmp_path, monkeypatch):
 
     from kfp import dsl, local
 
-    monkeypatch.syspath_prepend(str(ROOT))
-    from components.evaluate import evaluate as evaluate_component
+    from cuelab.kubeflow.components.evaluate import evaluate as evaluate_component
 
     paths = evaluated["paths"]
     Outputs = NamedTuple("Outputs", metrics=dsl.Metrics,  # noqa: UP014 (kfp reads it)

@@ -518,14 +518,9 @@ def test_chromium_renders_the_page_offline(tmp_path, params):
 
 def test_component_in_kfp_local(tmp_path, params):
     """The evaluation folder imported as the evaluate task's artifact would arrive."""
-    import sys
-
     from kfp import dsl, local
 
-    from conftest import ROOT
-
-    sys.path.insert(0, str(ROOT))
-    from components.report import report as report_component
+    from cuelab.kubeflow.components.report import report as report_component
 
     evaluation = write_evaluation(tmp_path / "evaluation", synthetic_results(), attribution=False)
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "kfp"))

@@ -216,15 +216,35 @@ def cmd_pipeline(args: argparse.Namespace) -> None:
     from .pipeline import compile_pipeline, run_local, submit
 
     if args.action == "compile":
-        print(f"wrote {compile_pipeline(args.out)}")
+        print(f"wrote {compile_pipeline(args.out, _cluster_options(args))}")
     elif args.action == "submit":
         if not args.host:
             raise CuelabError("submit needs --host URL, the address of Kubeflow Pipelines (e.g. "
                               "http://localhost:8080 after `kubectl port-forward -n kubeflow "
                               "svc/ml-pipeline-ui 8080:80`)")
-        print(submit(args.host, args.params, args.experiment, args.run_name))
+        print(submit(args.host, args.params, args.experiment, args.run_name, args.timeout,
+                     namespace=args.namespace, token=args.token, token_file=args.token_file,
+                     render_shards=args.render_shards, dvc_remote=args.dvc_remote,
+                     mlflow_tracking_uri=args.mlflow_tracking_uri,
+                     service_account=args.service_account, options=_cluster_options(args)))
     else:
-        print(run_local(args.params, args.workdir, args.dvc_remote))
+        print(run_local(args.params, args.workdir, args.dvc_remote,
+                        render_shards=args.render_shards,
+                        mlflow_tracking_uri=args.mlflow_tracking_uri, cache=args.cache,
+                        verbose=args.verbose, progress=not args.quiet))
+
+
+def _cluster_options(args: argparse.Namespace):
+    from .pipeline import ClusterOptions, parse_node_selector
+
+    return ClusterOptions(
+        config_map=args.config_map, mlflow_secret=args.mlflow_secret,
+        storage_secret=args.storage_secret, accelerator=args.accelerator,
+        accelerator_count=args.gpus, gpu_steps=tuple(s for s in args.gpu_steps.split(",") if s),
+        gpu_toleration=args.gpu_toleration,
+        gpu_node_selector=parse_node_selector(args.gpu_node_selector or []),
+        cache=args.cache_policy, retries=args.retries,
+        image_pull_policy=args.image_pull_policy)
 
 
 def cmd_export(args: argparse.Namespace) -> None:
@@ -386,14 +406,19 @@ def _pipeline_command(sub) -> None:
                            "Kubeflow UI)")
     c.add_argument("--out", default="pipelines/cuelab_pipeline.yaml", type=Path,
                    help="where the pipeline YAML goes (default: %(default)s)")
+    _cluster_args(c)
     c.set_defaults(func=cmd_pipeline)
 
     c = actions.add_parser("run-local", help="run the whole pipeline here with kfp.local")
     _params_arg(c)
     c.add_argument("--workdir", default="runs/kfp-local", type=Path,
                    help="where kfp.local keeps its outputs (default: %(default)s)")
-    c.add_argument("--dvc-remote", default="",
-                   help="push the validated dataset to this DVC remote (folder or URL)")
+    _run_args(c)
+    c.add_argument("--cache", action="store_true",
+                   help="reuse kfp.local's cached results of earlier runs")
+    c.add_argument("--verbose", action="store_true",
+                   help="kfp.local's whole log on the terminal, not only in the log file")
+    c.add_argument("--quiet", action="store_true", help="no progress lines, only the summary")
     c.set_defaults(func=cmd_pipeline)
 
     c = actions.add_parser("submit", help="compile, upload and start a run on Kubeflow Pipelines")
@@ -403,7 +428,57 @@ def _pipeline_command(sub) -> None:
     c.add_argument("--experiment", metavar="NAME",
                    help="the KFP experiment to run in (default: the params' name)")
     c.add_argument("--run-name", metavar="NAME", help="the run's name (default: KFP's)")
+    c.add_argument("--namespace", metavar="NS",
+                   help="the Kubeflow profile namespace (needed on a multi-user Kubeflow)")
+    c.add_argument("--token", help="a bearer token for the KFP API (default: "
+                   "$KF_PIPELINES_TOKEN)")
+    c.add_argument("--token-file", type=Path, help="a file holding a service-account token "
+                   "(default: $KF_PIPELINES_SA_TOKEN_PATH)")
+    c.add_argument("--service-account", metavar="NAME",
+                   help="the Kubernetes service account the run's pods use")
+    c.add_argument("--timeout", type=float, default=10.0,
+                   help="seconds to wait for the KFP API (default: %(default)s)")
+    _run_args(c)
+    _cluster_args(c)
     c.set_defaults(func=cmd_pipeline)
+
+
+def _run_args(p: argparse.ArgumentParser) -> None:
+    """The pipeline's own parameters, beside the experiment."""
+    p.add_argument("--render-shards", type=int, default=2,
+                   help="render in this many parallel shards (default: %(default)s)")
+    p.add_argument("--dvc-remote", default="",
+                   help="push the validated dataset to this DVC remote (folder or URL)")
+    p.add_argument("--mlflow-tracking-uri", default="", metavar="URI",
+                   help="where training and evaluation log (default: a SQLite store in the run)")
+
+
+def _cluster_args(p: argparse.ArgumentParser) -> None:
+    """The cluster side of the compiled pipeline (cuelab.pipeline.ClusterOptions)."""
+    p.add_argument("--config-map", default="cuelab-config",
+                   help="ConfigMap whose keys become the steps' environment ('' for none)")
+    p.add_argument("--mlflow-secret", default="cuelab-mlflow",
+                   help="Secret with MLflow's URI and credentials ('' for none)")
+    p.add_argument("--storage-secret", default="cuelab-storage",
+                   help="Secret with the object store's credentials ('' for none)")
+    p.add_argument("--accelerator", default="nvidia.com/gpu",
+                   help="the GPU resource to request ('' for no GPU)")
+    p.add_argument("--gpus", type=int, default=1, help="GPUs per GPU step (default: 1)")
+    p.add_argument("--gpu-steps", default="train",
+                   help="comma-separated steps that get a GPU (default: train)")
+    p.add_argument("--gpu-toleration", default="nvidia.com/gpu",
+                   help="a taint key GPU steps tolerate ('' for none)")
+    p.add_argument("--gpu-node-selector", action="append", metavar="LABEL=VALUE",
+                   help="a node label GPU steps must run on (repeatable)")
+    p.add_argument("--cache", dest="cache_policy", default="pure",
+                   choices=["pure", "all", "none"],
+                   help="which steps KFP may cache: pure (all but those with side effects), "
+                   "all or none (default: pure)")
+    p.add_argument("--retries", type=int, default=2,
+                   help="retries, with backoff, of render, train, evaluate and the push")
+    p.add_argument("--image-pull-policy", default="",
+                   choices=["", "Always", "IfNotPresent", "Never"],
+                   help="for every step (default: the cluster's)")
 
 
 def _export_command(sub) -> None:

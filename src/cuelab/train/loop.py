@@ -424,7 +424,8 @@ def log_model(model: torch.nn.Module, val_set: InMemorySplit, config: dict
     exported.load_state_dict({k: v.cpu() for k, v in model.state_dict().items()})
     exported.eval()
     size, classes = config["input_size"], config["classes"]
-    example = (val_set.images[:2].float() / 255).cpu()  # two: the batch stays dynamic
+    # two images (the first twice if there is one): export keeps the batch size dynamic
+    example = (val_set.images[torch.arange(2) % len(val_set.images)].float() / 255).cpu()
     signature = ModelSignature(
         inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, 3, size, size))]),
         outputs=Schema([ColSpec("string", "class")] + [ColSpec("float", c) for c in classes]))

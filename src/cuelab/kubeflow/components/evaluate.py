@@ -2,7 +2,7 @@
 
 from kfp import dsl
 
-from components import TRAIN_IMAGE
+from cuelab.kubeflow.components import TRAIN_IMAGE
 
 
 @dsl.component(base_image=TRAIN_IMAGE, install_kfp_package=False)
@@ -10,15 +10,20 @@ def evaluate(params_yaml: str, scenes: dsl.Input[dsl.Dataset], images: dsl.Input
              model: dsl.Input[dsl.Model], evaluation: dsl.Output[dsl.Dataset],
              metrics: dsl.Output[dsl.Metrics],
              classification: dsl.Output[dsl.ClassificationMetrics],
-             html: dsl.Output[dsl.HTML]):
+             html: dsl.Output[dsl.HTML], mlflow_tracking_uri: str = ""):
     """Every trained replicate on the sweeps, cue conflicts, the background protocol and
     attribution; for the dashboard: the headline metrics (reliance, robustness, worst-group
     accuracy, each with its interval), the IID confusion matrix and the trace page of the
     evaluation. `evaluation` holds everything for the trace report (results.json, figures, plot
-    data, predictions)."""
+    data, predictions). Its MLflow run goes where training's went: mlflow_tracking_uri, else the
+    pod's MLFLOW_TRACKING_URI."""
     import json
+    import os
     import shutil
     from pathlib import Path
+
+    if mlflow_tracking_uri:
+        os.environ["MLFLOW_TRACKING_URI"] = mlflow_tracking_uri
 
     from cuelab.config import experiment_from_yaml
     from cuelab.evaluate import evaluate as evaluate_step

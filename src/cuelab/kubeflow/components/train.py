@@ -2,7 +2,7 @@
 
 from kfp import dsl
 
-from components import TRAIN_IMAGE
+from cuelab.kubeflow.components import TRAIN_IMAGE
 
 
 @dsl.component(base_image=TRAIN_IMAGE, install_kfp_package=False)

@@ -3,7 +3,7 @@ raises, so the pipeline stops before training."""
 
 from kfp import dsl
 
-from components import IMAGE
+from cuelab.kubeflow.components import IMAGE
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)

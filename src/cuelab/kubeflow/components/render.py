@@ -4,7 +4,7 @@ from typing import List
 
 from kfp import dsl
 
-from components import IMAGE
+from cuelab.kubeflow.components import IMAGE
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
