@@ -443,6 +443,18 @@ def test_early_stopping_keeps_the_best_epoch(tiny_dataset, tmp_path, monkeypatch
     assert f"the epoch kept by {select_on} accuracy" in str(summary)
 
 
+@pytest.mark.reliability(6)
+def test_a_damaged_checkpoint_is_named_on_resume(tiny_dataset, tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    folder = tmp_path / "models" / "replicate-0"
+    folder.mkdir(parents=True)
+    (folder / "checkpoint.pt").write_bytes(b"PK\x03\x04 not a whole checkpoint")
+    with pytest.raises(CuelabError, match=r"checkpoint.pt is not a readable checkpoint .*"
+                       r"delete it to train that replicate from its start"):
+        train(experiment(tiny_dataset), tiny_dataset["images"], tmp_path / "models",
+              tmp_path / "train.json", resume=True, progress=False)
+
+
 def test_an_unreachable_tracking_server_stops_training_before_it_starts(
         tiny_dataset, tmp_path, monkeypatch):
     from conftest import free_port

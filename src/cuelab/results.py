@@ -173,7 +173,7 @@ def load_results(path: str | Path) -> Results:
     if path.is_dir() or path.suffix != ".json":
         path = path / FILE
     if not path.is_file():
-        raise CuelabError(f"no evaluation results in {path.parent} ({path.name} is missing): "
+        raise CuelabError(f"no evaluation results in {path.parent} ({path} is missing): "
                           "run `cuelab evaluate` first")
     try:
         data = json.loads(path.read_text())

@@ -253,19 +253,35 @@ def write_table(df: pd.DataFrame, out: str | Path) -> None:
 
 
 def read_scenes(path: str | Path, registry: Mapping[str, Factor] = REGISTRY) -> pd.DataFrame:
-    """A scenes table, checked at the door: a missing, unreadable or foreign file is a
-    `CuelabError` that names it."""
+    """A scenes table, checked at the door (`read_table`): a missing, unreadable or foreign file,
+    or one without every column of this cuelab's table, is a `CuelabError` that names it."""
+    return read_table(path, "scenes table", columns(registry), "cuelab sample")
+
+
+def read_table(path: str | Path, what: str, needs, command: str) -> pd.DataFrame:
+    """A Parquet table checked at the door, the one reader of the tables the steps hand on (the
+    scenes table, the dataset's index): a `CuelabError` naming the file, what is wrong with it
+    (missing; not a whole Parquet file, and what it holds instead; the columns `needs` lists
+    that it lacks) and `command`, the step that writes it."""
+    import pyarrow as pa
+
+    from .inputs import holds, said
+
     path = Path(path)
     if not path.is_file():
-        raise CuelabError(f"{path}: no scenes table there; run `cuelab sample` first")
+        there = "a folder, not a file" if path.is_dir() else f"no {what} there"
+        raise CuelabError(f"{path}: {there}; run `{command}` first")
     try:
         df = pd.read_parquet(path)
-    except Exception as e:  # pyarrow raises several types for a damaged file
-        raise CuelabError(f"{path}: not a readable scenes table ({type(e).__name__}: "
-                          f"{str(e)[:200]}); run `cuelab sample` again") from None
-    missing = [c for c in columns(registry) if c not in df.columns]
+    except (pa.ArrowException, OSError, ValueError) as e:  # what pyarrow raises for bad bytes
+        reason = said(e).replace("Could not open Parquet input source '<Buffer>': ", "")
+        raise CuelabError(f"{path}: not a readable {what}: it holds {holds(path)} ({reason}); "
+                          f"run `{command}` again") from None
+    missing = [c for c in needs if c not in df.columns]
     if missing:
-        raise CuelabError(f"{path}: not a scenes table of this cuelab: missing column"
+        has = ", ".join(map(str, df.columns[:8])) + (", ..." if len(df.columns) > 8 else "")
+        raise CuelabError(f"{path}: not a {what} of this cuelab: missing column"
                           f"{'s' if len(missing) > 1 else ''} {', '.join(missing[:8])}"
-                          f"{', ...' if len(missing) > 8 else ''}; run `cuelab sample` again")
+                          f"{', ...' if len(missing) > 8 else ''} (it has {has or 'none'}); "
+                          f"run `{command}` again")
     return df

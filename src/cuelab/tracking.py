@@ -351,7 +351,8 @@ def dataset_version(path: str | Path) -> str:
 
     path = Path(path).resolve()
     if not path.exists():
-        raise CuelabError(f"{path} does not exist: no dataset to version")
+        raise CuelabError(f"{path}: no dataset there (the folder is missing): run `cuelab "
+                          "sensor` first, or give the dataset's folder")
     fs = LocalFileSystem()
     with tempfile.TemporaryDirectory() as scratch:  # dry run: nothing is written to it
         _, _, obj = build(HashFileDB(fs, scratch), str(path), fs, "md5", dry_run=True)

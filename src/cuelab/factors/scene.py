@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import math
 import re
 from pathlib import Path
 
@@ -64,18 +66,94 @@ def image_problem(path: Path) -> str | None:
 
 
 def mesh_problem(path: Path) -> str | None:
-    """Not a mesh with faces in its format (.obj: an 'f' line; .ply: a face element; .stl: a
-    facet), or None. Read cheaply: Blender reads the mesh itself."""
-    head = path.read_bytes()[:1 << 20]
+    """Not a mesh with faces in its format (.obj: every vertex three numbers, every face three
+    or more vertices that exist, `obj_problem`; .ply: a face element; .stl: a facet), or None.
+    Read cheaply: Blender reads the mesh itself."""
     kind = path.suffix.lower()
     if kind == ".obj":
-        ok = any(line.startswith(b"f ") for line in head.splitlines())
-    elif kind == ".ply":
+        return obj_problem(path)
+    head = path.read_bytes()[:1 << 20]
+    if kind == ".ply":
         ok = head.startswith(b"ply") and re.search(rb"element face [1-9]", head) is not None
     else:  # .stl: ascii facets, or binary: an 80-byte header, a count, 50 bytes per facet
         count = int.from_bytes(head[80:84], "little") if len(head) >= 84 else 0
         ok = b"facet" in head[:4096] or (count > 0 and path.stat().st_size == 84 + 50 * count)
     return None if ok else f"{path} holds no faces of a {kind} mesh"
+
+
+# The statements of a Wavefront .obj file (geometry, grouping, display, free-form surfaces);
+# a line that starts with anything else is not an .obj line.
+OBJ_STATEMENTS = frozenset(
+    "v vt vn vp f fo l p o g s mg usemtl mtllib maplib usemap lod bevel c_interp d_interp "
+    "trace_obj shadow_obj ctech stech cstype deg bmat step curv curv2 surf parm trim hole scrv "
+    "sp end con call csh".split())
+
+
+def obj_problem(path: Path) -> str | None:
+    """What is wrong with a Wavefront .obj mesh, or None: a line that is no .obj statement, a
+    vertex (v, vt, vn) that is not numbers, a face of fewer than three corners or one that
+    refers to a vertex, texture or normal not defined before it (Blender drops such faces, or
+    the whole mesh), no face at all. Each problem with its line."""
+    stat = path.stat()
+    return _obj_problem(str(path), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=32)
+def _obj_problem(path: str, mtime_ns: int, size: int) -> str | None:
+    """`obj_problem` of one version of a file (its time and size): read once per process."""
+    counts = {"v": 0, "vt": 0, "vn": 0}
+    names = {"v": "vertex", "vt": "texture coordinate", "vn": "normal"}
+    faces, pending, start = 0, "", 0
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, 1):
+            line = pending + raw.decode("utf-8", errors="replace").strip()
+            if line.endswith("\\"):  # continued on the next line
+                pending, start = line[:-1] + " ", start or number
+                continue
+            pending, at, start = "", start or number, 0
+            words = line.split()
+            if not words or words[0].startswith("#"):
+                continue
+            where = f"{path} line {at}"
+            shown = line if len(line) <= 60 else line[:60] + "..."
+            key = words[0]
+            if "\ufffd" in line or any(ord(c) < 32 and c != "\t" for c in line):
+                return f"{where}: binary bytes, not a line of an .obj mesh"
+            if key not in OBJ_STATEMENTS:
+                return f"{where}: {shown!r} is not a line of an .obj mesh"
+            if key in counts:
+                least = {"v": 3, "vt": 1, "vn": 3}[key]
+                if len(words) - 1 < least or not all(_is_number(w) for w in words[1:]):
+                    return (f"{where}: {shown!r} is not a {names[key]} ({least} number"
+                            f"{'s' if least > 1 else ''} or more)")
+                counts[key] += 1
+            elif key == "f":
+                if len(words) < 4:
+                    return f"{where}: {shown!r} is not a face (three corners or more)"
+                for corner in words[1:]:
+                    refs = corner.split("/")
+                    if len(refs) > 3 or not refs[0]:
+                        return f"{where}: {shown!r}: corner {corner!r} is not v, v/vt, " \
+                               "v/vt/vn or v//vn"
+                    for kind, ref in zip(("v", "vt", "vn"), refs):
+                        if not ref and kind != "v":
+                            continue
+                        try:
+                            i = int(ref)
+                        except ValueError:
+                            return f"{where}: {shown!r}: corner {corner!r} is not numbers"
+                        if i == 0 or abs(i) > counts[kind]:
+                            return (f"{where}: the face refers to {names[kind]} {i}, but only "
+                                    f"{counts[kind]} come before it in the file")
+                faces += 1
+    return None if faces else f"{path} holds no faces of a .obj mesh"
+
+
+def _is_number(word: str) -> bool:
+    try:
+        return math.isfinite(float(word))
+    except ValueError:
+        return False
 
 
 MESH = OpenForm("mesh:", r".+\.(?:obj|ply|stl)", "mesh:<path to .obj/.ply/.stl>", is_file=True,

@@ -101,12 +101,57 @@ def _sha256(path: Path) -> str:
 
 
 def read_renders(out: str | Path) -> dict[str, np.ndarray]:
-    """Every chunk of a render directory: render_id, rgb, mask, visible_fraction."""
+    """Every chunk of a render directory: render_id, rgb, mask, visible_fraction. Each chunk is
+    checked at the door (`read_chunk`)."""
     files = sorted(Path(out).glob("chunk-*.npz"))
     if not files:
         raise CuelabError(f"no renders in {out}: run `cuelab render` first")
-    parts = [np.load(f) for f in files]
-    return {key: np.concatenate([p[key] for p in parts]) for key in parts[0].files}
+    parts = [read_chunk(f) for f in files]
+    sizes = {p["rgb"].shape[1:3] for p in parts}
+    if len(sizes) > 1:
+        first = {p["rgb"].shape[1:3]: f for f, p in zip(files, parts)}
+        raise CuelabError(f"{out}: chunks of different resolutions ("
+                          + ", ".join(f"{f.name} {h}x{w} px" for (h, w), f in first.items())
+                          + f"): render them again (`cuelab render --out {out}`)")
+    return {key: np.concatenate([p[key] for p in parts]) for key in CHUNK_ARRAYS}
+
+
+# What a chunk holds: each array's element kind and its dimensions (n renders each).
+CHUNK_ARRAYS = {"render_id": ("U", 1), "rgb": ("u1", 4), "mask": ("b1", 3),
+                "visible_fraction": ("f", 1)}
+
+
+def read_chunk(path: Path) -> dict[str, np.ndarray]:
+    """One chunk, read whole: a truncated or foreign file, missing arrays, or arrays of another
+    kind or shape are a `CuelabError` naming the file (`cuelab render` redoes such a chunk)."""
+    import zipfile
+    import zlib
+
+    from ..inputs import holds, said
+
+    again = "run `cuelab render` again (it redoes the chunks that are not whole)"
+    try:
+        z = np.load(path, allow_pickle=False)
+        if not isinstance(z, np.lib.npyio.NpzFile):  # a single .npy array under the name
+            raise CuelabError(f"{path}: not a render chunk: it holds {holds(path)}; {again}")
+        with z:
+            arrays = {key: z[key] for key in z.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+        raise CuelabError(f"{path}: not a readable render chunk: it holds {holds(path)} "
+                          f"({said(e)}); {again}") from None
+    missing = [key for key in CHUNK_ARRAYS if key not in arrays]
+    if missing:
+        raise CuelabError(f"{path}: not a render chunk: no {', '.join(missing)} (it holds "
+                          f"{', '.join(arrays) or 'no arrays'}); {again}")
+    n = len(arrays["render_id"])
+    for key, (kind, ndim) in CHUNK_ARRAYS.items():
+        a = arrays[key]
+        ok = a.dtype.kind == kind if len(kind) == 1 else a.dtype == np.dtype(kind)
+        if not ok or a.ndim != ndim or len(a) != n or (key == "rgb" and a.shape[-1] != 3) \
+                or (key == "mask" and a.shape != arrays["rgb"].shape[:3]):
+            raise CuelabError(f"{path}: not a render chunk of {n} renders: {key} is {a.dtype} "
+                              f"{a.shape}; {again}")
+    return arrays
 
 
 # --- workers (separate processes; each builds its studio once) ------------------------------------

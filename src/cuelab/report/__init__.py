@@ -60,7 +60,8 @@ def report(params: str | Path | Experiment, evaluation_dir: str | Path = "report
     results = load_results(evaluation_dir)
     _check_same_experiment(results.experiment, results.classes, exp, params)
     page = trace_page(results, exp, params_text, evaluation_dir,
-                      _optional_json(validation), _optional_json(train_metrics))
+                      _optional_json(validation, VALIDATION_SHAPES),
+                      _optional_json(train_metrics))
     out = Path(out)
     write_text(out, page)
     warnings = say.unprobed_warnings(correlations(exp), set(probes_by_factor(results)))
@@ -111,12 +112,34 @@ def _check_same_experiment(name: str, classes: list[str], exp: Experiment, param
             "evaluate` with these params, or report with the params it was run with")
 
 
-def _optional_json(path: str | Path | None) -> dict | None:
+def _optional_json(path: str | Path | None, shapes: dict | None = None) -> dict | None:
+    """A summary the page shows if it is there (None if not), checked at the door: JSON, an
+    object, and the keys in `shapes` (that it has) of their types."""
     if path is None or not Path(path).is_file():
         return None
+    way_out = "remove it or run the step that writes it again"
     try:
         data = json.loads(Path(path).read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CuelabError(f"{path} is not valid JSON ({e}); remove it or run the step that "
-                          "writes it again") from None
-    return data if isinstance(data, dict) else None
+        raise CuelabError(f"{path} is not valid JSON ({e}); {way_out}") from None
+    if not isinstance(data, dict):
+        raise CuelabError(f"{path}: holds a JSON {type(data).__name__}, not a step's summary "
+                          f"(an object); {way_out}")
+    wrong = [f"{key} = {data[key]!r}"[:80] + f" (not {kind})"
+             for key, (fits, kind) in (shapes or {}).items() if key in data and not fits(data[key])]
+    if wrong:
+        raise CuelabError(f"{path}: not a step's summary: {'; '.join(wrong)}; {way_out}")
+    return data
+
+
+def _count(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+# metrics/validation.json, as the page reads it: a test of each key's value, and it in words
+VALIDATION_SHAPES = {
+    "passed": (lambda v: v is None or isinstance(v, bool), "true or false"),
+    "expectations": (_count, "a count"), "failed": (_count, "a count"),
+    "images": (_count, "a count"),
+    "failures": (lambda v: isinstance(v, list) and all(isinstance(f, dict) for f in v),
+                 "a list of failed expectations, each an object")}

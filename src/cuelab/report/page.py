@@ -297,9 +297,36 @@ def _cards_from_pictures(att: AttributionResult, evaluation_dir: Path,
 
 
 def load_maps(path: Path) -> dict[str, np.ndarray]:
-    """maps.npz, without unpickling anything (image ids are stored as a unicode array)."""
-    with np.load(path, allow_pickle=False) as z:
-        return {k: z[k] for k in z.files}
+    """maps.npz, without unpickling anything (image ids are stored as a unicode array), checked
+    at the door: a truncated or foreign file, or one without the arrays the examples show, is a
+    `CuelabError` naming it."""
+    import zipfile
+    import zlib
+
+    from ..errors import CuelabError
+    from ..inputs import holds, said
+
+    again = "run `cuelab evaluate` again"
+    try:
+        z = np.load(path, allow_pickle=False)
+        if not isinstance(z, np.lib.npyio.NpzFile):
+            raise CuelabError(f"{path}: not attribution maps: it holds {holds(path)}; {again}")
+        with z:
+            maps = {k: z[k] for k in z.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+        raise CuelabError(f"{path}: not readable attribution maps: it holds {holds(path)} "
+                          f"({said(e)}); {again}") from None
+    missing = [k for k in MAPS if k not in maps]
+    n = len(maps.get("image_ids", ()))
+    wrong = [k for k in MAPS if k in maps and (maps[k].ndim == 0 or len(maps[k]) != n)]
+    if missing or wrong:
+        problem = (f"no {', '.join(missing)}" if missing else
+                   f"not one of each per image: {', '.join(wrong)}")
+        raise CuelabError(f"{path}: not attribution maps: {problem}; {again}")
+    return maps
+
+
+MAPS = ("image_ids", "labels", "preds", "images", "masks", "saliency", "occlusion")
 
 
 def _share(m: np.ndarray, mask: np.ndarray) -> float | None:

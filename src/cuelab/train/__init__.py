@@ -30,33 +30,139 @@ from .loop import CONFIG, INDEX, WEIGHTS, TrainSummary, train
 from .models import ARCHITECTURES, build_model
 
 __all__ = ["ARCHITECTURES", "CONFIG", "TrainSummary", "build_model", "load_model", "load_models",
-           "predict", "replicate_folders", "train"]
+           "predict", "read_config", "read_weights", "replicate_folders", "train"]
 
 
 def load_model(models_dir: str | Path, device: str | torch.device = "cpu"
                ) -> tuple[torch.nn.Module, dict]:
-    """The trained network in eval mode on `device`, and its config (models/model.json)."""
+    """The trained network in eval mode on `device`, and its config (models/model.json), both
+    checked at the door (`read_config`, `read_weights`)."""
     models_dir = Path(models_dir)
-    if not (models_dir / CONFIG).is_file():
-        raise CuelabError(f"no model in {models_dir} ({CONFIG} is missing): run "
-                          "`cuelab train` first")
-    config = json.loads((models_dir / CONFIG).read_text())
+    config = read_config(models_dir)
     model = build_model(config["architecture"], config["num_classes"], config["width"],
                         config["input_size"])
-    weights = torch.load(models_dir / WEIGHTS, map_location=device, weights_only=True)
+    path = models_dir / WEIGHTS
+    weights = read_weights(path, device)
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in weights]
+    unexpected = [k for k in weights if k not in expected]
+    resized = [f"{k} {tuple(weights[k].shape)} (not {tuple(v.shape)})"
+               for k, v in expected.items() if k in weights and weights[k].shape != v.shape]
+    if missing or unexpected or resized:
+        found = "; ".join(f"{what} {', '.join(keys[:3])}{', ...' if len(keys) > 3 else ''}"
+                          for what, keys in (("missing", missing), ("unexpected", unexpected),
+                                             ("resized", resized)) if keys)
+        raise CuelabError(
+            f"{path}: holds the weights of another network than {models_dir / CONFIG} "
+            f"describes ({config['architecture']}, width {config['width']}, "
+            f"{config['num_classes']} classes): {found}; {TRAIN_AGAIN}")
     model.load_state_dict(weights)
     return model.to(device).eval(), config
 
 
+TRAIN_AGAIN = "run `cuelab train` again"
+# model.json: what the readers need of it, each with its type (and, for some, its other keys)
+CONFIG_NEEDS = {"architecture": str, "width": int, "input_size": int, "num_classes": int,
+                "classes": list}
+CONFIG_TYPES = CONFIG_NEEDS | {"experiment": str, "dataset_version": str}
+
+
+def read_config(folder: str | Path) -> dict:
+    """A replicate's model.json, checked at the door: there, JSON, an object with the keys the
+    readers need, each of its type (architecture one of ARCHITECTURES, sizes whole numbers of
+    at least 1, a class name per class); else a `CuelabError` naming the file and the keys."""
+    path = Path(folder) / CONFIG
+    if not path.is_file():
+        raise CuelabError(f"no model in {folder} ({path} is missing): run `cuelab train` first")
+    data = _read_json(path, "a model's settings")
+    missing = [k for k in CONFIG_NEEDS if k not in data]
+    if missing:
+        raise CuelabError(f"{path}: not a model's settings: missing {', '.join(missing)}; "
+                          f"{TRAIN_AGAIN}")
+    wrong = [f"{k} = {data[k]!r} (not {t.__name__})" for k, t in CONFIG_TYPES.items()
+             if k in data and (not isinstance(data[k], t) or isinstance(data[k], bool))]
+    wrong += [f"{k} = {data[k]!r} (not at least 1)" for k in ("width", "input_size",
+                                                               "num_classes")
+              if not wrong and data[k] < 1]
+    if not wrong and data["architecture"] not in ARCHITECTURES:
+        wrong.append(f"architecture = {data['architecture']!r} (not one of "
+                     f"{', '.join(ARCHITECTURES)})")
+    if not wrong and (len(data["classes"]) != data["num_classes"]
+                      or not all(isinstance(c, str) for c in data["classes"])):
+        wrong.append(f"classes = {data['classes']!r} (not {data['num_classes']} class names)")
+    if wrong:
+        raise CuelabError(f"{path}: not a model's settings: {'; '.join(wrong)}; {TRAIN_AGAIN}")
+    return data
+
+
+def read_weights(path: Path, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+    """model.pt, checked at the door: there, loadable without running pickled code
+    (weights_only), and tensors by parameter name; else a `CuelabError` naming the file and
+    what it holds instead."""
+    import pickle
+    import re
+
+    from ..inputs import holds, said
+
+    if not path.is_file():
+        raise CuelabError(f"{path}: missing: the model has no weights; {TRAIN_AGAIN}")
+    try:
+        weights = torch.load(path, map_location=device, weights_only=True)
+    except pickle.UnpicklingError as e:  # the safe loader's reason is deep in its message
+        reason = re.search(r"WeightsUnpickler error:\s*([^\n]+?)(?:\. Please|\n|$)", str(e))
+        raise CuelabError(f"{path}: not PyTorch weights: it holds {holds(path)} (refused by "
+                          "the safe loader"
+                          f"{': ' + reason.group(1).strip() if reason else ''}); "
+                          f"{TRAIN_AGAIN}") from None
+    except (RuntimeError, EOFError, OSError, ValueError) as e:
+        raise CuelabError(f"{path}: not readable PyTorch weights: it holds {holds(path)} "
+                          f"({said(e)}); {TRAIN_AGAIN}") from None
+    if not isinstance(weights, dict) or not all(
+            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in weights.items()):
+        what = (f"a dict of {', '.join(map(str, list(weights)[:4]))}"
+                f"{', ...' if len(weights) > 4 else ''}" if isinstance(weights, dict)
+                else f"a {type(weights).__name__}")
+        raise CuelabError(f"{path}: holds {what}, not a network's weights (tensors by "
+                          f"parameter name); {TRAIN_AGAIN}")
+    return weights
+
+
+def _read_json(path: Path, what: str) -> dict:
+    """A JSON object the training wrote; not JSON, or not an object, named."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as e:  # ValueError: JSONDecodeError, UnicodeDecodeError
+        from ..inputs import holds
+
+        raise CuelabError(f"{path}: not readable JSON: it holds {holds(path)} ({e}); "
+                          f"{TRAIN_AGAIN}") from None
+    if not isinstance(data, dict):
+        raise CuelabError(f"{path}: holds a JSON {type(data).__name__}, not {what} (an "
+                          f"object); {TRAIN_AGAIN}")
+    return data
+
+
 def replicate_folders(models_dir: str | Path) -> list[Path]:
-    """The replicates' folders, as models.json lists them."""
+    """The replicates' folders, as models.json lists them, checked at the door: models.json
+    there, an object whose `replicates` is a list of folder names, each folder there."""
     models_dir = Path(models_dir)
     index = models_dir / INDEX
     if not index.is_file():
-        raise CuelabError(f"no trained models in {models_dir} ({INDEX} is missing: training "
+        raise CuelabError(f"no trained models in {models_dir} ({index} is missing: training "
                           "did not finish): run `cuelab train` (with --resume to keep the "
                           "replicates already trained)")
-    return [models_dir / folder for folder in json.loads(index.read_text())["replicates"]]
+    names = _read_json(index, "the trained models' index").get("replicates")
+    if not isinstance(names, list) or not names or not all(
+            isinstance(n, str) and n and "/" not in n and n not in (".", "..") for n in names):
+        raise CuelabError(f"{index}: replicates = {names!r}, not a list of the replicates' "
+                          f"folder names; {TRAIN_AGAIN}")
+    absent = [n for n in names if not (models_dir / n).is_dir()]
+    if absent:
+        raise CuelabError(f"{index}: lists {', '.join(absent)}, not in {models_dir} "
+                          f"(folder{'s' if len(absent) > 1 else ''} "
+                          f"{', '.join(str(models_dir / n) for n in absent)} missing); "
+                          f"{TRAIN_AGAIN}")
+    return [models_dir / n for n in names]
 
 
 def load_models(models_dir: str | Path, device: str | torch.device = "cpu"

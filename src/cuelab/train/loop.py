@@ -446,7 +446,7 @@ def log_model(model: torch.nn.Module, val_set: InMemorySplit, config: dict
         version = str(info.registered_model_version)
         client = mlflow.MlflowClient()
         client.update_registered_model(name, MODEL_DESCRIPTION.format(
-            experiment=config["experiment"], classes=", ".join(classes)))
+            name=name, experiment=config["experiment"], classes=", ".join(classes)))
         client.set_registered_model_tag(name, "cuelab.experiment", config["experiment"])
         for key, value in {"experiment": config["experiment"],
                            "dataset_version": config["dataset_version"],
@@ -462,8 +462,8 @@ MODEL_DESCRIPTION = (
     "A cuelab classifier of the experiment '{experiment}' (classes: {classes}). Input: images "
     "(n, 3, H, W), float32 in [0, 1]; output: the predicted class and one logit per class. "
     "Each version is one replicate of a training, tagged with its dataset version, git commit "
-    "and seed. Aliases: @champion is the best validation accuracy of the newest training; "
-    "models:/<name>/latest is the newest version.")
+    "and seed. Aliases: `models:/{name}@champion` is the best validation accuracy of the "
+    "newest training; `models:/{name}/latest` is the newest version.")
 
 
 def mark_champion(name: str, replicates: list[Replicate]) -> str:
@@ -504,8 +504,19 @@ def load_checkpoint(models_dir: Path, exp: Experiment, data_version: str) -> dic
     path = models_dir / CHECKPOINT
     if not path.is_file():
         return None
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    _same_settings(path, checkpoint["fingerprint"], exp, data_version)
+    import pickle
+
+    from ..inputs import holds, said
+
+    try:  # written whole or not at all (atomic_save): damaged since, by something else
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        then = checkpoint["fingerprint"]
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, KeyError,
+            TypeError) as e:
+        raise CuelabError(f"--resume: {path} is not a readable checkpoint (it holds "
+                          f"{holds(path)}; {said(e)}): delete it to train that replicate "
+                          "from its start, or run without --resume") from None
+    _same_settings(path, then, exp, data_version)
     return checkpoint
 
 
