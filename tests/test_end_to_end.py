@@ -88,6 +88,65 @@ def test_metrics_plots_and_the_remote(project, tmp_path):
     assert any((root.parent / "remote").rglob("*"))
 
 
+def test_the_plots_pages_draw_offline_in_words_and_in_label_order(project, tmp_path):
+    """`dvc plots show` and `dvc plots diff`, with the project's plots.html_template (Vega
+    inlined), write a page that Chromium with no network draws: a chart per sweep named by its
+    factor in words, accuracy beside the flip rate; the confusion matrix in the experiment's
+    label order (cube, sphere, cone), not alphabetical. (tests/test_pages.py drives Chromium.)"""
+    import shutil
+
+    from conftest import ROOT
+    from cuelab.report import words as say
+    from test_pages import CHROMIUM, Chromium, charts_drawn, plot_specs, scale_domains
+
+    if CHROMIUM is None:
+        pytest.skip("no Chromium to open pages in")
+    root, _ = project
+    template = sh("dvc", "config", "plots.html_template", cwd=ROOT).strip()
+    # `dvc plots diff`: this run's plot data committed in a repository of its own, then changed
+    other = tmp_path / "other"
+    shutil.copytree(root / "src", other / "src", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(root / "metrics" / "plots", other / "metrics" / "plots")
+    shutil.copy(root / "dvc.yaml", other)
+    sh("git", "init", "-q", cwd=other)
+    sh("dvc", "init", "-q", cwd=other)
+    for repo in (root, other):
+        sh("dvc", "config", "plots.html_template", template, cwd=repo)
+    sh("git", "add", "-A", cwd=other)
+    sh("git", "commit", "-qm", "plots", cwd=other)
+    color = other / "metrics" / "plots" / "sweeps" / "color.json"
+    color.write_text(json.dumps([{**row, "accuracy": 1 - row["accuracy"]}
+                                 for row in json.loads(color.read_text())]))
+    sh("dvc", "plots", "show", "-o", str(tmp_path / "show"), cwd=root)
+    sh("dvc", "plots", "diff", "HEAD", "-o", str(tmp_path / "diff"), cwd=other)
+
+    sweeps = sorted(p.stem for p in (root / "metrics" / "plots" / "sweeps").iterdir())
+    classes = small_experiment()["label"]["levels"]
+    browser = Chromium(tmp_path / "chromium")
+    try:
+        for page, revisions in ((tmp_path / "show" / "index.html", ["workspace"]),
+                                (tmp_path / "diff" / "index.html", ["HEAD", "workspace"])):
+            assert "cdn." not in page.read_text()
+            visit = browser.open(page.as_uri(), charts_drawn(len(sweeps) + 1))
+            visit.assert_offline()
+            assert visit.value, f"{page}: not every plot drawn"
+            words = [set(chart["text"]) for chart in visit.value]
+            for text in words:
+                assert not any("metrics/plots" in t or ".json" in t or "low, accuracy" in t
+                               for t in text), text
+                assert set(revisions) <= text  # the legend names each revision
+            for factor in sweeps:  # one chart per sweep, titled by its factor in words
+                (text,) = [t for t in words if say.title(factor) in t]
+                assert {"Accuracy", "Flip rate vs the reference level",
+                        "share of the sweep's images"} <= text
+            assert sum("true class" in t and "decided as" in t for t in words) == 1
+            (confusion,) = [s for s in plot_specs(page)
+                            if s.get("description", "").startswith("cuelab confusion matrix")]
+            assert scale_domains(browser, page, confusion) == {"x": classes, "y": classes}
+    finally:
+        browser.close()
+
+
 def test_evaluation_parameter_reruns_only_evaluation_and_noop_runs_nothing(project):
     root, _ = project
     assert "Running stage" not in sh("dvc", "repro", cwd=root)
@@ -113,12 +172,12 @@ def test_dvc_repro_killed_in_training_then_in_evaluation_and_the_next_repro_comp
     """What a user's Ctrl-C (or an out-of-memory kill) does to a run: SIGKILL to the whole
     `dvc repro` while a model trains, again while the evaluation is half-written. The next
     `dvc repro` completes, removes what the killed ones left, and closes their MLflow runs."""
+    import contextlib
     import os
     import signal
+    import sqlite3
     import subprocess
     import time
-
-    from mlflow import MlflowClient
 
     from test_dvc import BIN
 
@@ -145,7 +204,45 @@ def test_dvc_repro_killed_in_training_then_in_evaluation_and_the_next_repro_comp
     assert "Running stage" not in sh("dvc", "repro", cwd=root)
     assert sh("dvc", "status", cwd=root).strip() == "Data and pipelines are up to date."
     assert not any((root / "reports").glob(".evaluation.*"))
-    client = MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
-    experiment = client.get_experiment_by_name(params["name"])
-    statuses = [r.info.status for r in client.search_runs([experiment.experiment_id])]
+    # read with sqlite3: an MlflowClient here would keep a pooled connection to the store that
+    # a later test in this process would read stale
+    with contextlib.closing(sqlite3.connect(root / "mlflow.db")) as store:
+        statuses = {s for (s,) in store.execute("select status from runs")}
     assert "RUNNING" not in statuses and "KILLED" in statuses
+
+
+def test_queued_and_temporary_dvc_experiments_keep_their_mlflow_runs_in_the_project(project):
+    """`dvc exp run --queue` (then run by DVC's queue workers) and `--temp` run in a temporary
+    copy of the project that DVC deletes afterwards: their runs, models and artifacts must land
+    in the project's store, named after the experiment and what it changed."""
+    from mlflow import MlflowClient
+
+    root, _ = project
+    sh("git", "add", "-A", cwd=root)
+    sh("git", "commit", "-qm", "baseline", cwd=root)
+    sh("dvc", "exp", "run", "--queue", "-n", "queued-batch", "-S", "train.batch_size=8", cwd=root)
+    sh("dvc", "exp", "run", "--run-all", "-j", "1", cwd=root)
+    sh("dvc", "exp", "run", "--temp", "-n", "temp-epochs", "-S", "train.epochs=1", cwd=root)
+    shown = sh("dvc", "exp", "show", "--no-pager", "--csv", cwd=root)
+    assert "queued-batch" in shown and "temp-epochs" in shown
+    client = MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
+    name = yaml.safe_load((root / "params.yaml").read_text())["name"]
+    experiment = client.get_experiment_by_name(name)
+    runs = {r.info.run_name: r for r in client.search_runs([experiment.experiment_id])}
+    for step, changed in (("train", "train.batch_size=8"), ("evaluate", "train.batch_size=8"),
+                          ("train", "train.epochs=1")):
+        exp_name = "queued-batch" if "batch" in changed else "temp-epochs"
+        run_name = f"{step} {name} {exp_name} ({changed})"
+        assert run_name in runs, sorted(runs)
+        run = runs[run_name]
+        assert run.info.status == "FINISHED" and run.data.tags["dvc.exp_name"] == exp_name
+        # the artifacts beside the project's store, not in the deleted temporary copy
+        assert run.info.artifact_uri.startswith((root / "mlruns").as_uri())
+    evaluation = runs[f"evaluate {name} queued-batch (train.batch_size=8)"]
+    assert evaluation.data.params["train.batch_size"] == "8"
+    logged = {a.path for a in client.list_artifacts(evaluation.info.run_id)}
+    assert "trace_report.html" in logged  # logged by the report step
+    training = runs[f"train {name} queued-batch (train.batch_size=8)"]
+    assert "cue.iid.accuracy" in training.data.metrics
+    assert training.data.params["train.batch_size"] == "8"
+    assert not list((root / ".dvc" / "tmp" / "exps").glob("**/mlflow.db"))

@@ -71,6 +71,8 @@ def test_truncated_image_file(data):
     failed = failures_of(data)
     ids = failed["every scene has a readable image and mask"]
     assert "train-000000" in ids and "train-000029" in ids  # the whole shard is unreadable
+    with pytest.raises(ValidationFailed, match=r"unreadable: .*train-00000\.\*\.npy: "):
+        run(data)  # and the shard is named
 
 
 def test_blank_image(data):

@@ -20,7 +20,9 @@ offending images (or splits, sweep pairs, ...):
     protocol      every base scene in every background variant (worst case: on every training
                   background), only background and foreground changed as each variant says
 
-Data Docs (HTML) go to reports/validation/, a JSON summary to metrics/validation.json.
+Data Docs (HTML) go to reports/validation/, a JSON summary to metrics/validation.json. The Data
+Docs work opened from disk with no network (their scripts and styles vendored: cuelab/web), and
+their index says what was validated: the experiment, the commit, the dataset version.
 """
 
 from __future__ import annotations
@@ -78,6 +80,7 @@ class ValidationSummary:
     summary: Path
     seconds: float = 0.0
     tables: dict[str, int] = field(default_factory=dict)
+    unreadable: list[str] = field(default_factory=list)  # shards that could not be read, why
 
     def __str__(self) -> str:
         head = (f"validated {self.images} images and the scenes table: "
@@ -87,6 +90,7 @@ class ValidationSummary:
         if self.failures:
             lines.append(f"{len(self.failures)} failed (offending ids below):")
             lines += [str(f) for f in self.failures]
+        lines += [f"  unreadable: {u}; run `cuelab sensor` again" for u in self.unreadable]
         lines.append("per-split pixels (mean ± std over images): " + "; ".join(
             f"{s} {v['mean']:.1f} ± {v['std_of_means']:.1f}" for s, v in self.pixel_stats.items()))
         lines.append(f"Data Docs: {self.docs / 'index.html'}; summary: {self.summary}")
@@ -106,12 +110,13 @@ def validate(params: str | Path | Experiment, scenes: str | Path | pd.DataFrame,
     table = scenes if isinstance(scenes, pd.DataFrame) else read_scenes(scenes)
     stats = image_stats(images, progress=progress)
     tables = build_tables(exp, table, stats)
-    failures, n = run_suite(exp, tables, Path(docs))
+    failures, n = run_suite(exp, tables, Path(docs), images=images)
     result = ValidationSummary(
         passed=not failures, expectations=n, failures=failures,
         images=int(tables["images"]["has_image"].sum()), pixel_stats=pixel_stats(tables["images"]),
         docs=Path(docs), summary=Path(summary), seconds=time.perf_counter() - start,
-        tables={k: len(v) for k, v in tables.items()})
+        tables={k: len(v) for k, v in tables.items()},
+        unreadable=sorted(set(stats.get("problem", pd.Series(dtype=str))) - {""}))
     write_json(summary, {
         "passed": result.passed, "expectations": n, "failed": len(failures),
         "images": result.images, "pixel_stats": result.pixel_stats,
@@ -146,7 +151,7 @@ def image_stats(root: str | Path, progress: bool = True) -> pd.DataFrame:
                                  f"index points at offset {offsets.max()}")
             images, masks = np.asarray(images[offsets]), np.asarray(masks[offsets])
         except (OSError, ValueError) as e:
-            parts.append(part.assign(has_image=False, problem=f"{shard}: {e}"))
+            parts.append(part.assign(has_image=False, problem=f"{root / shard}.*.npy: {e}"))
             continue
         flat = images.reshape(len(images), -1).astype(np.float32)
         parts.append(part.assign(
@@ -578,10 +583,12 @@ def _image_expectations(exp: Experiment, images: pd.DataFrame) -> list:
 ID_COLUMN = {"scenes": "image_id", "images": "image_id"}
 
 
-def run_suite(exp: Experiment, tables: dict[str, pd.DataFrame], docs: Path
-              ) -> tuple[list[Failure], int]:
+def run_suite(exp: Experiment, tables: dict[str, pd.DataFrame], docs: Path,
+              images: str | Path | None = None) -> tuple[list[Failure], int]:
     """Run every expectation (one GX validation definition per table) and write the Data Docs
-    to `docs` (built once, at the end: building them is the slow part)."""
+    to `docs` (built once, at the end: building them is the slow part), made to work with no
+    network and headed by what they validated (`offline_docs`, `provenance`; `images`: the
+    dataset whose version they name)."""
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
@@ -591,11 +598,13 @@ def run_suite(exp: Experiment, tables: dict[str, pd.DataFrame], docs: Path
     with replaced_dir(docs) as tmp:
         ctx.add_data_docs_site(site_name="cuelab", site_config={
             "class_name": "SiteBuilder",
+            "show_how_to_buttons": False,  # GX's tutorial buttons and pop-up: online docs
             "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
             "store_backend": {"class_name": "TupleFilesystemStoreBackend",
                               "base_directory": str(tmp)}})
         failures, n = _run_expectations(ctx, source, exp, tables)
         ctx.build_data_docs(site_names=["cuelab"])
+        offline_docs(tmp, banner=provenance(exp, failures, n, images))
     return failures, n
 
 
@@ -630,3 +639,194 @@ def _offending(result, key: str, table: pd.DataFrame) -> list[str]:
     if "observed_value" in result.result:  # a table-level expectation: say what was seen
         return [f"observed {result.result['observed_value']!r}"]
     return [f"{len(table)} rows"]
+
+
+# --- Data Docs that work offline -----------------------------------------------------------------
+# Great Expectations writes pages that load Bootstrap, bootstrap-table, jQuery, Font Awesome and
+# Vega from CDNs (its templates offer no switch): with no network a page is unstyled and the
+# index's list of validation results, which a script fills, is empty. Each such URL is rewritten
+# to a copy vendored in cuelab/web/vendor (the same bytes: its MANIFEST.json records them, with
+# their licences), copied beside the pages as static/vendor/.
+
+VENDOR = Path(__file__).parent / "web" / "vendor"
+DOCS_ASSETS = {  # what GX 1.x's templates load -> the vendored file, relative to VENDOR
+    "https://cdn.jsdelivr.net/npm/vega@5": "vega-5.20.2/vega.min.js",
+    "https://cdn.jsdelivr.net/npm/vega-lite@5": "vega-lite-5.2.0/vega-lite.min.js",
+    "https://cdn.jsdelivr.net/npm/vega-embed@6": "vega-embed-6.18.2/vega-embed.min.js",
+    "https://code.jquery.com/jquery-3.7.1.min.js": "jquery-3.7.1/jquery.min.js",
+    "https://cdnjs.cloudflare.com/ajax/libs/popper.js/1.12.9/umd/popper.min.js":
+        "popper.js-1.12.9/umd/popper.min.js",
+    "https://stackpath.bootstrapcdn.com/bootstrap/4.3.1/js/bootstrap.min.js":
+        "bootstrap-4.3.1/js/bootstrap.min.js",
+    "https://maxcdn.bootstrapcdn.com/bootstrap/4.3.1/css/bootstrap.min.css":
+        "bootstrap-4.3.1/css/bootstrap.min.css",
+    "https://unpkg.com/bootstrap-table@1.19.1/dist/bootstrap-table.min.js":
+        "bootstrap-table-1.19.1/bootstrap-table.min.js",
+    "https://unpkg.com/bootstrap-table@1.19.1/dist/bootstrap-table.min.css":
+        "bootstrap-table-1.19.1/bootstrap-table.min.css",
+    "https://unpkg.com/bootstrap-table@1.19.1/dist/extensions/filter-control/"
+    "bootstrap-table-filter-control.min.js":
+        "bootstrap-table-1.19.1/extensions/filter-control/bootstrap-table-filter-control.min.js",
+    "https://unpkg.com/bootstrap-table@1.19.0/dist/extensions/filter-control/"
+    "bootstrap-table-filter-control.css":
+        "bootstrap-table-1.19.0/extensions/filter-control/bootstrap-table-filter-control.css",
+    "https://unpkg.com/bootstrap-table@1.19.0/dist/extensions/filter-control/"
+    "bootstrap-table-filter-control.min.css":
+        "bootstrap-table-1.19.0/extensions/filter-control/bootstrap-table-filter-control.min.css",
+    "https://cdnjs.cloudflare.com/ajax/libs/bootstrap-datepicker/1.9.0/js/"
+    "bootstrap-datepicker.min.js": "bootstrap-datepicker-1.9.0/js/bootstrap-datepicker.min.js",
+    "https://cdnjs.cloudflare.com/ajax/libs/bootstrap-datepicker/1.9.0/css/"
+    "bootstrap-datepicker.min.css": "bootstrap-datepicker-1.9.0/css/bootstrap-datepicker.min.css",
+    "https://cdn.jsdelivr.net/npm/@forevolve/bootstrap-dark@1.1.0/dist/css/"
+    "bootstrap-prefers-dark.css": "bootstrap-dark-1.1.0/css/bootstrap-prefers-dark.min.css",
+    "https://cdnjs.cloudflare.com/ajax/libs/font-awesome/6.6.0/css/all.min.css":
+        "fontawesome-free-6.6.0/css/all.min.css",
+}
+# GX's logo, from its S3 bucket: the copy GX writes into static/images (the dark-mode logo too)
+GX_IMAGES = "https://great-expectations-web-assets.s3.us-east-2.amazonaws.com/"
+GX_LOGOS = {"logo-long.png": "logo-long.png", "full_logo_dark.png": "logo-long.png"}
+
+
+def offline_docs(site: Path, banner: str = "") -> list[str]:
+    """Make the Data Docs in `site` work opened from disk with no network: the vendored assets
+    copied to static/vendor/, every page pointed at them by a relative path (their SRI
+    attributes dropped: a file:// page cannot check them, and MANIFEST.json pins the bytes), GX's
+    logo taken from static/images; `banner` (HTML) put at the top of the index page. Returns
+    (and warns of) any URL a page would still fetch from the network: a newer GX's, to vendor
+    (src/cuelab/web/update.py)."""
+    import os
+    import re
+    import shutil
+    import warnings
+
+    static = site / "static"
+    shutil.copytree(VENDOR, static / "vendor", dirs_exist_ok=True)
+    left = set()
+    for page in sorted(site.rglob("*.html")):
+        up = Path(os.path.relpath(static, page.parent)).as_posix()
+
+        def local(tag: re.Match) -> str:
+            text = tag[0]
+            url = re.search(r'\b(src|href)="([^"]+)"', text)
+            if url and url[2] in DOCS_ASSETS:
+                text = text.replace(url[0], f'{url[1]}="{up}/vendor/{DOCS_ASSETS[url[2]]}"')
+                text = re.sub(r'\s+(?:integrity|crossorigin)="[^"]*"', "", text)
+            return text
+
+        html = re.sub(r"<(?:script|link)\b[^>]*>", local, page.read_text(encoding="utf-8"))
+        # GX's own static files at the page's depth (its favicon link on a validation result
+        # page climbs one folder too few)
+        html = re.sub(r'\b((?:src|href)=")(?:\./|(?:\.\./)+)static/', rf"\1{up}/", html)
+        html = re.sub(re.escape(GX_IMAGES) + r"([\w.-]+)(\?[^\"')\s]*)?",
+                      lambda m: f"{up}/images/{GX_LOGOS[m[1]]}" if m[1] in GX_LOGOS else m[0],
+                      html)
+        if banner and page == site / "index.html":
+            at = re.search(r'<div class="container-fluid', html) or re.search(r"<body[^>]*>",
+                                                                             html)
+            where = at.start() if at[0].startswith("<div") else at.end()
+            html = html[:where] + banner + "\n" + html[where:]
+        left |= set(re.findall(r'<(?:script|link|img|iframe|source|video|audio)\b[^>]*?\b'
+                               r'(?:src|href)="((?:https?:)?//[^"]+)"', html))
+        left |= set(re.findall(r"url\(['\"]?((?:https?:)?//[^'\")]+)", html))
+        page.write_text(html, encoding="utf-8")
+    if left:
+        warnings.warn(f"the Data Docs in {site} still load from the network: "
+                      f"{', '.join(sorted(left))} (vendor them: src/cuelab/web/update.py)",
+                      stacklevel=2)
+    return sorted(left)
+
+
+def standalone_page(page: str | Path) -> str:
+    """A Data Docs page (after `offline_docs`) as one file: its local scripts, stylesheets (their
+    fonts and images as data: URLs) and images inlined. For a viewer that shows a single HTML
+    file, e.g. Kubeflow's for a `dsl.HTML` artifact: the index's list and the banner work
+    there; its links to the result pages need the site folder beside it."""
+    import base64
+    import mimetypes
+    import re
+
+    page = Path(page)
+
+    def data_url(path: Path) -> str:
+        kind = mimetypes.guess_type(path.name)[0] or {".woff2": "font/woff2"}.get(
+            path.suffix, "application/octet-stream")
+        return f"data:{kind};base64,{base64.b64encode(path.read_bytes()).decode()}"
+
+    def local(ref: str, base: Path) -> Path | None:
+        if re.match(r"[a-z]+:|//|#", ref):
+            return None
+        path = (base / ref.split("?")[0].split("#")[0]).resolve()
+        return path if path.is_file() else None
+
+    def css(text: str, base: Path) -> str:
+        def inline(m: re.Match) -> str:
+            path = local(m[2], base)
+            return f"url({data_url(path)})" if path else m[0]
+        return re.sub(r"""url\((['"]?)([^'")]+)\1\)""", inline, text)
+
+    def script(m: re.Match) -> str:
+        path = local(m[1], page.parent)
+        if path is None:
+            return m[0]
+        code = path.read_text(encoding="utf-8").replace("</script", "<\\/script")
+        return f"<script>/* {m[1]} */\n{code}\n</script>"
+
+    def link(m: re.Match) -> str:
+        href = re.search(r'\bhref="([^"]+)"', m[0])
+        path = local(href[1], page.parent) if href else None
+        if path is None:
+            return m[0]
+        if "stylesheet" in m[0]:
+            text = css(path.read_text(encoding="utf-8"), path.parent)
+            return f"<style>/* {href[1]} */\n{text}\n</style>"
+        return m[0].replace(href[0], f'href="{data_url(path)}"')
+
+    def image(m: re.Match) -> str:
+        path = local(m[2], page.parent)
+        return f"{m[1]}{data_url(path)}\"" if path else m[0]
+
+    html = page.read_text(encoding="utf-8")
+    html = re.sub(r'<script\b[^>]*\bsrc="([^"]+)"[^>]*>\s*</script>', script, html)
+    html = re.sub(r"<link\b[^>]*>", link, html)
+    html = re.sub(r'(<img\b[^>]*?\bsrc=")([^"]+)"', image, html)
+    return css(html, page.parent)  # url(...) in the page's own <style> blocks
+
+
+def provenance(exp: Experiment, failures: list[Failure], n: int,
+               images: str | Path | None = None) -> str:
+    """The index page's banner: the verdict, and what was validated: the experiment (and the
+    DVC experiment it ran in), the commit of the code, the dataset's DVC version, when."""
+    import datetime
+    import html
+
+    from . import tracking
+
+    def code(text: str) -> str:
+        return f"<code>{html.escape(text)}</code>"
+
+    commit = tracking.git_commit()
+    version = None
+    if images is not None:
+        try:
+            version = tracking.dataset_version(images)
+        except Exception:  # noqa: BLE001 (a banner, never a reason to fail the gate)
+            version = None
+    dvc = tracking.dvc_experiment()
+    parts = [f"experiment {code(exp.name)}"]
+    if dvc:
+        changed = f" ({html.escape(dvc['dvc.changed'])})" if dvc.get("dvc.changed") else ""
+        parts.append(f"DVC experiment {code(dvc['dvc.exp_name'])}{changed}")
+    parts.append(f"commit {code(commit)}" if commit else "commit unknown (not a git checkout;"
+                 " CUELAB_GIT_COMMIT names it in an image)")
+    if images is not None:
+        parts.append(f"dataset {code(version)}" if version else
+                     f"dataset {code(str(images))} (version unknown)")
+    parts.append(datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
+    met = n - len(failures)
+    verdict = (f"<strong>cuelab data gate: passed</strong> ({met} of {n} expectations met)"
+               if not failures else
+               f"<strong>cuelab data gate: FAILED</strong> ({len(failures)} of {n} expectations"
+               f" not met: {html.escape(', '.join(sorted({f.table for f in failures})))})")
+    kind = "alert-success" if not failures else "alert-danger"
+    return (f'<div id="cuelab-provenance" class="alert {kind} rounded-0 mb-0 px-5" '
+            f'role="status">{verdict} &middot; {" &middot; ".join(parts)}</div>')

@@ -8,12 +8,17 @@ from cuelab.kubeflow.components import IMAGE
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
 def validate(params_yaml: str, scenes: dsl.Input[dsl.Dataset], images: dsl.Input[dsl.Dataset],
-             docs: dsl.Output[dsl.HTML], summary: dsl.Output[dsl.Metrics]):
-    """Check the data against the experiment; Data Docs and the summary are outputs."""
+             docs: dsl.Output[dsl.HTML], docs_site: dsl.Output[dsl.Artifact],
+             summary: dsl.Output[dsl.Metrics]):
+    """Check the data against the experiment; Data Docs and the summary are outputs: `docs` the
+    index as one self-contained page (for the dashboard's viewer), `docs_site` the whole site
+    (every result page, its assets), working offline."""
     import json
+    import shutil
     from pathlib import Path
 
     from cuelab.config import experiment_from_yaml
+    from cuelab.validate import standalone_page
     from cuelab.validate import validate as validate_step
 
     site = Path(docs.path).with_name("data_docs")
@@ -23,7 +28,8 @@ def validate(params_yaml: str, scenes: dsl.Input[dsl.Dataset], images: dsl.Input
                                images.path, site, report, progress=False)
     finally:  # the dashboard shows the Data Docs of a failed gate too
         if (site / "index.html").is_file():
-            Path(docs.path).write_text((site / "index.html").read_text())
+            Path(docs.path).write_text(standalone_page(site / "index.html"))
+            shutil.copytree(site, docs_site.path, dirs_exist_ok=True)
     saved = json.loads(report.read_text())
     for key in ("expectations", "failed", "images"):
         summary.log_metric(key, saved[key])
