@@ -207,8 +207,9 @@ def test_evaluate_writes_results_metrics_plots_and_pictures(evaluated):
     assert [p["order"] for p in sweep] == [0, 1, 2, 3]
     assert sorted(p.name for p in (paths["plots"] / "sweeps").iterdir()) == [
         "color.json", "iso.json", "size.json"]
-    confusion = pd.read_csv(paths["plots"] / "confusion.csv")
-    assert len(confusion) == 2 * 6 and set(confusion.actual) <= {"cube", "sphere", "cone"}
+    confusion = pd.read_csv(paths["plots"] / "confusion.csv")  # every cell, label order
+    assert confusion["count"].sum() == 2 * 6 and len(confusion) == 3 * 3
+    assert list(confusion.actual.drop_duplicates()) == ["cube", "sphere", "cone"]
 
     text = str(summary)
     assert "IID test accuracy" in text and str(paths["metrics"]) in text
@@ -279,9 +280,9 @@ def test_dvc_shows_the_metrics_and_plots(evaluated, tmp_path):
     repo = tmp_path / "repo"
     repo.mkdir()
     shutil.copy(ROOT / "dvc.yaml", repo)
-    (repo / "src" / "cuelab" / "evaluate").mkdir(parents=True)
-    shutil.copy(ROOT / "src" / "cuelab" / "evaluate" / "sweep_plot.json",
-                repo / "src" / "cuelab" / "evaluate")
+    for template in ("evaluate/sweep_plot.json", "web/confusion_plot.json"):
+        (repo / "src" / "cuelab" / template).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / "src" / "cuelab" / template, repo / "src" / "cuelab" / template)
     shutil.copytree(evaluated["paths"]["plots"], repo / "metrics" / "plots")
     shutil.copy(evaluated["paths"]["metrics"], repo / "metrics" / "evaluate.json")
     sh("git", "init", "-q", cwd=repo)
@@ -292,9 +293,10 @@ def test_dvc_shows_the_metrics_and_plots(evaluated, tmp_path):
     assert set(shown) == {"metrics/plots/sweeps/color.json", "metrics/plots/sweeps/iso.json",
                           "metrics/plots/sweeps/size.json", "metrics/plots/confusion.csv"}
     color = shown["metrics/plots/sweeps/color.json"]
-    assert color["encoding"]["x"]["type"] == "ordinal"
+    assert color["vconcat"][1]["spec"]["encoding"]["x"]["type"] == "ordinal"
     assert [v["level"] for v in color["data"]["values"]] == ["red", "green", "blue", "orange"]
-    assert len(shown["metrics/plots/confusion.csv"]["data"]["values"]) == 2 * 6
+    assert {v["factor"] for v in color["data"]["values"]} == {"Colour"}
+    assert len(shown["metrics/plots/confusion.csv"]["data"]["values"]) == 3 * 3
     metrics = json.loads(sh("dvc", "metrics", "show", "--json", cwd=repo))
     shown = next(iter(metrics.values()))["data"]["metrics/evaluate.json"]["data"]
     assert 0 <= shown["iid"]["accuracy"] <= 1 and "shape_vs_color" in shown["conflict"]

@@ -9,9 +9,13 @@ attribution against the exact masks (`attribution`), and writes:
     metrics/evaluate.json       headline numbers for `dvc metrics show/diff` (and MLflow, flattened
                                 with dots: "sweep.color.max_flip_rate")
     metrics/plots/sweeps/F.json one per swept factor F, a row per level: order, level,
-                                accuracy, low, high, flip_rate, flip_low, flip_high
+                                accuracy, low, high, flip_rate, flip_low, flip_high, and in
+                                words factor ("Defocus blur") and level_text ("0.5 px")
                                 (`dvc plots`, with the template sweep_plot.json beside this file)
-    metrics/plots/confusion.csv actual, predicted: one row per test image (`dvc plots`, confusion)
+    metrics/plots/confusion.csv actual, predicted, count, actual_order, predicted_order: every
+                                cell of the test confusion matrix, zeros too, with the classes'
+                                places in the label order (`dvc plots`, with the template
+                                cuelab/web/confusion_plot.json)
     reports/evaluation/         everything, for the trace report:
       results.json              `cuelab.results.Results` (schema 3)
       predictions.parquet       image_id, split, label, replicate, pred, logit_0 ...
@@ -174,13 +178,18 @@ def _models(exp: Experiment, models_dir: str | Path, images: str | Path):
     import torch
 
     from .. import tracking
-    from ..train import CONFIG, load_models, replicate_folders
+    from ..data import read_index
+    from ..train import load_models, read_config, replicate_folders
 
     size = load_split(images, "test", mmap=True).images.shape[1]
+    present = set(read_index(images).split)
+    for split in PROBE_SPLITS[1:]:  # every shard the predictions read, checked at the door
+        if split in present:
+            load_split(images, split, mmap=True)
     version = tracking.dataset_version(images)
     again = "train them again (`cuelab train`) or evaluate with their own params and data"
     for folder in replicate_folders(models_dir):  # before building any network from them
-        where, config = folder, _read_config(folder / CONFIG)
+        where, config = folder, read_config(folder)
         for what, theirs, ours in (
                 ("classes", config["classes"], exp.classes),
                 ("experiment", config.get("experiment"), exp.name),
@@ -191,19 +200,6 @@ def _models(exp: Experiment, models_dir: str | Path, images: str | Path):
                                   f"and the images {images} have {ours!r}: {again}")
     use_cuda = exp.train.device != "cpu" and torch.cuda.is_available()
     return load_models(models_dir, device="cuda" if use_cuda else "cpu")
-
-
-def _read_config(path: Path) -> dict:
-    import json
-
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise CuelabError(f"no model in {path.parent} ({path.name} is missing): run "
-                          "`cuelab train` again") from None
-    except ValueError as e:
-        raise CuelabError(f"{path}: not readable JSON ({e}): run `cuelab train` again") \
-            from None
 
 
 def _tracking(parent: str | None, run) -> Tracking:
@@ -356,21 +352,24 @@ def _write_results(results: Results, exp: Experiment, params_text: str, out: Pat
 
 def headline_metrics(results: Results) -> dict:
     """The numbers `dvc metrics` compares across experiments, nested (dvc and MLflow flatten
-    them with dots). Undefined numbers are left out."""
-    m: dict = {"iid": results.iid.accuracy.metrics("accuracy")}
-    for name, kind in PROBE_KINDS.items():
-        m.update(kind.metrics(results.of(name)))
+    them with dots), the headline first (reliance, IID and worst-group accuracy: the first
+    columns of `dvc exp show`), each estimate followed by its interval (name_low, name_high).
+    Undefined numbers are left out."""
+    m: dict = {"reliance": {k: v for r in results.reliance
+                            for k, v in r.reliance.metrics(r.factor).items()},
+               "iid": results.iid.accuracy.metrics("accuracy")}
     if results.worst_group:
         m["worst_group"] = {w.factor: {**w.accuracy.metrics("accuracy"),
                                        **w.average.metrics("average")}
                             for w in results.worst_group}
+    for name, kind in PROBE_KINDS.items():
+        m.update(kind.metrics(results.of(name)))
     att = results.attribution
     if att:
         m["attribution"] = {
             f"{name}_{part}": getattr(getattr(att, name), part).value
             for name in ("saliency", "occlusion") for part in ("on_object", "object_area")
             if getattr(getattr(att, name), part).value is not None}
-    m["reliance"] = {r.factor: r.reliance.value for r in results.reliance}
     m["models"] = len(results.models)
     return {k: v for k, v in m.items() if v}
 
@@ -386,20 +385,40 @@ def flatten(d: dict, prefix: str = "") -> dict[str, float]:
 
 
 def _write_plots(plots: Path, results: Results) -> None:
-    """Plot data for `dvc plots`: each probe kind's (one JSON table per sweep), and the test
-    decisions for the confusion matrix. The folder is replaced as a whole, so a probe no longer
-    made leaves no file behind."""
+    """Plot data for `dvc plots`: each probe kind's (one JSON table per sweep, named in words),
+    and the test confusion matrix: a row per cell (a class never decided still has its column),
+    with each class's place in the label order (the template draws the classes in that order,
+    not alphabetically). The folder is replaced as a whole, so a probe no longer made leaves no
+    file behind."""
     with replaced_dir(plots) as tmp:
         for name, kind in PROBE_KINDS.items():
             if kind.plots is not None:
                 kind.plots(results.of(name), tmp)
+        _sweep_plots_in_words(tmp / "sweeps", results)
         cm = np.asarray(results.iid.confusion)
         classes = np.asarray(results.classes)
-        true, chosen = np.nonzero(cm)
-        counts = cm[true, chosen]
-        pd.DataFrame({"actual": np.repeat(classes[true], counts),
-                      "predicted": np.repeat(classes[chosen], counts)}
-                     ).to_csv(tmp / "confusion.csv", index=False)
+        true, chosen = np.indices(cm.shape).reshape(2, -1)
+        pd.DataFrame({"actual": classes[true], "predicted": classes[chosen],
+                      "count": cm[true, chosen], "actual_order": true,
+                      "predicted_order": chosen}).to_csv(tmp / "confusion.csv", index=False)
+
+
+def _sweep_plots_in_words(folder: Path, results: Results) -> None:
+    """Each sweep's plot rows (sweeps/<key>.json, written by the sweep kind) get the factor's
+    name and the level as the trace report writes them: the plot's title and x axis in words,
+    not a file name and raw values."""
+    import json
+
+    from ..report import words as say
+
+    sweeps = results.of("sweep") if folder.is_dir() else {}
+    for key, sweep in sweeps.items():
+        path = folder / f"{key}.json"
+        rows = json.loads(path.read_text())
+        for row in rows:
+            row["factor"] = say.title(sweep.factor)
+            row["level_text"] = say.level(sweep.factor, str(row["level"]))
+        path.write_text(json.dumps(rows, indent=1))
 
 
 # --- MLflow --------------------------------------------------------------------------------------
