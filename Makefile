@@ -39,7 +39,9 @@ ui: setup  ## browse the MLflow runs
 # docker, podman or buildah is on PATH (or IMAGE_TOOL=...), tagged $(REGISTRY)/cuelab:$(VERSION)
 # and $(REGISTRY)/cuelab-train:$(VERSION). Optional: PIP_INDEX_URL (a PyPI mirror), PIP_CA (a CA
 # file for it, passed as a build secret), RENDER_TORCH_INDEX / TRAIN_TORCH_INDEX (the PyTorch
-# index of each image: CPU, CUDA 12.8 by default), DVC_EXTRAS (DVC's remote plugins).
+# index of each image: CPU, CUDA 12.8 by default), DVC_EXTRAS (DVC's remote plugins), IMAGE_FLAGS
+# (more build flags). Without a Docker daemon, e.g. on a CI runner: IMAGE_TOOL='buildah
+# --storage-driver vfs' IMAGE_FLAGS='--isolation chroot --network host' (README: "Images").
 .PHONY: images
 comma        := ,
 REGISTRY     ?= ghcr.io/cuelab
@@ -48,7 +50,7 @@ IMAGE_TOOL   ?= $(firstword $(foreach tool,docker podman buildah,$(shell command
 DVC_EXTRAS   ?= s3,gs,azure
 IMAGE_ARGS    = --build-arg DVC_EXTRAS=$(DVC_EXTRAS) \
                 $(if $(PIP_INDEX_URL),--build-arg PIP_INDEX_URL=$(PIP_INDEX_URL)) \
-                $(if $(PIP_CA),--secret id=pip-ca$(comma)src=$(abspath $(PIP_CA)))
+                $(if $(PIP_CA),--secret id=pip-ca$(comma)src=$(abspath $(PIP_CA))) $(IMAGE_FLAGS)
 NO_IMAGE_TOOL = make images: no docker, podman or buildah on PATH (or set IMAGE_TOOL)
 
 images:  ## build both images (docker, podman or buildah)

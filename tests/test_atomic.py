@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from cuelab.atomic import remove_stale, replaced_dir, write_bytes
 
 

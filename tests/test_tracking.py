@@ -141,7 +141,7 @@ def test_dataset_version_is_the_md5_that_dvc_records(tmp_path):
     assert version == recorded and version.endswith(".dir")
     (data / "sub" / "x.txt").write_text("line\n")
     assert tracking.dataset_version(data) != version
-    with pytest.raises(CuelabError, match="does not exist"):
+    with pytest.raises(CuelabError, match="no dataset there .*run `cuelab sensor` first"):
         tracking.dataset_version(tmp_path / "missing")
 
 

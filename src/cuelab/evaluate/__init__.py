@@ -166,7 +166,9 @@ def evaluate(params: str | Path | Experiment, scenes: str | Path | pd.DataFrame,
         headline = headline_metrics(results)
         write_json(metrics, headline)
         _write_plots(plots, results)
-        _log_to_mlflow(exp, headline, out, parent, champion_model_id(models_dir))
+        # the champion's logged model, when its training is in this store (not a copied folder's)
+        _log_to_mlflow(exp, headline, out, parent,
+                       champion_model_id(models_dir) if parent is not None else None)
     return EvaluateSummary.of(results, run.info.run_id, out, metrics, plots,
                               time.perf_counter() - start)
 

@@ -404,12 +404,12 @@ def log_sample_grid(x: torch.Tensor, y: torch.Tensor, classes: list[str]) -> Non
     tracking.log_figure(fig, "train_samples.png")
 
 
-SERVED = Path(__file__).with_name("serve.py")  # the model as MLflow serves it (logged as code)
+SERVED = Path(__file__).parents[1] / "served_model.py"  # the model as MLflow serves it, as code
 
 
 def log_model(model: torch.nn.Module, val_set: InMemorySplit, config: dict
               ) -> tuple[str, str]:
-    """Log the model (a torch.export program served by `serve.py`: loading it runs no pickled
+    """Log the model (a torch.export program served by `served_model.py`: loading it runs no pickled
     code; its output names the classes) with its signature and an input example, register it as
     cuelab-<experiment> with its provenance as tags; returns its version and MLflow model id."""
     import tempfile

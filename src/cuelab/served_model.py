@@ -1,4 +1,4 @@
-"""The model as MLflow serves it (logged as code, so loading it unpickles nothing): a batch of
+"""The model as MLflow serves it (logged as code by cuelab.train, so loading it unpickles nothing): a batch of
 images (n, 3, H, W) float32 in [0, 1] -> a table with the predicted class and one logit column
 per class, named by the class. Needs torch, numpy and pandas; not cuelab."""
 
