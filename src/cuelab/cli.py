@@ -276,6 +276,7 @@ def build_parser() -> Parser:
     _model_commands(sub)
     _pipeline_command(sub)
     _export_command(sub)
+    _study_command(sub)
     _completion_command(sub)
     return parser
 
@@ -497,6 +498,25 @@ def _export_command(sub) -> None:
     p.add_argument("--force", action="store_true",
                    help="replace --out even if it holds something other than an export")
     p.set_defaults(func=cmd_export)
+
+
+def cmd_study(args: argparse.Namespace) -> None:
+    from .study import load_study, plan_text
+
+    study = load_study(args.study)
+    if args.action == "check":
+        print(plan_text(study))
+
+
+def _study_command(sub) -> None:
+    p = sub.add_parser("study", help="a grid of experiments x replicates (studies/<name>.yaml): "
+                       "check its plan, compare its variants")
+    ssub = p.add_subparsers(dest="action", required=True, metavar="ACTION",
+                            help="check")
+    c = ssub.add_parser("check", help="validate a study file and print its plan: variants, "
+                        "models, images, renders after sharing, estimated time")
+    c.add_argument("study", type=Path, help="the study file (studies/<name>.yaml)")
+    c.set_defaults(func=cmd_study)
 
 
 def _completion_command(sub) -> None:

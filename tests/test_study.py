@@ -1,0 +1,143 @@
+"""Studies: the study file (checked as params.yaml is, every problem naming its field, nothing
+written), the plan `cuelab study check` prints (renders shared across variants), and the study
+report (curves against each axis, the crossover of a planted dose-response with its interval)."""
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import bare_experiment, tiny_experiment, write_params
+from cuelab.cli import main
+from cuelab.study import StudyError, load_study, variant_names
+
+
+def write_study(folder: Path, study: dict, base: dict | None = None) -> Path:
+    write_params(folder / "params.yaml", base or tiny_experiment())
+    path = folder / "studies" / "s.yaml"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(yaml.safe_dump(study, sort_keys=False))
+    return path
+
+
+def study(**overrides) -> dict:
+    s = {"name": "s", "base": "../params.yaml",
+         "axes": {"factors.color.correlation.rho": [0, 0.5, 1]}, "replicates": 2}
+    s.update(overrides)
+    return {k: v for k, v in s.items() if v is not None}
+
+
+def listing(folder: Path) -> list:
+    return sorted((str(p.relative_to(folder)), p.stat().st_mtime_ns) for p in folder.rglob("*"))
+
+
+def test_a_study_makes_one_variant_per_combination(tmp_path):
+    s = load_study(write_study(tmp_path, study(axes={"factors.color.correlation.rho": [0, 0.5],
+                                                     "train.model": ["simple_cnn", "resnet18"]})))
+    variants = s.variants()
+    assert [v.name for v in variants] == [
+        "tiny-rho-0-model-simple_cnn", "tiny-rho-0-model-resnet18",
+        "tiny-rho-0p5-model-simple_cnn", "tiny-rho-0p5-model-resnet18"]
+    v = variants[3]
+    assert v.values == {"factors.color.correlation.rho": 0.5, "train.model": "resnet18"}
+    assert v.experiment.factors["color"].correlation.rho == 0.5
+    assert v.experiment.train.model == "resnet18"
+    assert v.experiment.train.replicates == 2 and v.experiment.name == v.name
+    assert s.numeric_axes() == ["factors.color.correlation.rho"]
+    zipped = load_study(write_study(tmp_path, study(
+        axes={"train.lr": [0.001, 0.01], "train.epochs": [5, 10]}, combine="zipped",
+        set={"factors.background.correlation.rho": 1.0,
+             "background_protocol.variants": ["original", "mixed_rand"]})))
+    assert [(v.experiment.train.lr, v.experiment.train.epochs) for v in zipped.variants()] \
+        == [(0.001, 5), (0.01, 10)]
+    assert all(v.experiment.factors["background"].correlation.rho == 1 for v in
+               zipped.variants())
+
+
+def test_variant_names_are_valid_and_distinct():
+    names = variant_names("x" * 60, {"a.b": [0.5, -1.0]}, [{"a.b": 0.5}, {"a.b": -1.0}])
+    assert len(set(names)) == 2 and all(len(n) <= 64 for n in names)
+    names = variant_names("base", {"factors.color.correlation.rho": [1],
+                                   "factors.background.correlation.rho": [1]},
+                          [{"factors.color.correlation.rho": 1,
+                            "factors.background.correlation.rho": 1}])
+    assert names == ["base-color_correlation_rho-1-background_correlation_rho-1"]
+
+
+MALFORMED = {
+    "unknown key": (study(replicate=3), "replicate: got 'replicate'; not a known key "
+                    "(did you mean 'replicates'?)"),
+    "empty axis": (study(axes={"train.lr": []}), "axes.train.lr: got []; a non-empty list"),
+    "no axes": (study(axes={}), "axes: got {}; at least one axis"),
+    "zipped lengths differ": (
+        study(axes={"train.lr": [0.1, 0.01], "train.epochs": [1, 2, 3]}, combine="zipped"),
+        "axes: got train.lr: 2 values, train.epochs: 3 values; combine: zipped"),
+    "invalid variant": (
+        study(axes={"factors.color.correlation.rho": [0.5, 1.5]}),
+        "axes: variant factors.color.correlation.rho=1.5: factors.color.correlation.rho: "
+        "got 1.5; must be less than or equal to 1"),
+    "missing base": (study(base="../nowhere.yaml"), "base: got '../nowhere.yaml'; a params "
+                     "file, relative to the study file"),
+    "replicates zero": (study(replicates=0), "replicates: got 0; must be greater than or "
+                        "equal to 1"),
+    "replicates text": (study(replicates="three"), "replicates: got 'three'; must be a valid "
+                        "integer"),
+    "replicates missing": (study(replicates=None), "replicates: got nothing (the key is "
+                           "missing)"),
+    "axis sets the name": (study(axes={"name": ["a", "b"]}), "axes.name: got 'name'; set by "
+                           "the study"),
+    "key through a number": (study(axes={"seed.x": [1]}), "axes.seed.x: got 'seed.x'; a key "
+                             "through mappings: seed holds 3"),
+    "unknown params key": (study(axes={"train.lrate": [0.1]}), "axes: variant "
+                           "train.lrate=0.1: train.lrate: got 'lrate'; not a known key; "
+                           "allowed here: model, width"),
+    "bad set": (study(set={"factors.background.correlation.rho": 1}),
+                "set: background_protocol.variants: got 'only_fg_neutral'"),
+    "bad name": (study(name="My Study"), "name: got 'My Study'; a name of 1 to 64"),
+}
+
+
+@pytest.mark.parametrize("case", list(MALFORMED))
+def test_a_malformed_study_names_the_field_and_writes_nothing(tmp_path, monkeypatch, capsys,
+                                                              case):
+    data, expected = MALFORMED[case]
+    base = None
+    if case == "bad set":  # a neutral backdrop (white), which rho 1 leaves unseen in training
+        base = tiny_experiment(background_protocol={"base_scenes": 5,
+                                                    "variants": ["original", "only_fg_neutral"]})
+        base["factors"]["background"]["levels"].append("white")
+    path = write_study(tmp_path, data, base)
+    with pytest.raises(StudyError) as e:
+        load_study(path)
+    assert expected in str(e.value), str(e.value)
+    assert "in the study" in str(e.value)
+    monkeypatch.chdir(tmp_path)
+    before = listing(tmp_path)
+    for action in (["check"],):
+        assert main(["study", *action, str(path)]) == 2
+        err = capsys.readouterr().err
+        assert expected in err, err
+    assert listing(tmp_path) == before
+
+
+def test_check_prints_the_plan_with_shared_renders(tmp_path, capsys):
+    path = write_study(tmp_path, study(axes={"train.lr": [0.001, 0.01, 0.1]}, replicates=3),
+                       bare_experiment())
+    assert main(["study", "check", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "valid study 's'" in out and "3 variants" in out
+    assert "tiny-lr-0p01" in out and "train.lr=0.01" in out
+    assert "models to train: 9 (3 variants x 3 replicates)" in out
+    shared, alone = map(int, re.search(r"renders: (\d+) distinct across the study after "
+                                       r"sharing \(each variant alone: (\d+)", out).groups())
+    assert shared * 3 == alone  # a training-only axis shares every render
+    assert "estimated time: about" in out
+    # colour's correlation changes the training rows' colours, not all of them
+    path = write_study(tmp_path, study(axes={"factors.color.correlation.rho": [0, 1]}),
+                       bare_experiment())
+    assert main(["study", "check", str(path)]) == 0
+    out = capsys.readouterr().out
+    shared, alone = map(int, re.search(r"renders: (\d+) distinct across the study after "
+                                       r"sharing \(each variant alone: (\d+)", out).groups())
+    assert alone / 2 < shared <= alone
