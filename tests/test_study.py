@@ -5,12 +5,15 @@ report (curves against each axis, the crossover of a planted dose-response with 
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
 from conftest import bare_experiment, tiny_experiment, write_params
 from cuelab.cli import main
 from cuelab.study import StudyError, load_study, variant_names
+from cuelab.study_report import crossing
+from test_report import conflict, est, synthetic_results
 
 
 def write_study(folder: Path, study: dict, base: dict | None = None) -> Path:
@@ -114,7 +117,7 @@ def test_a_malformed_study_names_the_field_and_writes_nothing(tmp_path, monkeypa
     assert "in the study" in str(e.value)
     monkeypatch.chdir(tmp_path)
     before = listing(tmp_path)
-    for action in (["check"],):
+    for action in (["check"], ["report", "--out", "out/study.html"]):
         assert main(["study", *action, str(path)]) == 2
         err = capsys.readouterr().err
         assert expected in err, err
@@ -141,3 +144,90 @@ def test_check_prints_the_plan_with_shared_renders(tmp_path, capsys):
     shared, alone = map(int, re.search(r"renders: (\d+) distinct across the study after "
                                        r"sharing \(each variant alone: (\d+)", out).groups())
     assert alone / 2 < shared <= alone
+
+
+# --- the study report ----------------------------------------------------------------------------
+
+RHOS = [0, 0.25, 0.5, 0.75, 0.9, 1]
+
+
+def planted(folder: Path, preference, rhos=RHOS, skip=()) -> Path:
+    """A colour dose-response study whose variants' results.json say: shape is preferred over
+    colour by preference(rho), three models a little apart around it."""
+    path = write_study(folder, study(axes={"factors.color.correlation.rho": rhos}, replicates=3))
+    runs = folder / "runs" / "s"
+    offsets = [[-0.03, 0.0, 0.03], [0.02, -0.025, 0.005], [0.0, 0.03, -0.03]]
+    for i, v in enumerate(load_study(path).variants()):
+        if i in skip:
+            continue
+        p = preference(v.values["factors.color.correlation.rho"])
+        models = [p + o for o in offsets[i % 3]]
+        results = synthetic_results(preference=est(p, p - 0.06, p + 0.06, 200, models),
+                                    probes={"conflict": {"shape_vs_color": conflict(
+                                        "shape", "color", est(p, p - 0.06, p + 0.06, 200,
+                                                              models))}})
+        (runs / v.name / "evaluation").mkdir(parents=True)
+        (runs / v.name / "evaluation" / "results.json").write_text(results.to_json())
+        (runs / v.name / "trace_report.html").write_text("<html></html>")
+    return path
+
+
+def rows(csv_path: Path) -> list[dict]:
+    import csv
+    with csv_path.open() as f:
+        return list(csv.DictReader(f))
+
+
+def test_crossing_interpolates_between_levels():
+    x = np.array([0.0, 0.5, 1.0])
+    assert crossing(x, np.array([0.9, 0.7, 0.1]), 0.5) == (pytest.approx(2 / 3), 1)
+    assert crossing(x, np.array([0.9, 0.5, 0.1]), 0.5) == (0.5, 1)
+    assert crossing(x, np.array([0.9, 0.8, 0.7]), 0.5) == (None, 0)
+    assert crossing(x, np.array([0.9, 0.1, 0.9]), 0.5)[1] == 2
+
+
+def test_a_planted_dose_response_is_monotone_and_its_crossover_excludes_the_ends(tmp_path,
+                                                                                  capsys):
+    path = planted(tmp_path, lambda rho: 0.9 - 0.8 * rho)  # crosses 0.5 at rho 0.5
+    out = tmp_path / "reports" / "study.html"
+    assert main(["study", "report", str(path), "--runs", str(tmp_path / "runs" / "s"),
+                 "--out", str(out)]) == 0
+    assert "6 of 6 variants finished" in capsys.readouterr().out
+    measures = [r for r in rows(out.with_name("study-measures.csv"))
+                if r["measure"] == "preference for shape over color"]
+    curve = [float(r["value"]) for r in sorted(
+        measures, key=lambda r: float(r["factors.color.correlation.rho"]))]
+    assert len(curve) == 6 and all(a > b for a, b in zip(curve, curve[1:]))  # monotone
+    (c,) = [r for r in rows(out.with_name("study-crossovers.csv"))
+            if r["crossover"] == "preference for shape over color = 0.5"]
+    assert float(c["at"]) == pytest.approx(0.5)
+    assert 0 < float(c["low"]) <= 0.5 <= float(c["high"]) < 1  # excludes the ends
+    assert c["direction"] == "decreasing" and c["crossings"] == "1"
+    assert float(c["crossed_share"]) == 1
+    page = out.read_text()
+    assert "<svg" in page and "preference for shape over color" in page
+    assert not re.search(r"""(src|href)=['"]https?:""", page)  # self-contained
+    assert "href='../runs/s/tiny-rho-0p5/trace_report.html'" in page
+
+
+def test_no_crossing_is_said_and_unfinished_variants_are_listed(tmp_path, capsys):
+    path = planted(tmp_path, lambda rho: 0.9 - 0.1 * rho, skip=[2])  # shape preferred always
+    out = tmp_path / "study.html"
+    assert main(["study", "report", str(path), "--runs", str(tmp_path / "runs" / "s"),
+                 "--out", str(out)]) == 0
+    page = out.read_text()
+    assert "no crossing in the range 0 to 1" in page
+    assert "not finished" in page and "tiny-rho-0p5" in page
+    (c,) = [r for r in rows(tmp_path / "study-crossovers.csv")
+            if r["crossover"] == "preference for shape over color = 0.5"]
+    assert c["at"] == "" and c["low"] == ""
+
+
+def test_a_report_without_finished_variants_writes_nothing(tmp_path, capsys):
+    path = write_study(tmp_path, study())
+    out = tmp_path / "out" / "study.html"
+    before = listing(tmp_path)
+    assert main(["study", "report", str(path), "--runs", str(tmp_path / "runs"),
+                 "--out", str(out)]) == 2
+    assert "no finished variant of study 's'" in capsys.readouterr().err
+    assert listing(tmp_path) == before

@@ -506,16 +506,32 @@ def cmd_study(args: argparse.Namespace) -> None:
     study = load_study(args.study)
     if args.action == "check":
         print(plan_text(study))
+    elif args.action == "report":
+        from .study_report import study_report
+
+        runs = args.runs or Path("runs") / study.name
+        print(study_report(study, runs, args.out))
 
 
 def _study_command(sub) -> None:
     p = sub.add_parser("study", help="a grid of experiments x replicates (studies/<name>.yaml): "
                        "check its plan, compare its variants")
     ssub = p.add_subparsers(dest="action", required=True, metavar="ACTION",
-                            help="check")
+                            help="check or report")
     c = ssub.add_parser("check", help="validate a study file and print its plan: variants, "
                         "models, images, renders after sharing, estimated time")
     c.add_argument("study", type=Path, help="the study file (studies/<name>.yaml)")
+    c.set_defaults(func=cmd_study)
+    c = ssub.add_parser("report", help="one page comparing the finished variants: each "
+                        "measure against each axis, crossovers with their intervals; CSV "
+                        "tables beside it")
+    c.add_argument("study", type=Path, help="the study file (studies/<name>.yaml)")
+    c.add_argument("--runs", type=Path, metavar="DIR",
+                   help="one folder per variant holding evaluation/results.json (default: "
+                   "runs/<study name>)")
+    c.add_argument("--out", type=Path, default=Path("reports/study.html"),
+                   help="the page to write; the CSV tables go beside it (default: "
+                   "%(default)s)")
     c.set_defaults(func=cmd_study)
 
 
