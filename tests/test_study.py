@@ -231,3 +231,78 @@ def test_a_report_without_finished_variants_writes_nothing(tmp_path, capsys):
                  "--out", str(out)]) == 2
     assert "no finished variant of study 's'" in capsys.readouterr().err
     assert listing(tmp_path) == before
+
+
+# --- running a study as DVC experiments ----------------------------------------------------------
+
+STAGE = """\
+import sys
+sys.path[:0] = [{src!r}, {tests!r}]
+import yaml
+from cuelab.config import load_experiment
+from test_report import conflict, est, synthetic_results
+exp = load_experiment("params.yaml")
+p = 0.9 - 0.8 * exp.factors["color"].correlation.rho
+models = [p - 0.03, p, p + 0.03][:exp.train.replicates]
+e = est(p, p - 0.06, p + 0.06, 200, models)
+r = synthetic_results(preference=e, probes={{"conflict": {{"shape_vs_color": conflict(
+    "shape", "color", e)}}}})
+import pathlib
+pathlib.Path("reports/evaluation").mkdir(parents=True, exist_ok=True)
+pathlib.Path("reports/evaluation/results.json").write_text(r.to_json())
+pathlib.Path("reports/trace_report.html").write_text("<html>" + exp.name + "</html>")
+"""
+
+
+@pytest.mark.slow
+def test_run_queues_one_dvc_experiment_per_variant_and_gathers_their_results(tmp_path, capsys,
+                                                                             monkeypatch):
+    """A real DVC project whose one stage writes a results.json from params.yaml (a planted
+    dose-response): `study run` queues and runs the variants, `study report` reads them."""
+    import sys
+
+    from test_dvc import sh
+
+    root = tmp_path / "project"
+    root.mkdir()
+    write_params(root / "params.yaml", bare_experiment(
+        conflicts=[{"factors": ["shape", "color"], "images": 12}]))
+    here = Path(__file__).parent
+    (root / "stage.py").write_text(STAGE.format(src=str(here.parent / "src"), tests=str(here)))
+    (root / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"evaluate": {
+        "cmd": f"{sys.executable} stage.py", "deps": ["stage.py"], "params": [
+            "name", "factors", "train"], "outs": ["reports/evaluation",
+                                                  "reports/trace_report.html"]}}}))
+    (root / ".gitignore").write_text("/reports/\n/runs/\n")
+    (root / "studies").mkdir()
+    path = root / "studies" / "dose.yaml"
+    path.write_text(yaml.safe_dump({"name": "dose", "base": "../params.yaml", "axes": {
+        "factors.color.correlation.rho": [0, 0.5, 1]}, "replicates": 3,
+        "set": {"train.mitigation": "none"}}))
+    sh("git", "init", "-q", cwd=root)
+    sh("dvc", "init", "-q", cwd=root)
+    sh("git", "add", "-A", cwd=root)
+    sh("git", "commit", "-qm", "base", cwd=root)
+    for key in ("GIT_AUTHOR_NAME", "GIT_COMMITTER_NAME"):  # DVC commits each experiment
+        monkeypatch.setenv(key, "t")
+    for key in ("GIT_AUTHOR_EMAIL", "GIT_COMMITTER_EMAIL"):
+        monkeypatch.setenv(key, "t@t")
+    assert main(["study", "run", str(path), "-j", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "3 variants run as DVC experiments" in out and "gathered 3" in out, out
+    runs = root / "runs" / "dose"
+    for rho in ("0", "0p5", "1"):
+        folder = runs / f"tiny-rho-{rho}"
+        assert (folder / "evaluation" / "results.json").is_file()
+        assert (folder / "trace_report.html").read_text() == f"<html>tiny-rho-{rho}</html>"
+        assert "replicates: 3" in (folder / "params.yaml").read_text()
+    shown = sh("dvc", "exp", "show", "--no-pager", "--csv", cwd=root)
+    assert all(f"tiny-rho-{r}" in shown for r in ("0", "0p5", "1"))
+    # again: nothing queued, the same experiments gathered
+    assert main(["study", "run", str(path)]) == 0
+    assert "3 already run for this commit" in capsys.readouterr().out
+    out = root / "reports" / "study.html"
+    assert main(["study", "report", str(path), "--runs", str(runs), "--out", str(out)]) == 0
+    (c,) = [r for r in rows(out.with_name("study-crossovers.csv"))
+            if r["crossover"] == "preference for shape over color = 0.5"]
+    assert float(c["at"]) == pytest.approx(0.5) and 0 < float(c["low"]) < float(c["high"]) < 1
