@@ -306,3 +306,12 @@ def test_run_queues_one_dvc_experiment_per_variant_and_gathers_their_results(tmp
     (c,) = [r for r in rows(out.with_name("study-crossovers.csv"))
             if r["crossover"] == "preference for shape over color = 0.5"]
     assert float(c["at"]) == pytest.approx(0.5) and 0 < float(c["low"]) < float(c["high"]) < 1
+
+
+def test_run_needs_the_projects_params_as_base_and_writes_nothing(tmp_path, capsys):
+    path = write_study(tmp_path, study())  # no dvc.yaml, no .dvc/ beside the base
+    before = listing(tmp_path)
+    assert main(["study", "run", str(path)]) == 2
+    assert "the base must be the params.yaml beside dvc.yaml and .dvc/" in \
+        capsys.readouterr().err
+    assert listing(tmp_path) == before

@@ -23,9 +23,10 @@ Why -j: each queue worker runs one variant's pipeline at a time, in its own temp
 project; the render and train steps already use every core, so on a 2-core machine one worker
 (the default) is fastest; more help where a variant leaves cores or a GPU idle.
 
-Sharing renders is not done here yet: each experiment renders its own data (the DVC run cache
-restores a stage whose inputs match one already run, so variants with identical scenes tables
-skip sampling and rendering: those that change only training keys share everything before train).
+Sharing renders is not done here yet: each experiment runs its own render stage. (DVC's run
+cache may restore a stage whose dependencies and params match a run already made, which would
+spare variants that change only training keys the steps before train: not checked yet.) If the
+queue's workers cannot start, `dvc exp run --run-all` waits for them; `dvc queue status` tells.
 
 A variant whose experiment already exists for this commit (the same name, the same baseline) is
 not queued again, only gathered: `--force` runs it again.
