@@ -158,7 +158,8 @@ def test_a_mistyped_command_gets_a_suggestion_from_the_real_cli():
 @pytest.mark.parametrize("argv,said", [
     (["sampel"], "cuelab: error: unknown command 'sampel'; did you mean 'sample'?"),
     (["frobnicate"], "cuelab: error: unknown command 'frobnicate'; choose from factors, params, "
-     "sample, render, sensor, validate, train, evaluate, report, pipeline, export, completion"),
+     "sample, render, sensor, validate, train, evaluate, report, pipeline, export, study, "
+     "completion"),
     (["pipeline", "compil"],
      "cuelab pipeline: error: unknown command 'compil'; did you mean 'compile'?"),
     (["params", "chek"], "cuelab params: error: unknown command 'chek'; did you mean 'check'?"),

@@ -276,6 +276,7 @@ def build_parser() -> Parser:
     _model_commands(sub)
     _pipeline_command(sub)
     _export_command(sub)
+    _study_command(sub)
     _completion_command(sub)
     return parser
 
@@ -497,6 +498,58 @@ def _export_command(sub) -> None:
     p.add_argument("--force", action="store_true",
                    help="replace --out even if it holds something other than an export")
     p.set_defaults(func=cmd_export)
+
+
+def cmd_study(args: argparse.Namespace) -> None:
+    from .study import load_study, plan_text
+
+    study = load_study(args.study)
+    if args.action == "check":
+        print(plan_text(study))
+    elif args.action == "run":
+        from .study_run import run_study
+
+        print(run_study(study, args.runs, jobs=args.jobs, force=args.force))
+    elif args.action == "report":
+        from .study_report import study_report
+
+        runs = args.runs or Path("runs") / study.name
+        print(study_report(study, runs, args.out))
+
+
+def _study_command(sub) -> None:
+    p = sub.add_parser("study", help="a grid of experiments x replicates (studies/<name>.yaml): "
+                       "check its plan, compare its variants")
+    ssub = p.add_subparsers(dest="action", required=True, metavar="ACTION",
+                            help="check, run or report")
+    c = ssub.add_parser("check", help="validate a study file and print its plan: variants, "
+                        "models, images, renders after sharing, estimated time")
+    c.add_argument("study", type=Path, help="the study file (studies/<name>.yaml)")
+    c.set_defaults(func=cmd_study)
+    c = ssub.add_parser("run", help="run every variant as a queued DVC experiment of this "
+                        "project, then gather their results into --runs")
+    c.add_argument("study", type=Path, help="the study file (studies/<name>.yaml); its base "
+                   "must be the project's params.yaml")
+    c.add_argument("--runs", type=Path, metavar="DIR",
+                   help="where each variant's results go, DIR/<variant>/evaluation/results.json "
+                   "(default: runs/<study name> in the project)")
+    c.add_argument("-j", "--jobs", type=int, default=1,
+                   help="DVC queue workers, each running one variant at a time (default: "
+                   "%(default)s: the steps already use every core)")
+    c.add_argument("--force", action="store_true",
+                   help="run again the variants that already have an experiment for this commit")
+    c.set_defaults(func=cmd_study)
+    c = ssub.add_parser("report", help="one page comparing the finished variants: each "
+                        "measure against each axis, crossovers with their intervals; CSV "
+                        "tables beside it")
+    c.add_argument("study", type=Path, help="the study file (studies/<name>.yaml)")
+    c.add_argument("--runs", type=Path, metavar="DIR",
+                   help="one folder per variant holding evaluation/results.json (default: "
+                   "runs/<study name>)")
+    c.add_argument("--out", type=Path, default=Path("reports/study.html"),
+                   help="the page to write; the CSV tables go beside it (default: "
+                   "%(default)s)")
+    c.set_defaults(func=cmd_study)
 
 
 def _completion_command(sub) -> None:

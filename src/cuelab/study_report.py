@@ -1,0 +1,435 @@
+"""The study report (`cuelab study report`): every finished variant's measures against each
+numeric axis, and where a dose-response crosses over, on one self-contained page with CSV tables
+beside it.
+
+Where it reads: <runs>/<variant>/evaluation/results.json for each variant of the study (and links
+<runs>/<variant>/trace_report.html where there is one): the layout of reports/ in one project,
+one folder per variant. A variant without results is listed as not finished; the rest are
+compared.
+
+Measures (each an `Estimate` of results.json: a value, its interval covering replicated models
+and probe scenes, and each model's value): IID accuracy; the reliance on each factor; each cue
+conflict's preference (a over b); the background gap; the worst-group accuracy per factor; the
+accuracy drop of each robustness condition.
+
+Crossovers, where a dose-response switches: each conflict's preference crossing 0.5 (the cue the
+network follows changes), and each pair of factors' reliance crossing each other (their
+difference crossing 0), against each numeric axis, the other axes held (one curve per
+combination of their values). The crossing is found by linear interpolation between the levels
+(the first one, if the curve crosses more than once: said so). Its interval: a bootstrap over
+replicates (at each level the models' own values resampled with replacement by a seeded
+generator, their mean's curve's crossing found again), the 2.5th and 97.5th percentiles of the
+resamples that cross, and the share of resamples that cross at all. It covers the training seeds
+(replicates), not the probe scenes: the per-model values are each over the same probe scenes.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import html
+import io
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .atomic import write_text
+from .errors import CuelabError
+from .probes.estimate import Estimate
+from .results import FILE, Results, load_results
+from .study import Study, Variant, _text
+
+RESAMPLES = 2000
+SEED = 0
+PERCENTILES = (2.5, 97.5)
+
+
+# --- the numbers -----------------------------------------------------------------------------
+
+def measures(results: Results) -> dict[str, Estimate]:
+    """Every measure of one variant's results, by name."""
+    out = {"IID accuracy": results.iid.accuracy}
+    for r in results.reliance:
+        out[f"reliance on {r.factor}"] = r.reliance
+    for c in results.of("conflict").values():
+        a, b = c.factors
+        out[f"preference for {a} over {b}"] = c.preference
+    protocol = results.of("protocol").get("background")
+    if protocol is not None and protocol.gap is not None:
+        out["background gap"] = protocol.gap
+    for w in results.worst_group:
+        out[f"worst-group accuracy ({w.factor})"] = w.accuracy
+    for f in results.robustness:
+        out[f"accuracy drop: {f.factor} {f.condition}"] = f.drop
+    return out
+
+
+@dataclasses.dataclass
+class Point:
+    x: float
+    variant: str
+    estimate: Estimate
+
+
+@dataclasses.dataclass
+class Curve:
+    axis: str
+    series: str            # the other axes' values ("" for a study of one axis)
+    measure: str
+    points: list[Point]    # by x
+
+    def values(self) -> np.ndarray:
+        return np.array([np.nan if p.estimate.value is None else p.estimate.value
+                         for p in self.points])
+
+
+@dataclasses.dataclass
+class Crossover:
+    axis: str
+    series: str
+    what: str              # "preference for shape over color = 0.5", ...
+    threshold: float
+    x: float | None        # None: no crossing in the range
+    low: float | None
+    high: float | None
+    crossed_share: float   # of the resamples
+    crossings: int         # at the point estimate
+    direction: str         # increasing, decreasing, not monotone
+    range: tuple[float, float]
+
+    def text(self) -> str:
+        lo, hi = self.range
+        if self.x is None:
+            return f"no crossing in the range {lo:g} to {hi:g}"
+        text = f"{self.x:.3g}"
+        if self.low is not None:
+            text += f" (95% interval {self.low:.3g} to {self.high:.3g}"
+            if self.crossed_share < 0.999:
+                text += f"; {self.crossed_share:.0%} of resamples cross"
+            text += ")"
+        if self.crossings > 1:
+            text += f"; the curve crosses {self.crossings} times, the first is given"
+        return text
+
+
+def crossing(x: np.ndarray, y: np.ndarray, threshold: float) -> tuple[float | None, int]:
+    """The first x at which y crosses the threshold, by linear interpolation between levels
+    (None if it does not), and how many times it crosses."""
+    keep = ~np.isnan(y)
+    x, s = x[keep], y[keep] - threshold
+    found, count = None, 0
+    for i in range(len(s) - 1):
+        if s[i] == 0 or s[i] * s[i + 1] < 0:
+            count += 1
+            if found is None:
+                found = x[i] if s[i] == 0 else x[i] + (x[i + 1] - x[i]) * s[i] / (s[i] - s[i + 1])
+    if len(s) and s[-1] == 0 and (len(s) == 1 or s[-2] != 0):
+        count += 1
+        found = x[-1] if found is None else found
+    return (None if found is None else float(found)), count
+
+
+def bootstrap_crossings(x: np.ndarray, per_model: list[np.ndarray], threshold: float,
+                        resamples: int = RESAMPLES, seed: int = SEED) -> np.ndarray:
+    """The crossing of each resample (NaN where it does not cross): at each level, the models'
+    values drawn with replacement and averaged."""
+    rng = np.random.default_rng(seed)
+    means = np.empty((resamples, len(x)))
+    for i, pm in enumerate(per_model):
+        if len(pm) == 0:
+            means[:, i] = np.nan
+            continue
+        means[:, i] = pm[rng.integers(0, len(pm), (resamples, len(pm)))].mean(axis=1)
+    out = np.full(resamples, np.nan)
+    for r in range(resamples):
+        found, _ = crossing(x, means[r], threshold)
+        if found is not None:
+            out[r] = found
+    return out
+
+
+def _direction(y: np.ndarray) -> str:
+    d = np.diff(y[~np.isnan(y)])
+    if len(d) and (d >= 0).all() and (d > 0).any():
+        return "increasing"
+    if len(d) and (d <= 0).all() and (d < 0).any():
+        return "decreasing"
+    return "flat" if len(d) and (d == 0).all() else "not monotone"
+
+
+def _per_model(e: Estimate) -> np.ndarray:
+    return np.array([v for v in e.per_model if v is not None], float)
+
+
+def crossover(axis: str, series: str, what: str, x: np.ndarray, y: np.ndarray,
+              per_model: list[np.ndarray], threshold: float) -> Crossover:
+    found, count = crossing(x, y, threshold)
+    low = high = None
+    share = 0.0
+    if found is not None:
+        boots = bootstrap_crossings(x, per_model, threshold)
+        crossed = boots[~np.isnan(boots)]
+        share = len(crossed) / len(boots)
+        if len(crossed):
+            low, high = (float(v) for v in np.percentile(crossed, PERCENTILES))
+    return Crossover(axis, series, what, threshold, found, low, high, share, count,
+                     _direction(y), (float(x.min()), float(x.max())))
+
+
+# --- the study's curves ----------------------------------------------------------------------
+
+@dataclasses.dataclass
+class Finished:
+    variant: Variant
+    folder: Path
+    measures: dict[str, Estimate]
+
+
+def collect(study: Study, runs: Path) -> tuple[list[Finished], list[Variant]]:
+    finished, missing = [], []
+    for v in study.variants():
+        folder = runs / v.name
+        if (folder / "evaluation" / FILE).is_file():
+            finished.append(Finished(v, folder, measures(load_results(folder / "evaluation"))))
+        else:
+            missing.append(v)
+    return finished, missing
+
+
+def curves(study: Study, finished: list[Finished]) -> list[Curve]:
+    """Each measure against each numeric axis, one curve per combination of the other axes."""
+    out = []
+    names = list(dict.fromkeys(m for f in finished for m in f.measures))
+    for axis in study.numeric_axes():
+        groups: dict[str, list[Finished]] = {}
+        for f in finished:
+            series = ", ".join(f"{k}={_text(v)}" for k, v in f.variant.values.items()
+                               if k != axis and study.spec.combine == "crossed")
+            groups.setdefault(series, []).append(f)
+        for series, members in groups.items():
+            members = sorted(members, key=lambda f: f.variant.values[axis])
+            for name in names:
+                points = [Point(float(f.variant.values[axis]), f.variant.name, f.measures[name])
+                          for f in members if name in f.measures]
+                if points:
+                    out.append(Curve(axis, series, name, points))
+    return out
+
+
+def crossovers(study: Study, all_curves: list[Curve]) -> list[Crossover]:
+    out = []
+    by_key = {(c.axis, c.series, c.measure): c for c in all_curves}
+    for c in all_curves:
+        if c.measure.startswith("preference for ") and len(c.points) >= 2:
+            x = np.array([p.x for p in c.points])
+            out.append(crossover(c.axis, c.series, f"{c.measure} = 0.5", x, c.values(),
+                                 [_per_model(p.estimate) for p in c.points], 0.5))
+    for (axis, series, name), a in by_key.items():
+        if not name.startswith("reliance on "):
+            continue
+        for (axis2, series2, name2), b in by_key.items():
+            if (axis2, series2) != (axis, series) or not name2.startswith("reliance on ") \
+                    or name2 <= name:
+                continue
+            pairs = [(p, q) for p in a.points for q in b.points if p.variant == q.variant]
+            if len(pairs) < 2:
+                continue
+            x = np.array([p.x for p, _ in pairs])
+            y = np.array([np.nan if p.estimate.value is None or q.estimate.value is None
+                          else p.estimate.value - q.estimate.value for p, q in pairs])
+            diffs = []
+            for p, q in pairs:  # model r of one against model r of the other
+                pa, pb = p.estimate.per_model, q.estimate.per_model
+                diffs.append(np.array([u - v for u, v in zip(pa, pb)
+                                       if u is not None and v is not None], float))
+            fa, fb = name[len("reliance on "):], name2[len("reliance on "):]
+            out.append(crossover(axis, series, f"reliance on {fa} = reliance on {fb}", x, y,
+                                 diffs, 0.0))
+    return out
+
+
+# --- the page and the tables -----------------------------------------------------------------
+
+def study_report(study: Study, runs: str | Path, out: str | Path) -> str:
+    runs, out = Path(runs), Path(out)
+    finished, missing = collect(study, runs)
+    if not finished:
+        raise CuelabError(f"no finished variant of study '{study.name}' in {runs}: each "
+                          f"variant's results go to {runs}/<variant>/evaluation/{FILE} (e.g. "
+                          f"{runs}/{study.variants()[0].name}/evaluation/{FILE}); run the "
+                          "variants first")
+    all_curves = curves(study, finished)
+    found = crossovers(study, all_curves)
+    measures_csv = out.with_name(f"{out.stem}-measures.csv")
+    crossovers_csv = out.with_name(f"{out.stem}-crossovers.csv")
+    write_text(measures_csv, _measures_table(study, finished))
+    write_text(crossovers_csv, _crossovers_table(found))
+    write_text(out, _page(study, runs, out, finished, missing, all_curves, found,
+                          [measures_csv, crossovers_csv]))
+    return (f"wrote {out} ({len(finished)} of {len(finished) + len(missing)} variants finished, "
+            f"{len(found)} crossovers) and {measures_csv}, {crossovers_csv}")
+
+
+def _csv(rows: list[list]) -> str:
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerows(rows)
+    return buf.getvalue()
+
+
+def _num(v: float | None) -> str:
+    return "" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.6g}"
+
+
+def _measures_table(study: Study, finished: list[Finished]) -> str:
+    axes = list(study.spec.axes)
+    rows = [["variant", *axes, "measure", "value", "low", "high", "n", "per_model"]]
+    for f in finished:
+        for name, e in f.measures.items():
+            rows.append([f.variant.name, *(_text(f.variant.values[a]) for a in axes), name,
+                         _num(e.value), _num(e.low), _num(e.high), e.n,
+                         ";".join(_num(v) for v in e.per_model)])
+    return _csv(rows)
+
+
+def _crossovers_table(found: list[Crossover]) -> str:
+    rows = [["axis", "series", "crossover", "threshold", "at", "low", "high", "crossed_share",
+             "crossings", "direction", "range_low", "range_high"]]
+    for c in found:
+        rows.append([c.axis, c.series, c.what, _num(c.threshold), _num(c.x), _num(c.low),
+                     _num(c.high), f"{c.crossed_share:.4g}", c.crossings, c.direction,
+                     _num(c.range[0]), _num(c.range[1])])
+    return _csv(rows)
+
+
+STYLE = """
+body { font: 15px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
+table { border-collapse: collapse; margin: 1em 0; } td, th { padding: .25em .6em;
+border-bottom: 1px solid #ddd; text-align: left; vertical-align: top; }
+.charts { display: flex; flex-wrap: wrap; gap: 1em; } figure { margin: 0; }
+figcaption { font-size: 13px; color: #444; max-width: 360px; } .muted { color: #777; }
+"""
+COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"]
+
+
+def _page(study, runs, out, finished, missing, all_curves, found, tables) -> str:
+    e = html.escape
+    spec = study.spec
+    parts = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+             f"<title>Study {e(study.name)}</title><style>{STYLE}</style></head><body>",
+             f"<h1>Study: {e(study.name)}</h1>",
+             f"<p>Base experiment <code>{e(str(study.base_path))}</code> "
+             f"('{e(study.base.name)}'); axes ({spec.combine}): "
+             + "; ".join(f"<code>{e(k)}</code> = {e(', '.join(map(_text, v)))}"
+                         for k, v in spec.axes.items())
+             + (("; every variant sets " + ", ".join(f"<code>{e(k)}</code>={e(_text(v))}"
+                                                       for k, v in spec.set.items()))
+                if spec.set else "")
+             + f"; {spec.replicates} models per variant. {len(finished)} of "
+             f"{len(finished) + len(missing)} variants finished.</p>"]
+    parts.append("<h2>Crossovers</h2>")
+    if found:
+        parts.append("<p>Where a dose-response switches, by linear interpolation between levels; "
+                     "the interval: a bootstrap over replicates (each level's models resampled, "
+                     f"{RESAMPLES} resamples), which covers the training seeds, not the probe "
+                     "scenes.</p><table><tr><th>axis</th><th>curve</th><th>crossing</th>"
+                     "<th>the curve</th></tr>")
+        for c in found:
+            parts.append(f"<tr><td><code>{e(c.axis)}</code></td><td>{e(c.what)}"
+                         + (f" <span class='muted'>({e(c.series)})</span>" if c.series else "")
+                         + f"</td><td>{e(c.text())}</td><td>{e(c.direction)}</td></tr>")
+        parts.append("</table>")
+    else:
+        parts.append("<p>No cue conflict or pair of reliances to cross over against a numeric "
+                     "axis.</p>")
+    for axis in study.numeric_axes():
+        parts.append(f"<h2>Against <code>{e(axis)}</code></h2><div class='charts'>")
+        names = list(dict.fromkeys(c.measure for c in all_curves if c.axis == axis))
+        for name in names:
+            group = [c for c in all_curves if c.axis == axis and c.measure == name]
+            marks = [c for c in found if c.axis == axis and c.x is not None
+                     and c.what == f"{name} = 0.5"]
+            parts.append(_chart(axis, name, group, marks))
+        parts.append("</div>")
+    if not study.numeric_axes():
+        parts.append("<p>No numeric axis: the measures are in the table below.</p>")
+    parts.append("<h2>Variants</h2><table><tr><th>variant</th><th>values</th><th>trace "
+                 "report</th></tr>")
+    for f in finished:
+        trace = f.folder / "trace_report.html"
+        link = (f"<a href='{e(os.path.relpath(trace, out.parent))}'>trace report</a>"
+                if trace.is_file() else "<span class='muted'>none</span>")
+        parts.append(f"<tr><td>{e(f.variant.name)}</td><td>{e(f.variant.label())}</td>"
+                     f"<td>{link}</td></tr>")
+    for v in missing:
+        parts.append(f"<tr><td>{e(v.name)}</td><td>{e(v.label())}</td><td class='muted'>not "
+                     f"finished: no {e(str(runs / v.name / 'evaluation' / FILE))}</td></tr>")
+    parts.append("</table><p>Tables: " + ", ".join(
+        f"<a href='{e(t.name)}'>{e(t.name)}</a>" for t in tables) + "</p></body></html>")
+    return "\n".join(parts)
+
+
+def _chart(axis: str, name: str, group: list[Curve], marks: list[Crossover]) -> str:
+    """One measure against one axis: a line per curve, each level's interval as a bar."""
+    w, h, left, right, top, bottom = 360, 220, 44, 12, 12, 34
+    xs = [p.x for c in group for p in c.points]
+    ys = [v for c in group for p in c.points
+          for v in (p.estimate.value, p.estimate.low, p.estimate.high) if v is not None]
+    if not ys:
+        return ""
+    x0, x1 = min(xs), max(xs)
+    x1 = x1 if x1 > x0 else x0 + 1
+    y0, y1 = min(0.0, min(ys)), max(ys)
+    if y0 >= 0 and y1 <= 1:
+        y1 = 1.0
+    y1 = y1 if y1 > y0 else y0 + 1
+
+    def px(x):
+        return left + (x - x0) / (x1 - x0) * (w - left - right)
+
+    def py(y):
+        return top + (y1 - y) / (y1 - y0) * (h - top - bottom)
+
+    svg = [f"<svg xmlns='http://www.w3.org/2000/svg' width='{w}' height='{h}' role='img' "
+           f"aria-label='{html.escape(name)} against {html.escape(axis)}'>",
+           f"<line x1='{left}' y1='{py(y0):.1f}' x2='{w - right}' y2='{py(y0):.1f}' "
+           "stroke='#999'/>",
+           f"<line x1='{left}' y1='{top}' x2='{left}' y2='{h - bottom}' stroke='#999'/>"]
+    for y in (y0, y1) + ((0.5,) if name.startswith("preference") else ()):
+        svg.append(f"<text x='{left - 4}' y='{py(y) + 4:.1f}' font-size='11' "
+                   f"text-anchor='end'>{y:g}</text>")
+    if name.startswith("preference"):
+        svg.append(f"<line x1='{left}' y1='{py(0.5):.1f}' x2='{w - right}' y2='{py(0.5):.1f}' "
+                   "stroke='#aaa' stroke-dasharray='4 3'/>")
+    for x in sorted(set(xs)):
+        svg.append(f"<text x='{px(x):.1f}' y='{h - bottom + 14}' font-size='11' "
+                   f"text-anchor='middle'>{x:g}</text>")
+    for m in marks:
+        if m.low is not None:
+            svg.append(f"<rect x='{px(m.low):.1f}' y='{top}' width='{px(m.high) - px(m.low):.1f}'"
+                       f" height='{h - top - bottom}' fill='#fc0' opacity='0.25'/>")
+        svg.append(f"<line x1='{px(m.x):.1f}' y1='{top}' x2='{px(m.x):.1f}' y2='{h - bottom}' "
+                   "stroke='#c90' stroke-width='1.5'/>")
+    for i, c in enumerate(group):
+        colour = COLOURS[i % len(COLOURS)]
+        pts = [(px(p.x), py(p.estimate.value)) for p in c.points if p.estimate.value is not None]
+        svg.append("<polyline fill='none' stroke='{}' stroke-width='1.5' points='{}'/>".format(
+            colour, " ".join(f"{a:.1f},{b:.1f}" for a, b in pts)))
+        for p in c.points:
+            est = p.estimate
+            if est.low is not None and est.high is not None:
+                svg.append(f"<line x1='{px(p.x):.1f}' y1='{py(est.low):.1f}' x2='{px(p.x):.1f}' "
+                           f"y2='{py(est.high):.1f}' stroke='{colour}'/>")
+            if est.value is not None:
+                svg.append(f"<circle cx='{px(p.x):.1f}' cy='{py(est.value):.1f}' r='2.5' "
+                           f"fill='{colour}'><title>{html.escape(p.variant)}: {est.value:.3g} "
+                           f"({_num(est.low)} to {_num(est.high)})</title></circle>")
+    svg.append(f"<text x='{(w + left) / 2:.0f}' y='{h - 4}' font-size='11' "
+               f"text-anchor='middle'>{html.escape(axis)}</text></svg>")
+    legend = "; ".join(f"<span style='color:{COLOURS[i % len(COLOURS)]}'>&#9632;</span> "
+                       f"{html.escape(c.series)}" for i, c in enumerate(group) if c.series)
+    caption = (f"{html.escape(name)}, with each level's interval (replicates and probe scenes)"
+               + (f". {legend}" if legend else "")
+               + "".join(f". Crossing 0.5 at {html.escape(m.text())}" for m in marks))
+    return f"<figure>{''.join(svg)}<figcaption>{caption}</figcaption></figure>"

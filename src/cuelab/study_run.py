@@ -1,0 +1,217 @@
+"""`cuelab study run`: a study's variants as DVC experiments, their results gathered for the
+study report.
+
+Each variant becomes one queued DVC experiment of the project's own pipeline (dvc.yaml), named
+after the variant, its values set on params.yaml with `-S` (`dvc exp run --queue -n <variant>
+-S ++key=value ...`, Hydra's `++`: set the key, adding it where params.yaml lacks it); then
+`dvc exp run --run-all -j N` runs the queue with N workers. When they are done, each
+experiment's reports/evaluation/results.json and reports/trace_report.html (DVC outputs, in the
+DVC cache) are read at the experiment's commit (`dvc.api.DVCFileSystem(rev=...)`) and copied to
+<runs>/<variant>/evaluation/results.json and <runs>/<variant>/trace_report.html, where `cuelab
+study report` reads them.
+
+Why queued experiments, not a matrix stage (`foreach`/`matrix` in dvc.yaml): a variant is the
+whole pipeline with other params (sample, render, sensor, validate, train, evaluate, report),
+and a matrix would have to repeat every stage per variant and write the study into dvc.yaml; a
+DVC experiment is exactly "this pipeline with these params", so each variant is an ordinary
+experiment: `dvc exp show` compares them with the rest, `dvc exp apply <variant>` brings one
+back, each is named after its values, and its MLflow runs land in the project's store as every
+queued experiment's do (`cuelab.tracking.project_root`). Each variant is its own MLflow
+experiment (its params' name is the variant's name) and registers its own model.
+
+Why -j: each queue worker runs one variant's pipeline at a time, in its own temporary copy of the
+project; the render and train steps already use every core, so on a 2-core machine one worker
+(the default) is fastest; more help where a variant leaves cores or a GPU idle.
+
+Sharing renders is not done here yet: each experiment runs its own render stage. (DVC's run
+cache may restore a stage whose dependencies and params match a run already made, which would
+spare variants that change only training keys the steps before train: not checked yet.) If the
+queue's workers cannot start, `dvc exp run --run-all` waits for them; `dvc queue status` tells.
+
+A variant whose experiment already exists for this commit (the same name, the same baseline) is
+not queued again, only gathered: `--force` runs it again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from .atomic import write_bytes
+from .config import experiment_from_yaml
+from .errors import CuelabError, ExperimentError
+from .study import Study, Variant
+
+PARAMS = "params.yaml"
+RESULTS = "reports/evaluation/results.json"
+TRACE = "reports/trace_report.html"
+
+
+def _dvc(args: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    dvc = Path(sys.executable).with_name("dvc")
+    cmd = [str(dvc) if dvc.exists() else "dvc", *args]
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1"}
+    if dvc.exists():  # the queue starts its workers as plain `dvc`, found on PATH: this one
+        env["PATH"] = os.pathsep.join([str(dvc.parent), env.get("PATH", "")])
+    done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    if check and done.returncode != 0:
+        raise CuelabError(f"`dvc {' '.join(args)}` failed: "
+                          + (done.stderr.strip() or done.stdout.strip())[-2000:])
+    return done
+
+
+def _git(args: list[str], cwd: Path) -> str:
+    done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise CuelabError(f"`git {' '.join(args)}` failed in {cwd}: {done.stderr.strip()}")
+    return done.stdout.strip()
+
+
+def hydra_value(v: Any) -> str:
+    """A value as Hydra's override grammar reads it back (strings always quoted)."""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if v is None:
+        return "null"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, str):
+        return "'" + v.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    if isinstance(v, (list, tuple)):
+        return "[" + ",".join(hydra_value(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{" + ",".join(f"{hydra_value(str(k))}:{hydra_value(x)}"
+                              for k, x in v.items()) + "}"
+    raise CuelabError(f"a study value of type {type(v).__name__} ({v!r}) cannot be set on "
+                      "params.yaml")
+
+
+def overrides(study: Study, variant: Variant) -> list[str]:
+    """The `-S` arguments that make params.yaml this variant."""
+    sets = {**study.spec.set, **variant.values, "train.replicates": study.spec.replicates,
+            "name": variant.name}
+    args = []
+    for key, value in sets.items():
+        args += ["-S", f"++{key}={hydra_value(value)}"]
+    return args
+
+
+@dataclasses.dataclass
+class RunSummary:
+    runs: Path
+    queued: list[str]
+    reused: list[str]
+    gathered: list[str]
+    failed: list[str]
+    note: str = ""
+
+    def __str__(self) -> str:
+        lines = [f"study: {len(self.queued)} variants run as DVC experiments"
+                 + (f", {len(self.reused)} already run for this commit (gathered again; "
+                    "--force runs them again)" if self.reused else "")]
+        lines.append(f"gathered {len(self.gathered)} variants' results into {self.runs}"
+                     + (f"; next: cuelab study report <study> --runs {self.runs}"
+                        if self.gathered else ""))
+        if self.failed:
+            lines.append("failed (no experiment with results): " + ", ".join(self.failed)
+                         + "; `dvc queue logs <name>` tells why" + self.note)
+        return "\n".join(lines)
+
+
+def run_study(study: Study, runs: str | Path | None = None, jobs: int = 1,
+              force: bool = False) -> RunSummary:
+    root = _project(study)
+    runs = Path(runs) if runs is not None else root / "runs" / study.name
+    if jobs < 1:
+        raise CuelabError(f"--jobs: got {jobs}; at least 1 queue worker")
+    head = _git(["rev-parse", "HEAD"], root)
+    existing = _experiments(root, head)
+    queued, reused = [], []
+    for v in study.variants():
+        if v.name in existing and not force:
+            reused.append(v.name)
+            continue
+        _dvc(["exp", "run", "--queue", "-n", v.name, *(["--force"] if force else []),
+              *overrides(study, v)], root)
+        queued.append(v.name)
+    note = ""
+    if queued:
+        done = _dvc(["exp", "run", "--run-all", "-j", str(jobs)], root, check=False)
+        if done.returncode != 0:
+            note = f" (dvc said: {(done.stderr.strip() or done.stdout.strip())[-500:]})"
+    existing = _experiments(root, head)
+    gathered, failed = [], []
+    for v in study.variants():
+        rev = existing.get(v.name)
+        if rev is None:
+            failed.append(v.name)
+            continue
+        _gather(root, rev, v, runs / v.name)
+        gathered.append(v.name)
+    return RunSummary(runs, queued, reused, gathered, failed, note)
+
+
+def _project(study: Study) -> Path:
+    """The DVC project whose params.yaml is the study's base."""
+    base = study.base_path.resolve()
+    root = base.parent
+    if base.name != PARAMS or not (root / ".dvc").is_dir() or not (root / "dvc.yaml").is_file():
+        raise CuelabError(f"{study.path}: base: got {str(study.spec.base)!r}; `cuelab study "
+                          f"run` runs the variants as DVC experiments, which vary the "
+                          f"project's {PARAMS}: the base must be the params.yaml beside "
+                          f"dvc.yaml and .dvc/ ({base} is not)")
+    try:
+        _git(["rev-parse", "HEAD"], root)
+    except CuelabError:
+        raise CuelabError(f"{root}: DVC experiments need a git repository with a commit "
+                          "(git init; git add -A; git commit)") from None
+    return root
+
+
+def _experiments(root: Path, baseline: str) -> dict[str, str]:
+    """The DVC experiments of this baseline commit: name -> commit."""
+    prefix = f"refs/exps/{baseline[:2]}/{baseline[2:]}/"
+    out = _git(["for-each-ref", "--format=%(refname) %(objectname)", prefix], root)
+    found = {}
+    for line in filter(None, out.splitlines()):
+        ref, sha = line.split()
+        found[ref[len(prefix):]] = sha
+    return found
+
+
+def _gather(root: Path, rev: str, variant: Variant, folder: Path) -> None:
+    """The experiment's results.json and trace report into folder, after checking that the
+    experiment ran with the variant's params."""
+    from dvc.api import DVCFileSystem
+
+    fs = DVCFileSystem(str(root), rev=rev)
+    params = fs.read_text(PARAMS)
+    try:
+        ran = experiment_from_yaml(params, f"{PARAMS} of experiment {variant.name}")
+    except ExperimentError as e:
+        raise CuelabError(f"experiment {variant.name} ({rev[:7]}) ran with params that are "
+                          f"not the variant's: {e}") from None
+    if ran.model_dump() != variant.experiment.model_dump():
+        differ = _differences(ran.model_dump(), variant.experiment.model_dump())
+        raise CuelabError(f"experiment {variant.name} ({rev[:7]}) ran with other params than "
+                          f"the study's variant ({', '.join(differ[:5])}): the base params.yaml "
+                          "changed since it ran? `cuelab study run --force` runs it again")
+    if not fs.exists(RESULTS):
+        raise CuelabError(f"experiment {variant.name} ({rev[:7]}) has no {RESULTS}")
+    write_bytes(folder / PARAMS, params.encode())
+    if fs.exists(TRACE):
+        write_bytes(folder / "trace_report.html", fs.read_bytes(TRACE))
+    write_bytes(folder / "evaluation" / "results.json", fs.read_bytes(RESULTS))
+
+
+def _differences(a: Any, b: Any, path: str = "") -> list[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        return [d for k in dict.fromkeys([*a, *b])
+                for d in _differences(a.get(k), b.get(k), f"{path}.{k}".lstrip("."))]
+    return [] if json.dumps(a, default=str) == json.dumps(b, default=str) else [path]
+

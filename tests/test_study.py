@@ -1,0 +1,317 @@
+"""Studies: the study file (checked as params.yaml is, every problem naming its field, nothing
+written), the plan `cuelab study check` prints (renders shared across variants), and the study
+report (curves against each axis, the crossover of a planted dose-response with its interval)."""
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from conftest import bare_experiment, tiny_experiment, write_params
+from cuelab.cli import main
+from cuelab.study import StudyError, load_study, variant_names
+from cuelab.study_report import crossing
+from test_report import conflict, est, synthetic_results
+
+
+def write_study(folder: Path, study: dict, base: dict | None = None) -> Path:
+    write_params(folder / "params.yaml", base or tiny_experiment())
+    path = folder / "studies" / "s.yaml"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(yaml.safe_dump(study, sort_keys=False))
+    return path
+
+
+def study(**overrides) -> dict:
+    s = {"name": "s", "base": "../params.yaml",
+         "axes": {"factors.color.correlation.rho": [0, 0.5, 1]}, "replicates": 2}
+    s.update(overrides)
+    return {k: v for k, v in s.items() if v is not None}
+
+
+def listing(folder: Path) -> list:
+    return sorted((str(p.relative_to(folder)), p.stat().st_mtime_ns) for p in folder.rglob("*"))
+
+
+def test_a_study_makes_one_variant_per_combination(tmp_path):
+    s = load_study(write_study(tmp_path, study(axes={"factors.color.correlation.rho": [0, 0.5],
+                                                     "train.model": ["simple_cnn", "resnet18"]})))
+    variants = s.variants()
+    assert [v.name for v in variants] == [
+        "tiny-rho-0-model-simple_cnn", "tiny-rho-0-model-resnet18",
+        "tiny-rho-0p5-model-simple_cnn", "tiny-rho-0p5-model-resnet18"]
+    v = variants[3]
+    assert v.values == {"factors.color.correlation.rho": 0.5, "train.model": "resnet18"}
+    assert v.experiment.factors["color"].correlation.rho == 0.5
+    assert v.experiment.train.model == "resnet18"
+    assert v.experiment.train.replicates == 2 and v.experiment.name == v.name
+    assert s.numeric_axes() == ["factors.color.correlation.rho"]
+    zipped = load_study(write_study(tmp_path, study(
+        axes={"train.lr": [0.001, 0.01], "train.epochs": [5, 10]}, combine="zipped",
+        set={"factors.background.correlation.rho": 1.0,
+             "background_protocol.variants": ["original", "mixed_rand"]})))
+    assert [(v.experiment.train.lr, v.experiment.train.epochs) for v in zipped.variants()] \
+        == [(0.001, 5), (0.01, 10)]
+    assert all(v.experiment.factors["background"].correlation.rho == 1 for v in
+               zipped.variants())
+
+
+def test_variant_names_are_valid_and_distinct():
+    names = variant_names("x" * 60, {"a.b": [0.5, -1.0]}, [{"a.b": 0.5}, {"a.b": -1.0}])
+    assert len(set(names)) == 2 and all(len(n) <= 64 for n in names)
+    names = variant_names("base", {"factors.color.correlation.rho": [1],
+                                   "factors.background.correlation.rho": [1]},
+                          [{"factors.color.correlation.rho": 1,
+                            "factors.background.correlation.rho": 1}])
+    assert names == ["base-color_correlation_rho-1-background_correlation_rho-1"]
+
+
+MALFORMED = {
+    "unknown key": (study(replicate=3), "replicate: got 'replicate'; not a known key "
+                    "(did you mean 'replicates'?)"),
+    "empty axis": (study(axes={"train.lr": []}), "axes.train.lr: got []; a non-empty list"),
+    "no axes": (study(axes={}), "axes: got {}; at least one axis"),
+    "zipped lengths differ": (
+        study(axes={"train.lr": [0.1, 0.01], "train.epochs": [1, 2, 3]}, combine="zipped"),
+        "axes: got train.lr: 2 values, train.epochs: 3 values; combine: zipped"),
+    "invalid variant": (
+        study(axes={"factors.color.correlation.rho": [0.5, 1.5]}),
+        "axes: variant factors.color.correlation.rho=1.5: factors.color.correlation.rho: "
+        "got 1.5; must be less than or equal to 1"),
+    "missing base": (study(base="../nowhere.yaml"), "base: got '../nowhere.yaml'; a params "
+                     "file, relative to the study file"),
+    "replicates zero": (study(replicates=0), "replicates: got 0; must be greater than or "
+                        "equal to 1"),
+    "replicates text": (study(replicates="three"), "replicates: got 'three'; must be a valid "
+                        "integer"),
+    "replicates missing": (study(replicates=None), "replicates: got nothing (the key is "
+                           "missing)"),
+    "axis sets the name": (study(axes={"name": ["a", "b"]}), "axes.name: got 'name'; set by "
+                           "the study"),
+    "key through a number": (study(axes={"seed.x": [1]}), "axes.seed.x: got 'seed.x'; a key "
+                             "through mappings: seed holds 3"),
+    "unknown params key": (study(axes={"train.lrate": [0.1]}), "axes: variant "
+                           "train.lrate=0.1: train.lrate: got 'lrate'; not a known key; "
+                           "allowed here: model, width"),
+    "bad set": (study(set={"factors.background.correlation.rho": 1}),
+                "set: background_protocol.variants: got 'only_fg_neutral'"),
+    "bad name": (study(name="My Study"), "name: got 'My Study'; a name of 1 to 64"),
+}
+
+
+@pytest.mark.parametrize("case", list(MALFORMED))
+def test_a_malformed_study_names_the_field_and_writes_nothing(tmp_path, monkeypatch, capsys,
+                                                              case):
+    data, expected = MALFORMED[case]
+    base = None
+    if case == "bad set":  # a neutral backdrop (white), which rho 1 leaves unseen in training
+        base = tiny_experiment(background_protocol={"base_scenes": 5,
+                                                    "variants": ["original", "only_fg_neutral"]})
+        base["factors"]["background"]["levels"].append("white")
+    path = write_study(tmp_path, data, base)
+    with pytest.raises(StudyError) as e:
+        load_study(path)
+    assert expected in str(e.value), str(e.value)
+    assert "in the study" in str(e.value)
+    monkeypatch.chdir(tmp_path)
+    before = listing(tmp_path)
+    for action in (["check"], ["report", "--out", "out/study.html"]):
+        assert main(["study", *action, str(path)]) == 2
+        err = capsys.readouterr().err
+        assert expected in err, err
+    assert listing(tmp_path) == before
+
+
+def test_check_prints_the_plan_with_shared_renders(tmp_path, capsys):
+    path = write_study(tmp_path, study(axes={"train.lr": [0.001, 0.01, 0.1]}, replicates=3),
+                       bare_experiment())
+    assert main(["study", "check", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "valid study 's'" in out and "3 variants" in out
+    assert "tiny-lr-0p01" in out and "train.lr=0.01" in out
+    assert "models to train: 9 (3 variants x 3 replicates)" in out
+    shared, alone = map(int, re.search(r"renders: (\d+) distinct across the study "
+                                       r"\(each variant alone: (\d+)\)", out).groups())
+    assert shared * 3 == alone  # a training-only axis shares every render
+    assert "estimated time: about" in out
+    # colour's correlation changes the training rows' colours, not all of them
+    path = write_study(tmp_path, study(axes={"factors.color.correlation.rho": [0, 1]}),
+                       bare_experiment())
+    assert main(["study", "check", str(path)]) == 0
+    out = capsys.readouterr().out
+    shared, alone = map(int, re.search(r"renders: (\d+) distinct across the study "
+                                       r"\(each variant alone: (\d+)\)", out).groups())
+    assert alone / 2 < shared <= alone
+
+
+# --- the study report ----------------------------------------------------------------------------
+
+RHOS = [0, 0.25, 0.5, 0.75, 0.9, 1]
+
+
+def planted(folder: Path, preference, rhos=RHOS, skip=()) -> Path:
+    """A colour dose-response study whose variants' results.json say: shape is preferred over
+    colour by preference(rho), three models a little apart around it."""
+    path = write_study(folder, study(axes={"factors.color.correlation.rho": rhos}, replicates=3))
+    runs = folder / "runs" / "s"
+    offsets = [[-0.03, 0.0, 0.03], [0.02, -0.025, 0.005], [0.0, 0.03, -0.03]]
+    for i, v in enumerate(load_study(path).variants()):
+        if i in skip:
+            continue
+        p = preference(v.values["factors.color.correlation.rho"])
+        models = [p + o for o in offsets[i % 3]]
+        results = synthetic_results(preference=est(p, p - 0.06, p + 0.06, 200, models),
+                                    probes={"conflict": {"shape_vs_color": conflict(
+                                        "shape", "color", est(p, p - 0.06, p + 0.06, 200,
+                                                              models))}})
+        (runs / v.name / "evaluation").mkdir(parents=True)
+        (runs / v.name / "evaluation" / "results.json").write_text(results.to_json())
+        (runs / v.name / "trace_report.html").write_text("<html></html>")
+    return path
+
+
+def rows(csv_path: Path) -> list[dict]:
+    import csv
+    with csv_path.open() as f:
+        return list(csv.DictReader(f))
+
+
+def test_crossing_interpolates_between_levels():
+    x = np.array([0.0, 0.5, 1.0])
+    assert crossing(x, np.array([0.9, 0.7, 0.1]), 0.5) == (pytest.approx(2 / 3), 1)
+    assert crossing(x, np.array([0.9, 0.5, 0.1]), 0.5) == (0.5, 1)
+    assert crossing(x, np.array([0.9, 0.8, 0.7]), 0.5) == (None, 0)
+    assert crossing(x, np.array([0.9, 0.1, 0.9]), 0.5)[1] == 2
+
+
+def test_a_planted_dose_response_is_monotone_and_its_crossover_excludes_the_ends(tmp_path,
+                                                                                  capsys):
+    path = planted(tmp_path, lambda rho: 0.9 - 0.8 * rho)  # crosses 0.5 at rho 0.5
+    out = tmp_path / "reports" / "study.html"
+    assert main(["study", "report", str(path), "--runs", str(tmp_path / "runs" / "s"),
+                 "--out", str(out)]) == 0
+    assert "6 of 6 variants finished" in capsys.readouterr().out
+    measures = [r for r in rows(out.with_name("study-measures.csv"))
+                if r["measure"] == "preference for shape over color"]
+    curve = [float(r["value"]) for r in sorted(
+        measures, key=lambda r: float(r["factors.color.correlation.rho"]))]
+    assert len(curve) == 6 and all(a > b for a, b in zip(curve, curve[1:]))  # monotone
+    (c,) = [r for r in rows(out.with_name("study-crossovers.csv"))
+            if r["crossover"] == "preference for shape over color = 0.5"]
+    assert float(c["at"]) == pytest.approx(0.5)
+    assert 0 < float(c["low"]) <= 0.5 <= float(c["high"]) < 1  # excludes the ends
+    assert c["direction"] == "decreasing" and c["crossings"] == "1"
+    assert float(c["crossed_share"]) == 1
+    page = out.read_text()
+    assert "<svg" in page and "preference for shape over color" in page
+    assert not re.search(r"""(src|href)=['"]https?:""", page)  # self-contained
+    assert "href='../runs/s/tiny-rho-0p5/trace_report.html'" in page
+
+
+def test_no_crossing_is_said_and_unfinished_variants_are_listed(tmp_path, capsys):
+    path = planted(tmp_path, lambda rho: 0.9 - 0.1 * rho, skip=[2])  # shape preferred always
+    out = tmp_path / "study.html"
+    assert main(["study", "report", str(path), "--runs", str(tmp_path / "runs" / "s"),
+                 "--out", str(out)]) == 0
+    page = out.read_text()
+    assert "no crossing in the range 0 to 1" in page
+    assert "not finished" in page and "tiny-rho-0p5" in page
+    (c,) = [r for r in rows(tmp_path / "study-crossovers.csv")
+            if r["crossover"] == "preference for shape over color = 0.5"]
+    assert c["at"] == "" and c["low"] == ""
+
+
+def test_a_report_without_finished_variants_writes_nothing(tmp_path, capsys):
+    path = write_study(tmp_path, study())
+    out = tmp_path / "out" / "study.html"
+    before = listing(tmp_path)
+    assert main(["study", "report", str(path), "--runs", str(tmp_path / "runs"),
+                 "--out", str(out)]) == 2
+    assert "no finished variant of study 's'" in capsys.readouterr().err
+    assert listing(tmp_path) == before
+
+
+# --- running a study as DVC experiments ----------------------------------------------------------
+
+STAGE = """\
+import sys
+sys.path[:0] = [{src!r}, {tests!r}]
+import yaml
+from cuelab.config import load_experiment
+from test_report import conflict, est, synthetic_results
+exp = load_experiment("params.yaml")
+p = 0.9 - 0.8 * exp.factors["color"].correlation.rho
+models = [p - 0.03, p, p + 0.03][:exp.train.replicates]
+e = est(p, p - 0.06, p + 0.06, 200, models)
+r = synthetic_results(preference=e, probes={{"conflict": {{"shape_vs_color": conflict(
+    "shape", "color", e)}}}})
+import pathlib
+pathlib.Path("reports/evaluation").mkdir(parents=True, exist_ok=True)
+pathlib.Path("reports/evaluation/results.json").write_text(r.to_json())
+pathlib.Path("reports/trace_report.html").write_text("<html>" + exp.name + "</html>")
+"""
+
+
+@pytest.mark.slow
+def test_run_queues_one_dvc_experiment_per_variant_and_gathers_their_results(tmp_path, capsys,
+                                                                             monkeypatch):
+    """A real DVC project whose one stage writes a results.json from params.yaml (a planted
+    dose-response): `study run` queues and runs the variants, `study report` reads them."""
+    import sys
+
+    from test_dvc import sh
+
+    root = tmp_path / "project"
+    root.mkdir()
+    write_params(root / "params.yaml", bare_experiment(
+        conflicts=[{"factors": ["shape", "color"], "images": 12}]))
+    here = Path(__file__).parent
+    (root / "stage.py").write_text(STAGE.format(src=str(here.parent / "src"), tests=str(here)))
+    (root / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"evaluate": {
+        "cmd": f"{sys.executable} stage.py", "deps": ["stage.py"], "params": [
+            "name", "factors", "train"], "outs": ["reports/evaluation",
+                                                  "reports/trace_report.html"]}}}))
+    (root / ".gitignore").write_text("/reports/\n/runs/\n")
+    (root / "studies").mkdir()
+    path = root / "studies" / "dose.yaml"
+    path.write_text(yaml.safe_dump({"name": "dose", "base": "../params.yaml", "axes": {
+        "factors.color.correlation.rho": [0, 0.5, 1]}, "replicates": 3,
+        "set": {"train.mitigation": "none"}}))
+    sh("git", "init", "-q", cwd=root)
+    sh("dvc", "init", "-q", cwd=root)
+    sh("git", "add", "-A", cwd=root)
+    sh("git", "commit", "-qm", "base", cwd=root)
+    for key in ("GIT_AUTHOR_NAME", "GIT_COMMITTER_NAME"):  # DVC commits each experiment
+        monkeypatch.setenv(key, "t")
+    for key in ("GIT_AUTHOR_EMAIL", "GIT_COMMITTER_EMAIL"):
+        monkeypatch.setenv(key, "t@t")
+    assert main(["study", "run", str(path), "-j", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "3 variants run as DVC experiments" in out and "gathered 3" in out, out
+    runs = root / "runs" / "dose"
+    for rho in ("0", "0p5", "1"):
+        folder = runs / f"tiny-rho-{rho}"
+        assert (folder / "evaluation" / "results.json").is_file()
+        assert (folder / "trace_report.html").read_text() == f"<html>tiny-rho-{rho}</html>"
+        assert "replicates: 3" in (folder / "params.yaml").read_text()
+    shown = sh("dvc", "exp", "show", "--no-pager", "--csv", cwd=root)
+    assert all(f"tiny-rho-{r}" in shown for r in ("0", "0p5", "1"))
+    # again: nothing queued, the same experiments gathered
+    assert main(["study", "run", str(path)]) == 0
+    assert "3 already run for this commit" in capsys.readouterr().out
+    out = root / "reports" / "study.html"
+    assert main(["study", "report", str(path), "--runs", str(runs), "--out", str(out)]) == 0
+    (c,) = [r for r in rows(out.with_name("study-crossovers.csv"))
+            if r["crossover"] == "preference for shape over color = 0.5"]
+    assert float(c["at"]) == pytest.approx(0.5) and 0 < float(c["low"]) < float(c["high"]) < 1
+
+
+def test_run_needs_the_projects_params_as_base_and_writes_nothing(tmp_path, capsys):
+    path = write_study(tmp_path, study())  # no dvc.yaml, no .dvc/ beside the base
+    before = listing(tmp_path)
+    assert main(["study", "run", str(path)]) == 2
+    assert "the base must be the params.yaml beside dvc.yaml and .dvc/" in \
+        capsys.readouterr().err
+    assert listing(tmp_path) == before
