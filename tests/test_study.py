@@ -315,3 +315,15 @@ def test_run_needs_the_projects_params_as_base_and_writes_nothing(tmp_path, caps
     assert "the base must be the params.yaml beside dvc.yaml and .dvc/" in \
         capsys.readouterr().err
     assert listing(tmp_path) == before
+
+
+def test_touching_the_threshold_is_not_crossing_it():
+    import numpy as np
+
+    from cuelab.study_report import crossing
+
+    x = np.array([0, 0.5, 1.0])
+    assert crossing(x, np.array([0.3, 0.2, 0.0]), 0.0) == (None, 0)  # meets it at the end
+    assert crossing(x, np.array([0.9, 0.5, 0.1]), 0.5) == (0.5, 1)   # passes through a level
+    at, n = crossing(x, np.array([0.9, 0.7, 0.1]), 0.5)
+    assert n == 1 and abs(at - (0.5 + 0.5 * 0.2 / 0.6)) < 1e-12

@@ -116,18 +116,19 @@ class Crossover:
 
 def crossing(x: np.ndarray, y: np.ndarray, threshold: float) -> tuple[float | None, int]:
     """The first x at which y crosses the threshold, by linear interpolation between levels
-    (None if it does not), and how many times it crosses."""
+    (None if it does not), and how many times it crosses. A crossing is a change of side: a
+    curve that only touches the threshold (two cues both at 0 at the end of the range) does not
+    cross it; one that sits on it at a level between the two sides crosses there."""
     keep = ~np.isnan(y)
     x, s = x[keep], y[keep] - threshold
+    sides = [i for i in range(len(s)) if s[i] != 0]
     found, count = None, 0
-    for i in range(len(s) - 1):
-        if s[i] == 0 or s[i] * s[i + 1] < 0:
+    for a, b in zip(sides, sides[1:]):
+        if s[a] * s[b] < 0:
             count += 1
             if found is None:
-                found = x[i] if s[i] == 0 else x[i] + (x[i + 1] - x[i]) * s[i] / (s[i] - s[i + 1])
-    if len(s) and s[-1] == 0 and (len(s) == 1 or s[-2] != 0):
-        count += 1
-        found = x[-1] if found is None else found
+                found = (x[a + 1] if b > a + 1  # on the threshold at the levels between
+                         else x[a] + (x[b] - x[a]) * s[a] / (s[a] - s[b]))
     return (None if found is None else float(found)), count
 
 
