@@ -50,3 +50,25 @@ def said(error: BaseException, most: int = 160) -> str:
     if len(first) > most:
         first = first[:most] + "..."
     return f"{type(error).__name__}: {first}" if first else type(error).__name__
+
+
+def read_npz(path: str | Path, what: str, again: str) -> dict:
+    """Every array of an .npz file, read whole without unpickling anything; a missing,
+    truncated or foreign file is a `CuelabError` naming it, saying what it holds instead and
+    `again` (the command that writes it). `what` names the file's kind: "a render chunk"."""
+    import zipfile
+    import zlib
+
+    import numpy as np
+
+    from .errors import CuelabError
+
+    try:
+        z = np.load(path, allow_pickle=False)
+        if not isinstance(z, np.lib.npyio.NpzFile):  # a single .npy array under the name
+            raise CuelabError(f"{path}: not {what}: it holds {holds(path)}; {again}")
+        with z:
+            return {key: z[key] for key in z.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+        raise CuelabError(f"{path}: not readable {what.removeprefix('a ')}: it holds "
+                          f"{holds(path)} ({said(e)}); {again}") from None

@@ -124,21 +124,10 @@ CHUNK_ARRAYS = {"render_id": ("U", 1), "rgb": ("u1", 4), "mask": ("b1", 3),
 def read_chunk(path: Path) -> dict[str, np.ndarray]:
     """One chunk, read whole: a truncated or foreign file, missing arrays, or arrays of another
     kind or shape are a `CuelabError` naming the file (`cuelab render` redoes such a chunk)."""
-    import zipfile
-    import zlib
-
-    from ..inputs import holds, said
+    from ..inputs import read_npz
 
     again = "run `cuelab render` again (it redoes the chunks that are not whole)"
-    try:
-        z = np.load(path, allow_pickle=False)
-        if not isinstance(z, np.lib.npyio.NpzFile):  # a single .npy array under the name
-            raise CuelabError(f"{path}: not a render chunk: it holds {holds(path)}; {again}")
-        with z:
-            arrays = {key: z[key] for key in z.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
-        raise CuelabError(f"{path}: not a readable render chunk: it holds {holds(path)} "
-                          f"({said(e)}); {again}") from None
+    arrays = read_npz(path, "a render chunk", again)
     missing = [key for key in CHUNK_ARRAYS if key not in arrays]
     if missing:
         raise CuelabError(f"{path}: not a render chunk: no {', '.join(missing)} (it holds "

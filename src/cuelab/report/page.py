@@ -300,22 +300,11 @@ def load_maps(path: Path) -> dict[str, np.ndarray]:
     """maps.npz, without unpickling anything (image ids are stored as a unicode array), checked
     at the door: a truncated or foreign file, or one without the arrays the examples show, is a
     `CuelabError` naming it."""
-    import zipfile
-    import zlib
-
     from ..errors import CuelabError
-    from ..inputs import holds, said
+    from ..inputs import read_npz
 
     again = "run `cuelab evaluate` again"
-    try:
-        z = np.load(path, allow_pickle=False)
-        if not isinstance(z, np.lib.npyio.NpzFile):
-            raise CuelabError(f"{path}: not attribution maps: it holds {holds(path)}; {again}")
-        with z:
-            maps = {k: z[k] for k in z.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
-        raise CuelabError(f"{path}: not readable attribution maps: it holds {holds(path)} "
-                          f"({said(e)}); {again}") from None
+    maps = read_npz(path, "attribution maps", again)
     missing = [k for k in MAPS if k not in maps]
     n = len(maps.get("image_ids", ()))
     wrong = [k for k in MAPS if k in maps and (maps[k].ndim == 0 or len(maps[k]) != n)]
