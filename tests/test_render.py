@@ -507,3 +507,48 @@ def test_a_second_render_into_the_same_folder_is_refused_while_the_first_runs(tm
     assert first.wait() == 0
     again = render(params, tmp_path / "scenes.parquet", out, progress=False)
     assert again.rendered == 0 and again.reused > 0  # everything the first wrote is there
+
+
+def test_the_shared_cache_renders_each_distinct_scene_once(tmp_path):
+    """Two tables that share three of their scenes, rendered into two folders with one cache:
+    nine renders in all, and the chunks are the bytes a run without the cache writes."""
+    cache = tmp_path / "cache"
+    a = table([{"rotation": float(r)} for r in range(0, 180, 30)])  # 0 ... 150
+    b = table([{"rotation": float(r)} for r in range(90, 270, 30)])  # 90 ... 240
+    first = render(experiment(), a, tmp_path / "a", cache=cache, progress=False)
+    assert (first.rendered, first.cached) == (6, 0)
+    second = render(experiment(), b, tmp_path / "b", cache=cache, progress=False)
+    assert (second.rendered, second.cached) == (3, 3)
+    assert len(list(cache.rglob("*.npz"))) == 9 == len({*a.render_id, *b.render_id})
+    alone = render(experiment(), b, tmp_path / "alone", cache="off", progress=False)
+    assert (alone.rendered, alone.cached) == (6, 0)
+    for f in sorted((tmp_path / "alone").glob("chunk-*.npz")):
+        assert f.read_bytes() == (tmp_path / "b" / f.name).read_bytes(), f.name
+    # all of a table in the cache: no Blender; other chunk sizes take the same renders
+    again = render(experiment(chunk_size=5), a, tmp_path / "again", cache=cache, progress=False)
+    assert (again.rendered, again.cached) == (0, 6)
+    assert "6 taken from the shared render cache" in str(again)
+    # an entry cut off is a miss: rendered again and replaced; other render settings miss all
+    (entry,) = cache.rglob(f"{a.render_id.iloc[0]}.npz")
+    entry.write_bytes(entry.read_bytes()[:100])
+    mended = render(experiment(), a, tmp_path / "mended", cache=cache, progress=False)
+    assert (mended.rendered, mended.cached) == (1, 5)
+    assert entry.stat().st_size > 100
+    other = render(experiment(samples=3), b, tmp_path / "other", cache=cache, progress=False)
+    assert (other.rendered, other.cached) == (6, 0)
+
+
+def test_the_cache_lives_in_the_dvc_project(tmp_path, monkeypatch):
+    from cuelab.render.cache import default_folder
+
+    monkeypatch.delenv("CUELAB_RENDER_CACHE", raising=False)
+    monkeypatch.delenv("DVC_ROOT", raising=False)
+    assert default_folder(tmp_path / "data" / "renders") is None  # no project: no cache
+    (tmp_path / ".dvc").mkdir()
+    assert default_folder(tmp_path / "data" / "renders") == \
+        tmp_path.resolve() / ".cuelab" / "render-cache"
+    monkeypatch.setenv("DVC_ROOT", str(tmp_path / "origin"))  # a queued DVC experiment's copy
+    assert default_folder(tmp_path / "data" / "renders") == \
+        tmp_path / "origin" / ".cuelab" / "render-cache"
+    monkeypatch.setenv("CUELAB_RENDER_CACHE", "off")
+    assert default_folder(tmp_path / "data" / "renders") is None

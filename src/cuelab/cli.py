@@ -173,7 +173,7 @@ def cmd_render(args: argparse.Namespace) -> None:
     from .render import render
 
     print(render(args.params, args.scenes, args.out, workers=args.workers, shard=args.shard,
-                 threads=args.threads))
+                 threads=args.threads, cache=args.cache))
 
 
 def cmd_sensor(args: argparse.Namespace) -> None:
@@ -320,6 +320,10 @@ def _data_commands(sub) -> None:
                    help="Cycles CPU threads per worker (default: the cores shared out)")
     p.add_argument("--shard", default="0/1", metavar="I/N",
                    help="render only chunks I, I+N, ... (default: all)")
+    p.add_argument("--cache", metavar="DIR|off",
+                   help="the shared render cache: renders any run made, taken by render_id "
+                        "(default: $CUELAB_RENDER_CACHE, else .cuelab/render-cache in the DVC "
+                        "project, else none)")
     _contact_sheet_args(p, "render every scene factor's levels side by side", "render")
     p.set_defaults(func=cmd_render)
 

@@ -69,11 +69,12 @@ def build_pipeline(options: ClusterOptions | None = None):
                     "uses.",
     )
     def cuelab_pipeline(params_yaml: str, render_shards: int = 2, dvc_remote: str = "",
-                        mlflow_tracking_uri: str = "") -> Outputs:
+                        mlflow_tracking_uri: str = "", render_cache: str = "") -> Outputs:
         """params_yaml: the experiment, the text of a params.yaml file; render_shards: how many
         pods render in parallel; dvc_remote: a DVC remote (folder or URL) the validated dataset is
         pushed to (empty: not pushed); mlflow_tracking_uri: the MLflow server training and
-        evaluation report to (empty: the pods' MLFLOW_TRACKING_URI). Returns the dataset (the
+        evaluation report to (empty: the pods' MLFLOW_TRACKING_URI); render_cache: the shared
+        render cache, a folder every render pod mounts (empty: none on a cluster). Returns the dataset (the
         final images), the models and the trace report."""
         scenes = configure(sample(params_yaml=params_yaml), "sample", o)
         scenes.set_display_name("sample scenes")
@@ -81,10 +82,12 @@ def build_pipeline(options: ClusterOptions | None = None):
         shards.set_display_name("plan render shards")
         with dsl.ParallelFor(shards.output, name="render-shards") as shard:
             part = configure(render(params_yaml=params_yaml, scenes=scenes.outputs["scenes"],
-                                    shard=shard, shards=render_shards), "render", o)
+                                    shard=shard, shards=render_shards,
+                                    render_cache=render_cache), "render", o)
             part.set_display_name("render shard")
         merged = configure(merge_renders(params_yaml=params_yaml, scenes=scenes.outputs["scenes"],
-                                         parts=dsl.Collected(part.outputs["renders"])),
+                                         parts=dsl.Collected(part.outputs["renders"]),
+                                         render_cache=render_cache),
                            "merge_renders", o)
         merged.set_display_name("merge renders")
         images = configure(sensor(params_yaml=params_yaml, scenes=scenes.outputs["scenes"],

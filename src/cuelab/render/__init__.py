@@ -1,7 +1,7 @@
 """The render step: scenes table -> clean renders and exact object masks.
 
 Each distinct `render_id` of the table is rendered once (rows that differ only in sensor factors
-share it). Renders are grouped in chunks (`render.chunk_size`) in table order; a chunk is one `.npz` (RGB,
+share it), and taken from the shared render cache (`cache.py`) where any earlier run rendered it. Renders are grouped in chunks (`render.chunk_size`) in table order; a chunk is one `.npz` (RGB,
 mask, visible fraction) and one manifest, written under a temporary name and renamed, so a killed
 run leaves only whole chunks and a rerun renders only the missing ones. `--shard I/N` takes chunks
 I, I+N, I+2N, ...: shards are disjoint and their union is the whole set.
@@ -31,6 +31,7 @@ from ..atomic import npz_bytes, remove_stale, write_bytes
 from ..config import Experiment, RenderSettings, load_experiment
 from ..errors import CuelabError
 from ..factors import REGISTRY, SCENE_FACTOR_NAMES
+from .cache import RenderCache, default_folder
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -178,25 +179,36 @@ def _get_studio():
     return _studio
 
 
-def _render_chunk(job: tuple) -> tuple[int, int]:
-    k, records, out, settings_json = job
-    render_ids = [row["render_id"] for row in records]
-    studio = _get_studio()
-    rgbs, masks, visible = [], [], []
+def _render_chunk(job: tuple) -> tuple[int, int, int]:
+    """One chunk: each render from the shared cache if there, else from the studio (and then
+    into the cache). Returns the chunk, how many were rendered and how many taken."""
+    k, records, out, settings_json, cache_folder, renderer = job
+    settings = RenderSettings.model_validate_json(settings_json)
+    cache = RenderCache(cache_folder, settings, renderer) if cache_folder else None
+    renders, devices, rendered = [], set(), 0
     for row in records:
-        rgb, mask, frac = studio.render_row(row)
-        rgbs.append(rgb)
-        masks.append(mask)
-        visible.append(frac)
+        hit = cache.get(row["render_id"]) if cache is not None else None
+        if hit is None:
+            studio = _get_studio()
+            rgb, mask, frac = studio.render_row(row)
+            hit = {"rgb": rgb, "mask": mask, "visible_fraction": np.float32(frac)}, studio.device
+            if cache is not None:
+                cache.put(row["render_id"], *hit)
+            rendered += 1
+        renders.append(hit[0])
+        devices.add(hit[1])
+    render_ids = [row["render_id"] for row in records]
     data, meta = chunk_paths(Path(out), k)
     payload = npz_bytes({"render_id": np.array(render_ids, dtype="U16"),
-                          "rgb": np.stack(rgbs), "mask": np.stack(masks),
-                          "visible_fraction": np.asarray(visible, np.float32)})
+                          "rgb": np.stack([r["rgb"] for r in renders]),
+                          "mask": np.stack([r["mask"] for r in renders]),
+                          "visible_fraction": np.asarray([r["visible_fraction"] for r in renders],
+                                                         np.float32)})
     write_bytes(data, payload)
-    manifest = _manifest(k, render_ids, RenderSettings.model_validate_json(settings_json))
-    manifest.update(device=studio.device, sha256=hashlib.sha256(payload).hexdigest())
+    manifest = _manifest(k, render_ids, settings)
+    manifest.update(device=", ".join(sorted(devices)), sha256=hashlib.sha256(payload).hexdigest())
     write_bytes(meta, json.dumps(manifest, indent=1).encode())  # last: marks the chunk done
-    return k, len(records)
+    return k, rendered, len(records) - rendered
 
 
 # --- the step ----------------------------------------------------------------------------------
@@ -204,26 +216,31 @@ def _render_chunk(job: tuple) -> tuple[int, int]:
 @dataclass
 class RenderSummary:
     out: Path
-    rendered: int
-    reused: int
+    rendered: int   # by Blender, in this run
+    cached: int     # taken from the shared render cache
+    reused: int     # in chunks an earlier run left whole in `out`
     chunks: int
     seconds: float
     workers: int
     threads: int
+    cache: Path | None
 
     def __str__(self) -> str:
         rate = self.rendered / self.seconds if self.seconds and self.rendered else 0
+        cache = (f"{self.cached} taken from the shared render cache ({self.cache})"
+                 if self.cache else "no shared render cache")
         return (f"rendered {self.rendered} images ({rate:.0f}/s on {self.workers} worker"
                 f"{'s' if self.workers > 1 else ''} x {self.threads} thread"
-                f"{'s' if self.threads > 1 else ''}), reused {self.reused} from an earlier run; "
-                f"{self.chunks} chunks in {self.out} ({self.seconds:.1f} s)")
+                f"{'s' if self.threads > 1 else ''}), {cache}, reused {self.reused} from an "
+                f"earlier run; {self.chunks} chunks in {self.out} ({self.seconds:.1f} s)")
 
 
 def render(params: str | Path | Experiment, scenes: str | Path | pd.DataFrame, out: str | Path,
            workers: int = 1, shard: str = "0/1", progress: bool = True,
-           threads: int | None = None) -> RenderSummary:
+           threads: int | None = None, cache: str | Path | None = None) -> RenderSummary:
     """The `render` step: every distinct scene of the table -> RGB + exact mask, in chunks.
-    `threads`: Cycles' CPU threads per worker; by default the cores shared out among them."""
+    `threads`: Cycles' CPU threads per worker; by default the cores shared out among them.
+    `cache`: the shared render cache's folder, or "off"; by default `cache.default_folder`."""
     import pandas as pd
 
     from ..scenes import check_values, read_scenes
@@ -241,8 +258,10 @@ def render(params: str | Path | Experiment, scenes: str | Path | pd.DataFrame, o
         raise CuelabError(f"--threads: got {threads}; at least 1")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    folder = default_folder(out) if cache is None else None if str(cache) == "off" else Path(cache)
     with _owning(out, whole=count == 1):
-        return _render_into(out, exp, table, index, count, workers, threads, progress, start)
+        return _render_into(out, exp, table, index, count, workers, threads, progress, start,
+                            folder)
 
 
 @contextlib.contextmanager
@@ -264,7 +283,8 @@ def _owning(out: Path, whole: bool):
 
 
 def _render_into(out: Path, exp: Experiment, table, index: int, count: int, workers: int,
-                 threads: int | None, progress: bool, start: float) -> RenderSummary:
+                 threads: int | None, progress: bool, start: float,
+                 folder: Path | None) -> RenderSummary:
     chunks = plan_chunks(table, exp.render.chunk_size)
     mine = [k for k in range(len(chunks)) if k % count == index]
     for k in mine:  # half-written files of a killed run (only our shard's: others may be live)
@@ -272,27 +292,40 @@ def _render_into(out: Path, exp: Experiment, table, index: int, count: int, work
             leftover.unlink(missing_ok=True)
     todo = [k for k in mine if not chunk_is_done(out, k, chunks[k], exp.render)]
     reused = sum(len(chunks[k]) for k in mine if k not in todo)
-    rendered = sum(len(chunks[k]) for k in todo)
-    workers = min(workers, max(len(todo), 1))
+    cache = RenderCache(folder, exp.render, renderer_fingerprint()) if folder else None
+    # chunks the cache holds whole are assembled here; only the others start Blender
+    whole = [k for k in todo if cache is not None and all(map(cache.has, chunks[k].render_id))]
+    blender = [k for k in todo if k not in whole]
+    workers = min(workers, max(len(blender), 1))
     threads = threads or max(1, len(os.sched_getaffinity(0)) // workers)
-    if todo:
-        _run_workers(exp.render, table, chunks, todo, out, workers, threads, progress)
+    counts = [_render_chunk(_job(k, chunks, out, exp.render, folder))[1:] for k in whole]
+    if blender:
+        counts += _run_workers(exp.render, table, chunks, blender, out, workers, threads,
+                               progress, folder)
+    rendered = sum(n for n, _ in counts)
+    cached = sum(n for _, n in counts)
     if count == 1:  # a whole run owns the directory: drop chunks of an older, larger table
         for stale in out.glob("chunk-*"):
             if int(stale.name[6:11]) >= len(chunks):
                 stale.unlink()
-    return RenderSummary(out, rendered, reused, len(mine), time.perf_counter() - start,
-                         workers, threads)
+    return RenderSummary(out, rendered, cached, reused, len(mine), time.perf_counter() - start,
+                         workers, threads, folder)
+
+
+def _job(k: int, chunks, out: Path, settings: RenderSettings, folder: Path | None) -> tuple:
+    return (k, _records(chunks[k]), str(out), settings.model_dump_json(),
+            str(folder) if folder else None, renderer_fingerprint())
 
 
 def _run_workers(settings: RenderSettings, table: pd.DataFrame, chunks, todo, out: Path,
-                 workers: int, threads: int, progress: bool) -> None:
+                 workers: int, threads: int, progress: bool,
+                 folder: Path | None) -> list[tuple[int, int]]:
     from tqdm import tqdm
 
     meshes = _files(table, "shape")
     images = _files(table, "background")
     settings_json = settings.model_dump_json()
-    jobs = [(k, _records(chunks[k]), str(out), settings_json) for k in todo]
+    jobs = [_job(k, chunks, out, settings, folder) for k in todo]
     ctx = multiprocessing.get_context("spawn")  # a fresh interpreter: bpy wants its own
     total = sum(len(chunks[k]) for k in todo)
     ram = "/dev/shm" if os.path.isdir("/dev/shm") else None
@@ -301,8 +334,11 @@ def _run_workers(settings: RenderSettings, table: pd.DataFrame, chunks, todo, ou
             ctx.Pool(workers, _init_worker,
                      (settings_json, meshes, images, scratch, threads, ctx.Value("i", 0))) as pool, \
             tqdm(total=total, unit="img", desc="render", disable=not progress) as bar:
-        for _, n in pool.imap_unordered(_render_chunk, jobs):
-            bar.update(n)
+        counts = []
+        for _, rendered, cached in pool.imap_unordered(_render_chunk, jobs):
+            counts.append((rendered, cached))
+            bar.update(rendered + cached)
+    return counts
 
 
 def _files(table: pd.DataFrame, name: str) -> list[str]:

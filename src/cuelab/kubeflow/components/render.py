@@ -17,20 +17,25 @@ def shard_indices(shards: int) -> List[int]:
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
 def render(params_yaml: str, scenes: dsl.Input[dsl.Dataset], shard: int, shards: int,
-           renders: dsl.Output[dsl.Dataset]):
-    """Render chunks shard, shard + shards, ... of the scenes table."""
+           renders: dsl.Output[dsl.Dataset], render_cache: str = ""):
+    """Render chunks shard, shard + shards, ... of the scenes table, taking what the shared
+    render cache holds (render_cache: a folder every pod sees, e.g. a ReadWriteMany volume;
+    empty: cuelab.render.cache.default_folder)."""
     from cuelab.config import experiment_from_yaml
     from cuelab.render import render as render_step
 
     summary = render_step(experiment_from_yaml(params_yaml, "params_yaml"), scenes.path,
-                          renders.path, workers=1, shard=f"{shard}/{shards}", progress=False)
-    renders.metadata.update({"rendered": summary.rendered, "chunks": summary.chunks})
+                          renders.path, workers=1, shard=f"{shard}/{shards}", progress=False,
+                          cache=render_cache or None)
+    renders.metadata.update({"rendered": summary.rendered, "cached": summary.cached,
+                             "chunks": summary.chunks})
     print(summary)
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
 def merge_renders(params_yaml: str, scenes: dsl.Input[dsl.Dataset],
-                  parts: dsl.Input[List[dsl.Dataset]], renders: dsl.Output[dsl.Dataset]):
+                  parts: dsl.Input[List[dsl.Dataset]], renders: dsl.Output[dsl.Dataset],
+                  render_cache: str = ""):
     """Gather the shards' chunks into one render directory (and check it is complete)."""
     import shutil
     from pathlib import Path
@@ -45,7 +50,7 @@ def merge_renders(params_yaml: str, scenes: dsl.Input[dsl.Dataset],
             shutil.copy2(f, out / f.name)
     # the same step again: verifies every chunk and renders whatever a shard missed
     summary = render_step(experiment_from_yaml(params_yaml, "params_yaml"), scenes.path,
-                          out, workers=1, progress=False)
-    renders.metadata.update({"renders": summary.reused + summary.rendered,
+                          out, workers=1, progress=False, cache=render_cache or None)
+    renders.metadata.update({"renders": summary.reused + summary.cached + summary.rendered,
                              "rendered_at_merge": summary.rendered})
     print(summary)
