@@ -80,16 +80,19 @@ def test_every_option_positional_and_command_has_help():
                     assert listed.help, f"`{parser.prog} {listed.dest}` has no help"
 
 
-RUN_OPTIONS = {"--render-shards": 2, "--dvc-remote": "", "--mlflow-tracking-uri": ""}
+RUN_OPTIONS = {"--render-shards": 2, "--dvc-remote": "", "--mlflow-tracking-uri": "",
+               "--render-cache": ""}
 CLUSTER_OPTIONS = {"--config-map": "cuelab-config", "--mlflow-secret": "cuelab-mlflow",
                    "--storage-secret": "cuelab-storage", "--accelerator": "nvidia.com/gpu",
                    "--gpus": 1, "--gpu-steps": "train", "--gpu-toleration": "nvidia.com/gpu",
                    "--gpu-node-selector": None, "--cache": "pure", "--retries": 2,
                    "--image-pull-policy": ""}
 PIPELINE_OPTIONS = {
-    "compile": {"--out": Path("pipelines/cuelab_pipeline.yaml"), **CLUSTER_OPTIONS},
+    "compile": {"--out": Path("pipelines/cuelab_pipeline.yaml"), "--study": False,
+                **CLUSTER_OPTIONS},
     "run-local": {"--params": Path("params.yaml"), "--workdir": Path("runs/kfp-local"),
-                  **RUN_OPTIONS, "--cache": False, "--verbose": False, "--quiet": False},
+                  **RUN_OPTIONS, "--cache": False, "--verbose": False, "--quiet": False,
+                  "--study": None},
     "submit": {"--params": Path("params.yaml"), "--host": None, "--experiment": None,
                "--run-name": None, "--namespace": None, "--token": None, "--token-file": None,
                "--service-account": None, "--timeout": 10.0, **RUN_OPTIONS, **CLUSTER_OPTIONS},
@@ -172,7 +175,7 @@ def test_a_mistyped_command_gets_a_suggestion_from_the_real_cli():
     (["pipeline", "compile", "--host", "h"], "cuelab pipeline compile: error: unknown option "
      "--host; cuelab pipeline compile takes --accelerator, --cache, --config-map, "
      "--gpu-node-selector, --gpu-steps, --gpu-toleration, --gpus, --image-pull-policy, "
-     "--mlflow-secret, --out, --retries, --storage-secret"),  # submit's option, not compile's
+     "--mlflow-secret, --out, --retries, --storage-secret, --study"),  # submit's, not compile's
     (["--verison"], "cuelab: error: unknown option --verison; did you mean --version?"),
     (["export", "--otu", "x", "--split", "test"],
      "cuelab export: error: unknown option --otu; did you mean --out?"),  # not "--out missing"

@@ -246,3 +246,61 @@ def test_queued_and_temporary_dvc_experiments_keep_their_mlflow_runs_in_the_proj
     assert "cue.iid.accuracy" in training.data.metrics
     assert training.data.params["train.batch_size"] == "8"
     assert not list((root / ".dvc" / "tmp" / "exps").glob("**/mlflow.db"))
+
+
+def test_a_two_by_two_study_runs_through_dvc_renders_each_scene_once_and_keeps_every_run(
+        project, capsys, monkeypatch):
+    """The real pipeline, four variants (colour's rho x mitigation), 2 models each, as queued
+    DVC experiments: every variant's MLflow runs in the project's store, the study's parent and
+    children there too, the study report beside the gathered results, and the render cache
+    holding exactly the distinct renders of every scenes table the project sampled."""
+    import sqlite3
+
+    from cuelab.cli import main
+    from cuelab.config import experiment_from_dict
+    from cuelab.sampling import sample_scenes
+    from cuelab.study import load_study
+
+    root, _ = project
+    (root / "studies").mkdir()
+    path = root / "studies" / "grid.yaml"
+    path.write_text(yaml.safe_dump({"name": "grid", "base": "../params.yaml", "axes": {
+        "factors.color.correlation.rho": [0.2, 0.9],
+        "train.mitigation": ["none", "random_background"]}, "replicates": 2}))
+    sh("git", "add", "-A", cwd=root)
+    sh("git", "commit", "-qm", "a study", cwd=root)
+    for key, value in (("GIT_AUTHOR_NAME", "t"), ("GIT_COMMITTER_NAME", "t"),
+                       ("GIT_AUTHOR_EMAIL", "t@t"), ("GIT_COMMITTER_EMAIL", "t@t")):
+        monkeypatch.setenv(key, value)  # DVC commits each experiment
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.chdir(root)
+    assert main(["study", "run", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "4 variants run as DVC experiments" in out and "gathered 4" in out, out
+    runs = root / "runs" / "grid"
+    study = load_study(path)
+    for v in study.variants():
+        assert (runs / v.name / "evaluation" / "results.json").is_file()
+        assert (runs / v.name / "trace_report.html").is_file()
+    assert {"study.html", "study-measures.csv", "study-changes.csv"} <= \
+        {p.name for p in runs.iterdir()}
+    page = (runs / "study.html").read_text()
+    assert "Levels of <code>train.mitigation</code> side by side" in page
+    assert "Against <code>factors.color.correlation.rho</code>" in page
+
+    with sqlite3.connect(root / "mlflow.db") as db:  # another process wrote it: read it fresh
+        runs_by = db.execute(
+            "select e.name, r.name, r.status from runs r join experiments e "
+            "on r.experiment_id = e.experiment_id").fetchall()
+    for v in study.variants():  # each variant's training and evaluation, finished
+        mine = {(name.split()[0], status) for exp, name, status in runs_by if exp == v.name}
+        assert {("train", "FINISHED"), ("evaluate", "FINISHED")} <= mine, (v.name, mine)
+    in_study = sorted(name for exp, name, _ in runs_by if exp == "study grid")
+    assert in_study == sorted(["study grid", *(v.name for v in study.variants())])
+
+    # the cache: one entry per distinct render of every table sampled here, no more
+    baseline = experiment_from_dict(yaml.safe_load((root / "params.yaml").read_text()))
+    tables = [baseline] + [v.experiment for v in study.variants()]
+    distinct = set().union(*(set(sample_scenes(e)["render_id"]) for e in tables))
+    entries = list((root / ".cuelab" / "render-cache").rglob("*.npz"))
+    assert len(entries) == len(distinct) == len({p.stem for p in entries})

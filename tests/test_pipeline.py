@@ -18,7 +18,7 @@ from conftest import BIN, ROOT, tiny_experiment, write_params
 from cuelab.errors import CuelabError
 from cuelab.kubeflow.options import (CONFIG_MAP_KEYS, MLFLOW_SECRET_KEYS, PURE_STEPS, RESOURCES,
                                      SIDE_EFFECTS, STEPS, STORAGE_SECRET_KEYS,
-                                     STORAGE_SECRET_MOUNT)
+                                     STORAGE_SECRET_MOUNT, STUDY_STEPS)
 from cuelab.pipeline import (_ANSI, ClusterOptions, compile_pipeline, parse_node_selector,
                              run_local, submit)
 from cuelab.render import render
@@ -67,10 +67,25 @@ def steps(spec) -> dict[str, dict]:
 def test_the_pipeline_takes_these_parameters_and_returns_dataset_model_and_report(tmp_path):
     spec, _ = compiled(tmp_path)
     params = spec["root"]["inputDefinitions"]["parameters"]
-    assert set(params) == {"params_yaml", "render_shards", "dvc_remote", "mlflow_tracking_uri"}
+    assert set(params) == {"params_yaml", "render_shards", "dvc_remote", "mlflow_tracking_uri",
+                           "render_cache"}
     assert "defaultValue" not in params["params_yaml"]
     assert set(spec["root"]["outputDefinitions"]["artifacts"]) == {"dataset", "model", "report"}
-    assert set(steps(spec)) == set(STEPS)
+    assert set(steps(spec)) == set(STEPS) - set(STUDY_STEPS)
+
+
+def test_the_study_pipeline_fans_the_variants_out_after_rendering_their_scenes_once(tmp_path):
+    spec, _ = yaml.safe_load_all(compile_pipeline(tmp_path / "s.yaml", study=True).read_text())
+    params = spec["root"]["inputDefinitions"]["parameters"]
+    assert set(params) == {"study_yaml", "params_yaml", "render_cache", "render_shards",
+                           "mlflow_tracking_uri"}
+    assert "defaultValue" not in params["render_cache"]
+    tasks = spec["root"]["dag"]["tasks"]
+    loops = {name: t for name, t in tasks.items() if "parameterIterator" in t}
+    (loop,) = [n for n, t in loops.items() if "plan-study" in t.get("dependentTasks", [])]
+    assert loops[loop]["taskInfo"]["name"] == "variants"
+    assert "merge-renders" in loops[loop]["dependentTasks"]  # the study's renders, made first
+    assert tasks["study-report"]["dependentTasks"] == [loop]
 
 
 def test_every_step_has_requests_and_limits_and_render_and_train_have_the_most(tmp_path):
@@ -82,7 +97,8 @@ def test_every_step_has_requests_and_limits_and_render_and_train_have_the_most(t
         assert 0 < r["cpuRequest"] <= r["cpuLimit"] and 0 < r["memoryRequest"] <= r["memoryLimit"]
     assert found["render"]["container"]["resources"]["resourceCpuRequest"] == "4"
     assert found["train"]["container"]["resources"]["resourceMemoryLimit"] == "32G"
-    others = [found[s]["container"]["resources"] for s in STEPS if s not in ("render", "train")]
+    others = [found[s]["container"]["resources"] for s in STEPS
+              if s not in ("render", "train", *STUDY_STEPS)]
     for big in ("render", "train"):
         r = found[big]["container"]["resources"]
         for key in ("cpuRequest", "memoryRequest", "memoryLimit"):
@@ -111,10 +127,14 @@ def cached_steps(spec) -> set[str]:
 @pytest.mark.parametrize("policy", ["pure", "all", "none"])
 def test_caching_is_off_for_the_steps_with_side_effects_unless_asked(tmp_path, policy):
     cached = cached_steps(compiled(tmp_path, ClusterOptions(cache=policy))[0])
-    assert cached == {"pure": set(PURE_STEPS), "all": set(STEPS), "none": set()}[policy]
+    expected = {"pure": set(PURE_STEPS), "all": set(STEPS), "none": set()}[policy]
+    assert cached == expected - set(STUDY_STEPS)
+    study = compile_pipeline(tmp_path / "s.yaml", ClusterOptions(cache=policy), study=True)
+    assert set(STUDY_STEPS) & expected == set(STUDY_STEPS) & cached_steps(
+        yaml.safe_load_all(study.read_text()).__next__())
     if policy == "pure":  # the default
         assert cached_steps(compiled(tmp_path)[0]) == cached
-        assert set(SIDE_EFFECTS) == {"train", "evaluate", "version_dataset"}
+        assert set(SIDE_EFFECTS) == {"train", "evaluate", "version_dataset", "study_report"}
         assert not cached & set(SIDE_EFFECTS)
         assert {"sample", "render", "sensor", "validate", "report"} <= cached
 
@@ -128,7 +148,7 @@ def test_training_gets_a_gpu_and_tolerates_the_gpu_taint(tmp_path):
     assert train["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists",
                                      "effect": "NoSchedule"}]
     assert "nodeSelector" not in train
-    for step in set(STEPS) - {"train"}:
+    for step in set(STEPS) - {"train", *STUDY_STEPS}:
         assert "accelerator" not in found[step]["container"]["resources"], step
         assert "tolerations" not in executors.get(found[step]["executor"], {}), step
 
@@ -181,7 +201,7 @@ def test_mlflow_and_storage_credentials_come_from_optional_secrets_and_a_config_
             "version_dataset": {"configmap cuelab-config": config,
                                 "secret cuelab-storage": storage}}
     want["evaluate"] = want["train"]
-    for step in STEPS:
+    for step in set(STEPS) - set(STUDY_STEPS):
         executor = executors.get(found[step]["executor"], {})
         assert k8s_env(executor) == want.get(step, {}), step
         volumes = executor.get("secretAsVolume", [])
@@ -368,9 +388,9 @@ def test_submit_sends_every_parameter_the_namespace_and_the_token(tmp_path, kfp_
     assert set(sent) == set(spec["root"]["inputDefinitions"]["parameters"])
     assert sent == {"params_yaml": params.read_text(), "render_shards": 3,
                     "dvc_remote": "s3://datasets/cuelab",
-                    "mlflow_tracking_uri": "http://mlflow:5000"}
+                    "mlflow_tracking_uri": "http://mlflow:5000", "render_cache": ""}
     # the compiled pipeline went with its platform spec, caching as compiled (per step)
-    assert cached_steps(spec) == set(PURE_STEPS)
+    assert cached_steps(spec) == set(PURE_STEPS) - set(STUDY_STEPS)
     executors = body["pipeline_spec"]["platform_spec"]["platforms"]["kubernetes"][
         "deploymentSpec"]["executors"]
     assert "secret cuelab-mlflow" in k8s_env(executors["exec-train"])
@@ -396,7 +416,7 @@ def test_submit_compiles_with_the_cluster_options_and_reads_a_token_file(tmp_pat
     assert made["body"]["display_name"] == "tiny" and not made["body"].get("namespace")
     assert body["runtime_config"]["parameters"] == {
         "params_yaml": params.read_text(), "render_shards": 2, "dvc_remote": "",
-        "mlflow_tracking_uri": ""}
+        "mlflow_tracking_uri": "", "render_cache": ""}
 
 
 def test_submit_takes_the_token_from_the_environment_and_reuses_an_experiment(
@@ -587,7 +607,7 @@ def test_cli_submit_passes_every_option(tmp_path):
              "--experiment", "cli-exp", "--run-name", "cli-run", "--namespace", "team-b",
              "--token", "tok-9", "--service-account", "runner", "--render-shards", "4",
              "--dvc-remote", "gs://bucket/cuelab", "--mlflow-tracking-uri", "http://ml:5000",
-             "--cache", "none", "--retries", "3", "--gpus", "2",
+             "--render-cache", "/mnt/renders", "--cache", "none", "--retries", "3", "--gpus", "2",
              "--gpu-node-selector", "pool=gpu", "--image-pull-policy", "Always"],
             capture_output=True, text=True, env={**env, "HOME": str(tmp_path)}, timeout=300)
         assert r.returncode == 0, r.stderr[-3000:]
@@ -596,7 +616,8 @@ def test_cli_submit_passes_every_option(tmp_path):
     assert body["display_name"] == "cli-run" and body["service_account"] == "runner"
     assert body["runtime_config"]["parameters"] == {
         "params_yaml": params.read_text(), "render_shards": 4,
-        "dvc_remote": "gs://bucket/cuelab", "mlflow_tracking_uri": "http://ml:5000"}
+        "dvc_remote": "gs://bucket/cuelab", "mlflow_tracking_uri": "http://ml:5000",
+        "render_cache": "/mnt/renders"}
     spec = body["pipeline_spec"]["pipeline_spec"]
     assert cached_steps(spec) == set()  # --cache none
     executors = body["pipeline_spec"]["platform_spec"]["platforms"]["kubernetes"][

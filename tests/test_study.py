@@ -327,3 +327,68 @@ def test_touching_the_threshold_is_not_crossing_it():
     assert crossing(x, np.array([0.9, 0.5, 0.1]), 0.5) == (0.5, 1)   # passes through a level
     at, n = crossing(x, np.array([0.9, 0.7, 0.1]), 0.5)
     assert n == 1 and abs(at - (0.5 + 0.5 * 0.2 / 0.6)) < 1e-12
+
+
+def test_mitigations_side_by_side_say_which_cue_fell_and_which_rose(tmp_path, capsys):
+    """A planted mitigation study: both mitigations remove the background gap and one of them
+    makes the network lean on colour instead; IID accuracy stays where it was."""
+    path = write_study(tmp_path, study(axes={"train.mitigation": [
+        "none", "random_background", "adversarial_background"]}, replicates=3))
+    planted_gap = {"none": 0.3, "random_background": 0.02, "adversarial_background": 0.0}
+    planted_colour = {"none": 0.4, "random_background": 0.6, "adversarial_background": 0.41}
+    for v in load_study(path).variants():
+        g, c = planted_gap[v.values["train.mitigation"]], planted_colour[v.values[
+            "train.mitigation"]]
+        results = synthetic_results(gap=est(g, g - 0.05, g + 0.05, 100, [g - 0.02, g, g + 0.02]),
+                                    color_shift=est(c, c - 0.05, c + 0.05, 40,
+                                                    [c - 0.02, c, c + 0.02]))
+        (tmp_path / "runs" / v.name / "evaluation").mkdir(parents=True)
+        (tmp_path / "runs" / v.name / "evaluation" / "results.json").write_text(
+            results.to_json())
+    out = tmp_path / "study.html"
+    assert main(["study", "report", str(path), "--runs", str(tmp_path / "runs"),
+                 "--out", str(out)]) == 0
+    verdict = {(r["level"], r["measure"]): r["verdict"]
+               for r in rows(tmp_path / "study-changes.csv")}
+    for level in ("random_background", "adversarial_background"):
+        assert verdict[level, "background gap"] == "fell"
+        assert verdict[level, "IID accuracy"] == "no clear change"
+    assert verdict["random_background", "reliance on color"] == "rose"
+    assert verdict["adversarial_background", "reliance on color"] == "no clear change"
+    table = rows(tmp_path / "study-backgrounds.csv")
+    mixed_rand = {r["train.mitigation"]: float(r["accuracy"]) for r in table
+                  if r["test background"] == "mixed_rand (background protocol)"}
+    assert mixed_rand == pytest.approx({m: 0.93 - g for m, g in planted_gap.items()})
+    page = out.read_text()
+    assert "Levels of <code>train.mitigation</code> side by side" in page
+    assert "<b>rose</b>" in page and "<b>fell</b>" in page
+
+
+def test_the_study_in_mlflow_is_a_parent_run_with_a_child_per_variant(tmp_path, capsys,
+                                                                       monkeypatch):
+    """Each child carries the value it varies and its measures on the same run (what MLflow's
+    parallel coordinates plot); logging again updates the same runs."""
+    from mlflow import MlflowClient
+
+    path = planted(tmp_path, lambda rho: 0.9 - 0.8 * rho)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    args = ["study", "report", str(path), "--runs", str(tmp_path / "runs" / "s"), "--out",
+            str(tmp_path / "study.html"), "--mlflow"]
+    for _ in range(2):
+        assert main(args) == 0
+    assert "parent run" in capsys.readouterr().out
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.get_experiment_by_name("study s")
+    runs = client.search_runs([exp.experiment_id])
+    (parent,) = [r for r in runs if r.data.tags.get("cuelab.kind") == "study"]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert len(runs) == 1 + len(RHOS) == 1 + len(children)
+    by_rho = {float(r.data.params["factors.color.correlation.rho"]):
+              r.data.metrics["preference for shape over color"] for r in children}
+    assert by_rho == pytest.approx({rho: 0.9 - 0.8 * rho for rho in RHOS})
+    crossing = parent.data.metrics[
+        "factors.color.correlation.rho where preference for shape over color equals 0.5"]
+    assert crossing == pytest.approx(0.5)
+    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert {"study.html", "study-measures.csv", "study-crossovers.csv"} <= artifacts

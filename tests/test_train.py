@@ -10,10 +10,12 @@ import signal
 import subprocess
 import time
 import typing
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 import yaml
 from mlflow import MlflowClient
 
@@ -475,3 +477,51 @@ def test_cli_train_reports_bad_settings_by_field(tiny_dataset, tmp_path):
                         tiny_dataset["images"]], capture_output=True, text=True, cwd=tmp_path)
     assert r.returncode == 2
     assert "train.model: got 'vgg16'" in r.stderr and "train.optimizer: got 'adam'" in r.stderr
+
+
+def test_the_background_adversary_keeps_the_object_and_learns_to_raise_the_loss():
+    """With the classifier held still, the gradient that flows back through the reversal makes
+    the generator's backgrounds more misleading: the classifier's loss on them rises."""
+    from cuelab.train.adversary import BackgroundAdversary
+
+    torch.manual_seed(0)
+    x = scrambled(32).float() / 255
+    masks = torch.zeros(32, 1, 16, 16, dtype=torch.bool)
+    masks[:, :, 4:12, 4:12] = True  # an object in the middle of every image
+    y = torch.arange(32) % 3
+    # a classifier of the mean colour, which the backgrounds mostly make
+    classifier = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+                                     torch.nn.Linear(3, 3))
+    torch.nn.init.normal_(classifier[2].weight, std=5.0)
+    adversary = BackgroundAdversary(16, torch.device("cpu"))
+    out = adversary.paste(x, masks, torch.Generator().manual_seed(0), 1.0)
+    assert torch.equal(out[masks.expand_as(out)], x[masks.expand_as(x)])  # the object, exact
+    assert not torch.equal(out, x)
+
+    def loss_on_adversarial(seed):
+        pasted = adversary.paste(x, masks, torch.Generator().manual_seed(seed), 1.0)
+        return F.cross_entropy(classifier(pasted), y)
+
+    before = loss_on_adversarial(99).item()
+    for step in range(30):  # the classifier's loss, descended: the generator ascends it
+        adversary.zero_grad()
+        loss_on_adversarial(step).backward()
+        adversary.optimizer.step()
+    assert loss_on_adversarial(99).item() > before + 0.1
+
+
+def test_adversarial_background_training_is_deterministic_and_shows_its_backgrounds(
+        tiny_dataset, tmp_path, monkeypatch):
+    import sqlite3
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    exp = experiment(tiny_dataset, mitigation="adversarial_background", epochs=4, replicates=1)
+    for out in ("a", "b"):
+        train(exp, tiny_dataset["images"], tmp_path / out, tmp_path / f"{out}.json",
+              progress=False)
+    assert_same_models(tmp_path / "a", tmp_path / "b", replicates=1)
+    run_id = read_run_link(tmp_path / "a" / "replicate-0")["run_id"]
+    with sqlite3.connect(tmp_path / "mlflow.db") as db:
+        (root,) = db.execute("select artifact_uri from runs where run_uuid = ?",
+                             (run_id,)).fetchone()
+    assert (Path(root.removeprefix("file://")) / "adversarial_backgrounds.png").is_file()

@@ -212,11 +212,17 @@ def cmd_report(args: argparse.Namespace) -> None:
     print(report(args.params, args.evaluation, args.out, args.validation, args.train_metrics))
 
 
+PIPELINE_YAML = Path("pipelines/cuelab_pipeline.yaml")
+
+
 def cmd_pipeline(args: argparse.Namespace) -> None:
     from .pipeline import compile_pipeline, run_local, submit
 
     if args.action == "compile":
-        print(f"wrote {compile_pipeline(args.out, _cluster_options(args))}")
+        out = args.out
+        if args.study and out == PIPELINE_YAML:
+            out = out.with_name("cuelab_study_pipeline.yaml")
+        print(f"wrote {compile_pipeline(out, _cluster_options(args), study=args.study)}")
     elif args.action == "submit":
         if not args.host:
             raise CuelabError("submit needs --host URL, the address of Kubeflow Pipelines (e.g. "
@@ -226,12 +232,20 @@ def cmd_pipeline(args: argparse.Namespace) -> None:
                      namespace=args.namespace, token=args.token, token_file=args.token_file,
                      render_shards=args.render_shards, dvc_remote=args.dvc_remote,
                      mlflow_tracking_uri=args.mlflow_tracking_uri,
-                     service_account=args.service_account, options=_cluster_options(args)))
+                     service_account=args.service_account, options=_cluster_options(args),
+                     render_cache=args.render_cache))
+    elif args.study:
+        from .pipeline import run_study_local
+
+        print(run_study_local(args.study, args.workdir, render_cache=args.render_cache,
+                              mlflow_tracking_uri=args.mlflow_tracking_uri, cache=args.cache,
+                              verbose=args.verbose, progress=not args.quiet))
     else:
         print(run_local(args.params, args.workdir, args.dvc_remote,
                         render_shards=args.render_shards,
                         mlflow_tracking_uri=args.mlflow_tracking_uri, cache=args.cache,
-                        verbose=args.verbose, progress=not args.quiet))
+                        verbose=args.verbose, progress=not args.quiet,
+                        render_cache=args.render_cache))
 
 
 def _cluster_options(args: argparse.Namespace):
@@ -409,8 +423,11 @@ def _pipeline_command(sub) -> None:
                                help="`cuelab pipeline ACTION -h` tells more")
     c = actions.add_parser("compile", help="write the pipeline's YAML (to upload in the "
                            "Kubeflow UI)")
-    c.add_argument("--out", default="pipelines/cuelab_pipeline.yaml", type=Path,
-                   help="where the pipeline YAML goes (default: %(default)s)")
+    c.add_argument("--out", type=Path, default=PIPELINE_YAML,
+                   help="where the pipeline YAML goes (default: %(default)s, with --study "
+                   "pipelines/cuelab_study_pipeline.yaml)")
+    c.add_argument("--study", action="store_true",
+                   help="the study pipeline: a study's variants fanned out, renders shared")
     _cluster_args(c)
     c.set_defaults(func=cmd_pipeline)
 
@@ -424,6 +441,9 @@ def _pipeline_command(sub) -> None:
     c.add_argument("--verbose", action="store_true",
                    help="kfp.local's whole log on the terminal, not only in the log file")
     c.add_argument("--quiet", action="store_true", help="no progress lines, only the summary")
+    c.add_argument("--study", type=Path, metavar="FILE",
+                   help="run the study pipeline for this study file (studies/<name>.yaml; its "
+                   "base is the params) instead of one experiment")
     c.set_defaults(func=cmd_pipeline)
 
     c = actions.add_parser("submit", help="compile, upload and start a run on Kubeflow Pipelines")
@@ -456,6 +476,9 @@ def _run_args(p: argparse.ArgumentParser) -> None:
                    help="push the validated dataset to this DVC remote (folder or URL)")
     p.add_argument("--mlflow-tracking-uri", default="", metavar="URI",
                    help="where training and evaluation log (default: a SQLite store in the run)")
+    p.add_argument("--render-cache", default="", metavar="DIR",
+                   help="the shared render cache, a folder every render step sees (default: "
+                   "none on a cluster; here the DVC project's; with --study WORKDIR/render-cache)")
 
 
 def _cluster_args(p: argparse.ArgumentParser) -> None:
@@ -519,6 +542,11 @@ def cmd_study(args: argparse.Namespace) -> None:
 
         runs = args.runs or Path("runs") / study.name
         print(study_report(study, runs, args.out))
+        if args.mlflow:
+            from .study_tracking import log_study
+
+            print(log_study(study, runs, [args.out, *sorted(args.out.parent.glob(
+                f"{args.out.stem}-*.csv"))]))
 
 
 def _study_command(sub) -> None:
@@ -553,6 +581,10 @@ def _study_command(sub) -> None:
     c.add_argument("--out", type=Path, default=Path("reports/study.html"),
                    help="the page to write; the CSV tables go beside it (default: "
                    "%(default)s)")
+    c.add_argument("--mlflow", action="store_true",
+                   help="also log the study to MLflow (MLFLOW_TRACKING_URI, else the project's "
+                   "mlflow.db): a parent run, a child per variant with its values and measures "
+                   "(`study run` does this itself)")
     c.set_defaults(func=cmd_study)
 
 

@@ -158,9 +158,12 @@ class TrainSettings(Strict):
     weight_decay: float = Field(default=1e-4, ge=0, le=1, allow_inf_nan=False)
     schedule: Literal["constant", "cosine", "step"] = "cosine"
     augment: Augment = Augment()
-    mitigation: Literal["none", "random_background"] = "none"
-    # random_background: the share of training images whose background is swapped (1: all, so
-    # the background says nothing about the class; less leaves part of the shortcut)
+    # random_background: each object pasted onto another training image's background;
+    # adversarial_background: onto a background a generator learns to make as misleading as it
+    # can (Cruz & Cardoso), trained against the classifier
+    mitigation: Literal["none", "random_background", "adversarial_background"] = "none"
+    # the share of training images whose background is swapped (1: all, so the background says
+    # nothing about the class; less leaves part of the shortcut)
     swap_probability: float = Field(default=1.0, ge=0, le=1, allow_inf_nan=False)
     replicates: int = Field(default=3, ge=1, le=100)  # models trained on the same data
     seed: int = Field(default=0, ge=0, lt=2**63)  # initialisation and batch order of replicate

@@ -26,8 +26,8 @@ from .config import load_experiment
 from .errors import CuelabError
 from .kubeflow.options import ClusterOptions, parse_node_selector
 
-__all__ = ["ClusterOptions", "LocalRun", "SubmittedRun", "compile_pipeline", "load_pipeline",
-           "parse_node_selector", "run_local", "submit"]
+__all__ = ["ClusterOptions", "LocalRun", "LocalStudyRun", "SubmittedRun", "compile_pipeline",
+           "load_pipeline", "parse_node_selector", "run_local", "run_study_local", "submit"]
 
 
 def load_pipeline(options: ClusterOptions | None = None):
@@ -37,15 +37,20 @@ def load_pipeline(options: ClusterOptions | None = None):
     return build_pipeline(options)
 
 
-def compile_pipeline(out: str | Path, options: ClusterOptions | None = None) -> Path:
-    """Compile the pipeline to the YAML file `out` (its pipeline spec, then its Kubernetes platform
-    spec), with `options` for the cluster side; returns `out`."""
+def compile_pipeline(out: str | Path, options: ClusterOptions | None = None,
+                     study: bool = False) -> Path:
+    """Compile the pipeline (`study`: the study pipeline) to the YAML file `out` (its pipeline
+    spec, then its Kubernetes platform spec), with `options` for the cluster side; returns
+    `out`."""
     from kfp import compiler
+
+    from .kubeflow.pipeline import build_study_pipeline
 
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".tmp-{out.name}")  # kfp insists on a .yaml suffix
-    compiler.Compiler().compile(load_pipeline(options), str(tmp))
+    pipeline = build_study_pipeline(options) if study else load_pipeline(options)
+    compiler.Compiler().compile(pipeline, str(tmp))
     tmp.replace(out)
     return out
 
@@ -107,7 +112,8 @@ class _KfpOutput(io.TextIOBase):
 
 def run_local(params: str | Path, workdir: str | Path, dvc_remote: str = "", *,
               render_shards: int = 2, mlflow_tracking_uri: str = "", cache: bool = False,
-              verbose: bool = False, progress: bool = True) -> LocalRun:
+              verbose: bool = False, progress: bool = True,
+              render_cache: str | Path = "") -> LocalRun:
     """Run the whole pipeline with kfp.local's SubprocessRunner, in this Python environment, with
     its outputs under `workdir`; with `dvc_remote`, the validated dataset is pushed there.
 
@@ -115,11 +121,27 @@ def run_local(params: str | Path, workdir: str | Path, dvc_remote: str = "", *,
     stdout as well); `progress` writes one line per finished task to stderr. `cache`: reuse the
     outputs of earlier local runs for the steps without side effects (kfp.local's cache, under
     <workdir>/.kfp_cache)."""
-    from kfp import local
-
     load_experiment(params)  # fail here, with the usual message, not inside a component
     if render_shards < 1:
         raise CuelabError(f"--render-shards: got {render_shards}; at least 1")
+    run, log, seconds = _kfp_local(load_pipeline(), workdir, cache, verbose, progress,
+                                   params_yaml=Path(params).read_text(),
+                                   render_shards=render_shards, dvc_remote=dvc_remote,
+                                   mlflow_tracking_uri=mlflow_tracking_uri,
+                                   render_cache=str(render_cache))
+    outputs = {name: Path(artifact.path) for name, artifact in run.outputs.items()}
+    page = outputs["report"].parent.parent / "trace_report.html"  # <workdir>/<run>/
+    page.write_bytes(outputs["report"].read_bytes())  # a name a browser opens as HTML
+    return LocalRun(outputs, seconds, page, log,
+                    run.outputs["model"].metadata.get("mlflow_run_id"))
+
+
+def _kfp_local(pipeline, workdir: str | Path, cache: bool, verbose: bool, progress: bool,
+               **arguments):
+    """Run a pipeline function with kfp.local's SubprocessRunner under `workdir`: the run, its
+    log file and the seconds it took; a failed task is a CuelabError with the log's end."""
+    from kfp import local
+
     workdir = Path(workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(workdir),
@@ -133,19 +155,48 @@ def run_local(params: str | Path, workdir: str | Path, dvc_remote: str = "", *,
                             sys.stdout if verbose else None)
         try:
             with contextlib.redirect_stdout(output):
-                run = load_pipeline()(params_yaml=Path(params).read_text(),
-                                      render_shards=render_shards, dvc_remote=dvc_remote,
-                                      mlflow_tracking_uri=mlflow_tracking_uri)
+                run = pipeline(**arguments)
         except RuntimeError as e:  # kfp.local: a task failed
             output.flush()
             tail = _ANSI.sub("", "\n".join(log.read_text().splitlines()[-40:]))
             raise CuelabError(f"kfp.local: {_ANSI.sub('', str(e))}\nthe end of the log "
                               f"({log}):\n{tail}") from None
-    outputs = {name: Path(artifact.path) for name, artifact in run.outputs.items()}
-    page = outputs["report"].parent.parent / "trace_report.html"  # <workdir>/<run>/
-    page.write_bytes(outputs["report"].read_bytes())  # a name a browser opens as HTML
-    return LocalRun(outputs, time.perf_counter() - start, page, log,
-                    run.outputs["model"].metadata.get("mlflow_run_id"))
+    return run, log, time.perf_counter() - start
+
+
+@dataclass
+class LocalStudyRun:
+    """A study pipeline run by kfp.local: the study report (a page a browser opens) and the log."""
+    page: Path
+    seconds: float
+    log: Path
+    variants: int
+
+    def __str__(self) -> str:
+        return (f"kfp.local ran the study pipeline ({self.variants} variants) in "
+                f"{self.seconds:.1f} s.\n  study report: {self.page}\n  full log:     {self.log}")
+
+
+def run_study_local(study: str | Path, workdir: str | Path, *, render_cache: str | Path = "",
+                    mlflow_tracking_uri: str = "", cache: bool = False, verbose: bool = False,
+                    progress: bool = True) -> LocalStudyRun:
+    """Run the study pipeline (`build_study_pipeline`) with kfp.local: the study file and its
+    base params are read here (and checked, with the usual messages, before anything runs);
+    the variants share the render cache `render_cache` (default: <workdir>/render-cache)."""
+    from .kubeflow.pipeline import build_study_pipeline
+    from .study import load_study
+
+    s = load_study(study)
+    workdir = Path(workdir).resolve()
+    run, log, seconds = _kfp_local(
+        build_study_pipeline(), workdir, cache, verbose, progress,
+        study_yaml=Path(study).read_text(), params_yaml=s.base_path.read_text(),
+        render_cache=str(Path(render_cache or workdir / "render-cache").resolve()),
+        mlflow_tracking_uri=mlflow_tracking_uri)
+    html = Path(run.output.path)
+    page = html.parent.parent / "study.html"
+    page.write_bytes(html.read_bytes())
+    return LocalStudyRun(page, seconds, log, len(s.variants()))
 
 
 @dataclass
@@ -176,10 +227,11 @@ def submit(host: str, params: str | Path, experiment: str | None = None,
            namespace: str | None = None, token: str | None = None,
            token_file: str | Path | None = None, render_shards: int = 2, dvc_remote: str = "",
            mlflow_tracking_uri: str = "", service_account: str | None = None,
-           options: ClusterOptions | None = None) -> SubmittedRun:
+           options: ClusterOptions | None = None, render_cache: str = "") -> SubmittedRun:
     """Compile the pipeline (its cluster side set by `options`) and start a run of it on the
     Kubeflow Pipelines at `host`, every pipeline parameter set: the text of `params` as
-    `params_yaml`, `render_shards`, `dvc_remote`, `mlflow_tracking_uri`.
+    `params_yaml`, `render_shards`, `dvc_remote`, `mlflow_tracking_uri`, `render_cache` (a
+    folder the render pods mount, or empty).
 
     The run goes in the KFP experiment `experiment` (by default the experiment's own name), made
     if missing, in `namespace` (a multi-user Kubeflow's profile namespace), named `run_name` (by
@@ -209,7 +261,8 @@ def submit(host: str, params: str | Path, experiment: str | None = None,
     bearer = token or (_read_token(token_file) if token_file else None)
     host = host.rstrip("/")
     arguments = {"params_yaml": Path(params).read_text(), "render_shards": render_shards,
-                 "dvc_remote": dvc_remote, "mlflow_tracking_uri": mlflow_tracking_uri}
+                 "dvc_remote": dvc_remote, "mlflow_tracking_uri": mlflow_tracking_uri,
+                 "render_cache": render_cache}
     with tempfile.TemporaryDirectory() as tmp:
         package = compile_pipeline(Path(tmp) / "cuelab_pipeline.yaml", options)
         health = _check_kfp_api(host, timeout, bearer)

@@ -30,7 +30,7 @@ Sharing renders: rows that ask for the same picture have the same render_id (`sc
 a hash of the scene factors), whatever the experiment; a variant that changes only training,
 sensor or evaluation keys asks for exactly the base's renders. `study check` counts the renders
 each variant needs and the distinct ones across the study (render ids of the same render settings),
-what a render cache shared by all variants has to draw.
+what the shared render cache (`cuelab.render.cache`) has to draw, and how many it already holds.
 """
 
 from __future__ import annotations
@@ -106,6 +106,11 @@ class Study:
     def numeric_axes(self) -> list[str]:
         """The axes whose every value is a number (curves are drawn against these)."""
         return [k for k, vs in self.spec.axes.items() if all(_is_number(v) for v in vs)]
+
+    def categorical_axes(self) -> list[str]:
+        """The other axes (a mitigation, a model): each level set beside the first."""
+        numeric = self.numeric_axes()
+        return [k for k in self.spec.axes if k not in numeric]
 
 
 # --- reading ---------------------------------------------------------------------------------
@@ -328,6 +333,42 @@ def _slug(v: Any) -> str:
     return re.sub(r"[^a-z0-9_]+", "-", text).strip("-") or "x"
 
 
+def study_scenes(study: Study):
+    """One row per distinct render across the variants that render as the base does (the same
+    render settings): the scenes table that, rendered once into the shared render cache before
+    the variants fan out, leaves them nothing to render but what their own settings change."""
+    import pandas as pd
+
+    from .sampling import sample_scenes
+
+    same = [v for v in study.variants() if v.experiment.render == study.base.render]
+    tables = {v.experiment.model_dump_json(exclude={"name", "train", "evaluate", "sensor"}):
+              v.experiment for v in same}
+    union = pd.concat([sample_scenes(e) for e in tables.values()], ignore_index=True)
+    return union.drop_duplicates("render_id").reset_index(drop=True)
+
+
+def _in_render_cache(study: Study, renders: set) -> set | None:
+    """Which of these renders ((settings, render_id)) the base project's render cache already
+    holds (None: no cache)."""
+    from .config import RenderSettings
+    from .render import renderer_fingerprint
+    from .render.cache import RenderCache, default_folder
+
+    folder = default_folder(study.base_path.parent / "data" / "renders")
+    if folder is None:
+        return None
+    caches: dict[str, RenderCache] = {}
+    held = set()
+    for settings, render_id in renders:
+        if settings not in caches:
+            caches[settings] = RenderCache(folder, RenderSettings.model_validate_json(settings),
+                                           renderer_fingerprint())
+        if caches[settings].path(render_id).is_file():
+            held.add((settings, render_id))
+    return held
+
+
 def _text(v: Any) -> str:
     if isinstance(v, float):
         return f"{v:g}"
@@ -390,12 +431,13 @@ def plan_text(study: Study) -> str:
     lines.append(f"  models to train: {models} ({len(plans)} variants x {spec.replicates} "
                  "replicates)")
     lines.append(f"  images: {images} in all ({images // len(plans)} per variant on average)")
+    cached = _in_render_cache(study, shared)
     lines.append(f"  renders: {len(shared)} distinct across the study (each variant alone: "
-                 f"{each}); a render cache shared by render_id would draw only the distinct "
-                 "ones, but `cuelab study run` does not share renders yet")
-    # time: every variant's sensor and training; renders as `study run` makes them today (each
-    # variant its own) and as a shared cache would (each distinct render once)
-    seen: set = set()
+                 f"{each}), each drawn once through the shared render cache"
+                 + (f", {len(cached)} of them already there" if cached is not None else
+                    " (none here: `cuelab study run` uses the project's)"))
+    # time: every variant's sensor and training; each distinct render not yet in the cache once
+    seen: set = set(cached or ())
     total = {"render": 0.0, "sensor": 0.0, "train": 0.0}
     alone_render = 0.0
     unknown = []
@@ -410,11 +452,10 @@ def plan_text(study: Study) -> str:
                 unknown.append(p.variant.name)
             else:
                 total[k] += v
-    today = total["sensor"] + total["train"] + alone_render
     text = ", ".join(f"{k} {_duration(v)}" for k, v in total.items())
-    lines.append(f"  estimated time: about {_duration(today)} on 2 CPU cores as `cuelab study "
-                 f"run` runs it today (render {_duration(alone_render)}); about "
-                 f"{_duration(sum(total.values()))} with renders shared ({text})"
+    lines.append(f"  estimated time: about {_duration(sum(total.values()))} on 2 CPU cores "
+                 f"({text}; without the cache the renders alone would take "
+                 f"{_duration(alone_render)})"
                  + (f"; training not estimated for {', '.join(unknown)} (not simple_cnn)"
                     if unknown else "")
                  + "; from describe.py's measured rates, evaluation not included")

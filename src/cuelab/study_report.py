@@ -12,6 +12,14 @@ and probe scenes, and each model's value): IID accuracy; the reliance on each fa
 conflict's preference (a over b); the background gap; the worst-group accuracy per factor; the
 accuracy drop of each robustness condition.
 
+Levels side by side, against each categorical axis (a mitigation, an architecture): each level's
+measures beside the first level's (the baseline: list `none` first), with the difference's
+interval from a bootstrap over replicates (each variant's models resampled, their means
+subtracted); a difference whose interval excludes 0 is said to have risen or fallen, so a
+mitigation that lowers one reliance shows which others rose. Beside it, each test background's
+accuracy per level (the background sweep's levels and the background protocol's variants), in the
+shape of Cruz & Cardoso's Table 1.
+
 Crossovers, where a dose-response switches: each conflict's preference crossing 0.5 (the cue the
 network follows changes), and each pair of factors' reliance crossing each other (their
 difference crossing 0), against each numeric axis, the other axes held (one curve per
@@ -186,6 +194,7 @@ class Finished:
     variant: Variant
     folder: Path
     measures: dict[str, Estimate]
+    backgrounds: dict[str, Estimate]   # accuracy per test background
 
 
 def collect(study: Study, runs: Path) -> tuple[list[Finished], list[Variant]]:
@@ -193,7 +202,8 @@ def collect(study: Study, runs: Path) -> tuple[list[Finished], list[Variant]]:
     for v in study.variants():
         folder = runs / v.name
         if (folder / "evaluation" / FILE).is_file():
-            finished.append(Finished(v, folder, measures(load_results(folder / "evaluation"))))
+            results = load_results(folder / "evaluation")
+            finished.append(Finished(v, folder, measures(results), test_backgrounds(results)))
         else:
             missing.append(v)
     return finished, missing
@@ -204,18 +214,89 @@ def curves(study: Study, finished: list[Finished]) -> list[Curve]:
     out = []
     names = list(dict.fromkeys(m for f in finished for m in f.measures))
     for axis in study.numeric_axes():
-        groups: dict[str, list[Finished]] = {}
-        for f in finished:
-            series = ", ".join(f"{k}={_text(v)}" for k, v in f.variant.values.items()
-                               if k != axis and study.spec.combine == "crossed")
-            groups.setdefault(series, []).append(f)
-        for series, members in groups.items():
+        for series, members in _series(study, finished, axis).items():
             members = sorted(members, key=lambda f: f.variant.values[axis])
             for name in names:
                 points = [Point(float(f.variant.values[axis]), f.variant.name, f.measures[name])
                           for f in members if name in f.measures]
                 if points:
                     out.append(Curve(axis, series, name, points))
+    return out
+
+
+@dataclasses.dataclass
+class Change:
+    axis: str
+    series: str
+    level: str             # against the axis's first level
+    measure: str
+    baseline: Estimate
+    estimate: Estimate
+    difference: float | None
+    low: float | None
+    high: float | None
+
+    @property
+    def verdict(self) -> str:
+        if self.low is None or self.high is None:
+            return "cannot tell (fewer than 2 models each)"
+        return "rose" if self.low > 0 else "fell" if self.high < 0 else "no clear change"
+
+
+def difference_interval(a: np.ndarray, b: np.ndarray) -> tuple[float | None, float | None]:
+    """A bootstrap interval of mean(b) - mean(a), each side's models resampled."""
+    if len(a) < 2 or len(b) < 2:
+        return None, None
+    rng = np.random.default_rng(SEED)
+    d = (b[rng.integers(0, len(b), (RESAMPLES, len(b)))].mean(1)
+         - a[rng.integers(0, len(a), (RESAMPLES, len(a)))].mean(1))
+    lo, hi = np.percentile(d, PERCENTILES)
+    return float(lo), float(hi)
+
+
+def changes(study: Study, finished: list[Finished]) -> list[Change]:
+    """Each level of each categorical axis against its first, every measure, per series."""
+    out = []
+    for axis in study.categorical_axes():
+        first = _text(study.spec.axes[axis][0])
+        for series, members in _series(study, finished, axis).items():
+            base = [f for f in members if _text(f.variant.values[axis]) == first]
+            if not base:
+                continue
+            for f in members:
+                if f is base[0]:
+                    continue
+                for name, e in f.measures.items():
+                    b = base[0].measures.get(name)
+                    if b is None or e.value is None or b.value is None:
+                        continue
+                    low, high = difference_interval(_per_model(b), _per_model(e))
+                    out.append(Change(axis, series, _text(f.variant.values[axis]), name, b, e,
+                                      e.value - b.value, low, high))
+    return out
+
+
+def _series(study: Study, finished: list[Finished], axis: str) -> dict[str, list[Finished]]:
+    groups: dict[str, list[Finished]] = {}
+    for f in finished:
+        series = ", ".join(f"{k}={_text(v)}" for k, v in f.variant.values.items()
+                           if k != axis and study.spec.combine == "crossed")
+        groups.setdefault(series, []).append(f)
+    return groups
+
+
+def test_backgrounds(results: Results) -> dict[str, Estimate]:
+    """Accuracy on each test background: the background sweep's levels, the protocol's
+    variants."""
+    out = {}
+    sweep = results.of("sweep").get("background")
+    if sweep is not None:
+        for level, e in zip(sweep.levels, sweep.accuracy):
+            out[f"background {level} (sweep)"] = e
+    protocol = results.of("protocol").get("background")
+    if protocol is not None:
+        for variant, e in protocol.accuracy.items():
+            out[f"{variant} (background protocol)"] = e
     return out
 
 
@@ -263,14 +344,20 @@ def study_report(study: Study, runs: str | Path, out: str | Path) -> str:
                           "variants first")
     all_curves = curves(study, finished)
     found = crossovers(study, all_curves)
-    measures_csv = out.with_name(f"{out.stem}-measures.csv")
-    crossovers_csv = out.with_name(f"{out.stem}-crossovers.csv")
-    write_text(measures_csv, _measures_table(study, finished))
-    write_text(crossovers_csv, _crossovers_table(found))
-    write_text(out, _page(study, runs, out, finished, missing, all_curves, found,
-                          [measures_csv, crossovers_csv]))
+    changed = changes(study, finished)
+    tables = {out.with_name(f"{out.stem}-{name}.csv"): text for name, text in (
+        ("measures", _measures_table(study, finished)),
+        ("crossovers", _crossovers_table(found)),
+        ("changes", _changes_table(changed)),
+        ("backgrounds", _backgrounds_table(study, finished)))}
+    for path, text in tables.items():
+        write_text(path, text)
+    write_text(out, _page(study, runs, out, finished, missing, all_curves, found, changed,
+                          list(tables)))
     return (f"wrote {out} ({len(finished)} of {len(finished) + len(missing)} variants finished, "
-            f"{len(found)} crossovers) and {measures_csv}, {crossovers_csv}")
+            f"{len(found)} crossovers, {sum(c.verdict in ('rose', 'fell') for c in changed)} "
+            f"clear changes against a baseline level) and "
+            + ", ".join(str(p) for p in tables))
 
 
 def _csv(rows: list[list]) -> str:
@@ -294,6 +381,26 @@ def _measures_table(study: Study, finished: list[Finished]) -> str:
     return _csv(rows)
 
 
+def _changes_table(changed: list[Change]) -> str:
+    rows = [["axis", "series", "level", "measure", "baseline", "value", "difference", "low",
+             "high", "verdict"]]
+    for c in changed:
+        rows.append([c.axis, c.series, c.level, c.measure, _num(c.baseline.value),
+                     _num(c.estimate.value), _num(c.difference), _num(c.low), _num(c.high),
+                     c.verdict])
+    return _csv(rows)
+
+
+def _backgrounds_table(study: Study, finished: list[Finished]) -> str:
+    axes = list(study.spec.axes)
+    rows = [["variant", *axes, "test background", "accuracy", "low", "high"]]
+    for f in finished:
+        for name, e in f.backgrounds.items():
+            rows.append([f.variant.name, *(_text(f.variant.values[a]) for a in axes), name,
+                         _num(e.value), _num(e.low), _num(e.high)])
+    return _csv(rows)
+
+
 def _crossovers_table(found: list[Crossover]) -> str:
     rows = [["axis", "series", "crossover", "threshold", "at", "low", "high", "crossed_share",
              "crossings", "direction", "range_low", "range_high"]]
@@ -314,7 +421,7 @@ figcaption { font-size: 13px; color: #444; max-width: 360px; } .muted { color: #
 COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"]
 
 
-def _page(study, runs, out, finished, missing, all_curves, found, tables) -> str:
+def _page(study, runs, out, finished, missing, all_curves, found, changed, tables) -> str:
     e = html.escape
     spec = study.spec
     parts = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'>"
@@ -353,8 +460,8 @@ def _page(study, runs, out, finished, missing, all_curves, found, tables) -> str
                      and c.what == f"{name} = 0.5"]
             parts.append(_chart(axis, name, group, marks))
         parts.append("</div>")
-    if not study.numeric_axes():
-        parts.append("<p>No numeric axis: the measures are in the table below.</p>")
+    for axis in study.categorical_axes():
+        parts += _levels_section(study, axis, finished, changed)
     parts.append("<h2>Variants</h2><table><tr><th>variant</th><th>values</th><th>trace "
                  "report</th></tr>")
     for f in finished:
@@ -369,6 +476,60 @@ def _page(study, runs, out, finished, missing, all_curves, found, tables) -> str
     parts.append("</table><p>Tables: " + ", ".join(
         f"<a href='{e(t.name)}'>{e(t.name)}</a>" for t in tables) + "</p></body></html>")
     return "\n".join(parts)
+
+
+def _cell(e: Estimate | None) -> str:
+    if e is None or e.value is None:
+        return "<td class='muted'>-</td>"
+    interval = f" <span class='muted'>[{e.low:.2f}, {e.high:.2f}]</span>" \
+        if e.low is not None and e.high is not None else ""
+    return f"<td>{e.value:.2f}{interval}</td>"
+
+
+def _levels_section(study: Study, axis: str, finished: list[Finished],
+                    changed: list[Change]) -> list[str]:
+    """Each level beside the first: accuracy per test background, then every measure with its
+    change and the verdict."""
+    e = html.escape
+    levels = [_text(v) for v in study.spec.axes[axis]]
+    parts = [f"<h2>Levels of <code>{e(axis)}</code> side by side</h2>"]
+    for series, members in _series(study, finished, axis).items():
+        by_level = {_text(f.variant.values[axis]): f for f in members}
+        shown = [lv for lv in levels if lv in by_level]
+        head = "".join(f"<th>{e(lv)}</th>" for lv in shown)
+        if series:
+            parts.append(f"<h3>{e(series)}</h3>")
+        names = list(dict.fromkeys(n for f in members for n in f.backgrounds))
+        if names:
+            parts.append("<p>Accuracy on each test background (the background sweep's levels "
+                         "and the background protocol's variants), with its interval over "
+                         "replicates and probe scenes:</p><table><tr><th>test background</th>"
+                         f"{head}</tr>")
+            for n in names:
+                parts.append(f"<tr><td>{e(n)}</td>"
+                             + "".join(_cell(by_level[lv].backgrounds.get(n)) for lv in shown)
+                             + "</tr>")
+            parts.append("</table>")
+        mine = [c for c in changed if c.axis == axis and c.series == series]
+        if not mine:
+            continue
+        parts.append(f"<p>Every measure at each level, and how it moved from "
+                     f"<b>{e(levels[0])}</b> (the difference's interval: a bootstrap over "
+                     f"replicates, {RESAMPLES} resamples; it covers the training seeds, not the "
+                     f"probe scenes). A mitigation that lowers one cue's reliance may raise "
+                     f"another's: look for <b>rose</b>.</p><table><tr><th>measure</th>{head}"
+                     "<th>change</th></tr>")
+        for name in dict.fromkeys(c.measure for c in mine):
+            row = [c for c in mine if c.measure == name]
+            cells = "".join(_cell(by_level[lv].measures.get(name)) for lv in shown)
+            verdicts = "; ".join(
+                f"{e(c.level)}: {c.difference:+.2f}"
+                + (f" [{c.low:+.2f}, {c.high:+.2f}]" if c.low is not None else "")
+                + (f" <b>{c.verdict}</b>" if c.verdict in ("rose", "fell")
+                   else f" <span class='muted'>{e(c.verdict)}</span>") for c in row)
+            parts.append(f"<tr><td>{e(name)}</td>{cells}<td>{verdicts}</td></tr>")
+        parts.append("</table>")
+    return parts
 
 
 def _chart(axis: str, name: str, group: list[Curve], marks: list[Crossover]) -> str:

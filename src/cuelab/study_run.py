@@ -23,10 +23,13 @@ Why -j: each queue worker runs one variant's pipeline at a time, in its own temp
 project; the render and train steps already use every core, so on a 2-core machine one worker
 (the default) is fastest; more help where a variant leaves cores or a GPU idle.
 
-Sharing renders is not done here yet: each experiment runs its own render stage. (DVC's run
-cache may restore a stage whose dependencies and params match a run already made, which would
-spare variants that change only training keys the steps before train: not checked yet.) If the
-queue's workers cannot start, `dvc exp run --run-all` waits for them; `dvc queue status` tells.
+Renders are shared through the render cache (`cuelab.render.cache`): each variant's render stage
+runs, in its temporary copy, but takes every render any variant (or an ordinary run) made before
+from the project's .cuelab/render-cache, which DVC_ROOT points it at. If the queue's workers
+cannot start, `dvc exp run --run-all` waits for them; `dvc queue status` tells.
+
+When the results are gathered, the study report is written beside them (<runs>/study.html and
+its CSV tables) and the study is logged to the project's MLflow store (`study_tracking`).
 
 A variant whose experiment already exists for this commit (the same name, the same baseline) is
 not queued again, only gathered: `--force` runs it again.
@@ -109,14 +112,15 @@ class RunSummary:
     gathered: list[str]
     failed: list[str]
     note: str = ""
+    report: str = ""    # what the study report and MLflow said
 
     def __str__(self) -> str:
         lines = [f"study: {len(self.queued)} variants run as DVC experiments"
                  + (f", {len(self.reused)} already run for this commit (gathered again; "
                     "--force runs them again)" if self.reused else "")]
-        lines.append(f"gathered {len(self.gathered)} variants' results into {self.runs}"
-                     + (f"; next: cuelab study report <study> --runs {self.runs}"
-                        if self.gathered else ""))
+        lines.append(f"gathered {len(self.gathered)} variants' results into {self.runs}")
+        if self.report:
+            lines.append(self.report)
         if self.failed:
             lines.append("failed (no experiment with results): " + ", ".join(self.failed)
                          + "; `dvc queue logs <name>` tells why" + self.note)
@@ -153,7 +157,24 @@ def run_study(study: Study, runs: str | Path | None = None, jobs: int = 1,
             continue
         _gather(root, rev, v, runs / v.name)
         gathered.append(v.name)
-    return RunSummary(runs, queued, reused, gathered, failed, note)
+    report = _report_and_log(study, runs, root) if gathered else ""
+    return RunSummary(runs, queued, reused, gathered, failed, note, report)
+
+
+def _report_and_log(study: Study, runs: Path, root: Path) -> str:
+    """The study report beside the variants (<runs>/study.html and its tables), and the study
+    in the project's MLflow store (a parent run, a child per variant: `study_tracking`)."""
+    from .study_report import study_report
+    from .study_tracking import log_study
+    from .tracking import DEFAULT_DB
+
+    said = [study_report(study, runs, runs / "study.html")]
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{root / DEFAULT_DB}"
+    try:
+        said.append(log_study(study, runs, sorted(runs.glob("study*.*")), uri))
+    except CuelabError as e:  # the results are gathered and reported: say it, keep them
+        said.append(f"the study was not logged to MLflow: {e}")
+    return "\n".join(said)
 
 
 def _project(study: Study) -> Path:

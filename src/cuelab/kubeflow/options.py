@@ -13,13 +13,16 @@ from ..errors import CuelabError
 
 # Every step, by what it does besides returning its outputs. A cached step must be a pure function
 # of its inputs: a cache hit skips the step, and with it any side effect.
-PURE_STEPS = ("sample", "shard_indices", "render", "merge_renders", "sensor", "validate", "report")
+PURE_STEPS = ("sample", "shard_indices", "render", "merge_renders", "sensor", "validate", "report",
+              "plan_study")
 SIDE_EFFECTS = {
     "version_dataset": "pushes the dataset to the DVC remote",
     "train": "logs a run and registers a model in MLflow",
     "evaluate": "logs a run to MLflow",
+    "study_report": "logs the study's runs to MLflow",
 }
 STEPS = PURE_STEPS + tuple(SIDE_EFFECTS)
+STUDY_STEPS = ("plan_study", "study_report")  # the study pipeline's own
 
 # cache policy -> which steps may be served from KFP's cache
 CACHE_POLICIES = {
@@ -41,6 +44,8 @@ RESOURCES = {
     "train": ("4", "16G", "8", "32G"),
     "evaluate": ("2", "4G", "4", "8G"),
     "report": ("500m", "1G", "1", "2G"),
+    "plan_study": ("500m", "1G", "1", "2G"),
+    "study_report": ("500m", "1G", "1", "2G"),
 }
 
 # Retried with exponential backoff (30 s, 60 s, ... at most 10 min): the steps that are long or
@@ -74,6 +79,7 @@ STEP_ENV = {
     "train": ("config_map", "mlflow_secret", "storage_secret"),
     "evaluate": ("config_map", "mlflow_secret", "storage_secret"),
     "version_dataset": ("config_map", "storage_secret"),
+    "study_report": ("config_map", "mlflow_secret", "storage_secret"),
 }
 
 PULL_POLICIES = ("", "Always", "IfNotPresent", "Never")

@@ -52,11 +52,13 @@ class InMemorySplit:
         return max(1, round(len(self) / batch_size))
 
     def batches(self, batch_size: int, generator: torch.Generator | None = None,
-                augment: Augment | None = None, swap_background: float = 0.0
+                augment: Augment | None = None, swap_background: float = 0.0,
+                adversary=None, adversarial_share: float = 1.0,
                 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """(float32 images in [0, 1], labels) batches. With a generator: one shuffled, augmented
         epoch of `steps(batch_size)` batches, each image's background swapped for another's
-        with probability `swap_background`; without: the split in order, as it is."""
+        with probability `swap_background`, or for the adversary's (adversary.py) with
+        probability `adversarial_share`; without: the split in order, as it is."""
         if generator is None:
             for i in range(0, len(self), batch_size):
                 yield self.images[i:i + batch_size].float() / 255, self.labels[i:i + batch_size]
@@ -69,6 +71,9 @@ class InMemorySplit:
             if swap_background > 0:
                 x = self.paste_on_random_backgrounds(x, gather(self.masks, idx, rows, cols),
                                                      generator, swap_background)
+            if adversary is not None:
+                x = adversary.paste(x, gather(self.masks, idx, rows, cols), generator,
+                                    adversarial_share)
             if augment.color_jitter > 0:
                 x = color_jitter(x, augment.color_jitter, generator)
             yield x, self.labels[idx]

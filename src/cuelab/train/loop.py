@@ -26,6 +26,7 @@ from .. import tracking
 from ..atomic import replaced_dir, write_json
 from ..config import Experiment, TrainSettings, load_experiment
 from ..errors import CuelabError
+from .adversary import BackgroundAdversary
 from .batches import InMemorySplit
 from .models import build_model
 
@@ -170,8 +171,8 @@ def train_replicate(exp: Experiment, index: int, train_set: InMemorySplit,
     ckpt = load_checkpoint(folder, exp, data_version) if resume else None
     cuda = [torch.cuda.current_device()] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=cuda), deterministic(device.type == "cpu"):
-        model, optimizer, scaler, amp, generator, state, best_weights = start_or_resume(
-            exp, seed, train_set.size, device, ckpt)
+        model, optimizer, scaler, amp, generator, state, best_weights, adversary = \
+            start_or_resume(exp, seed, train_set.size, device, ckpt)
         resumed_after = state["epoch"] or None
         with tracking.start_run(run_id=state["run_id"], parent_run_id=parent_run_id,
                                 run_name=f"replicate {index} ({cfg.model}, seed {seed})",
@@ -183,7 +184,7 @@ def train_replicate(exp: Experiment, index: int, train_set: InMemorySplit,
             while state["epoch"] < cfg.epochs and not stop_early(state, cfg):
                 start, epoch = time.perf_counter(), state["epoch"]
                 metrics = train_epoch(model, train_set, optimizer, scaler, generator, cfg,
-                                      epoch, amp, exp.classes)
+                                      epoch, amp, exp.classes, adversary)
                 val_loss, val_accuracy = evaluate(model, val_set)
                 state["epoch"] = epoch + 1
                 state["seconds"] += time.perf_counter() - start
@@ -195,11 +196,13 @@ def train_replicate(exp: Experiment, index: int, train_set: InMemorySplit,
                 state["history"].append(metrics)
                 log_epoch(metrics, epoch + 1)
                 save_checkpoint(folder, exp, data_version, model, optimizer, scaler,
-                                generator, device, state, best_weights)
+                                generator, device, state, best_weights, adversary)
                 bar.set_postfix(loss=f"{metrics['train_loss']:.3f}",
                                 val_acc=f"{val_accuracy:.3f}")
                 bar.update()
             bar.close()
+            if adversary is not None:
+                log_backgrounds(adversary)
 
             model.load_state_dict(best_weights)  # early stopping keeps the best epoch
             return finish(model, best_weights, state, exp, index, seed, train_set, val_set,
@@ -208,13 +211,16 @@ def train_replicate(exp: Experiment, index: int, train_set: InMemorySplit,
 
 def start_or_resume(exp: Experiment, seed: int, size: int, device: torch.device,
                     ckpt: dict | None):
-    """The model, optimizer, loss scaler, autocast type, batch generator, loop state and best
-    weights: new from the replicate's seed, or as the checkpoint left them."""
+    """The model, optimizer, loss scaler, autocast type, batch generator, loop state, best
+    weights and background adversary (adversarial_background, else None): new from the
+    replicate's seed, or as the checkpoint left them."""
     cfg = exp.train
     torch.manual_seed(seed)
     model = build_model(cfg.model, len(exp.classes), cfg.width, size)
     model.to(device, memory_format=torch.channels_last)
     optimizer = make_optimizer(model, cfg)
+    adversary = BackgroundAdversary(size, device) \
+        if cfg.mitigation == "adversarial_background" else None
     amp = torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() \
         else torch.float16
     scaler = torch.amp.GradScaler(device.type, enabled=device.type == "cuda"
@@ -229,19 +235,24 @@ def start_or_resume(exp: Experiment, seed: int, size: int, device: torch.device,
         scaler.load_state_dict(ckpt["scaler"])
         set_rng_state(ckpt["rng"], generator, device)
         state, best_weights = ckpt["state"], ckpt["best_weights"]
-    return model, optimizer, scaler, amp, generator, state, best_weights
+        if adversary is not None:
+            adversary.load_state_dict(ckpt["adversary"])
+    return model, optimizer, scaler, amp, generator, state, best_weights, adversary
 
 
 def train_epoch(model, train_set: InMemorySplit, optimizer, scaler, generator,
-                cfg: TrainSettings, epoch: int, amp: torch.dtype, classes: list[str]) -> dict:
-    """One pass over the training split: its mean loss and accuracy, the last learning rate."""
+                cfg: TrainSettings, epoch: int, amp: torch.dtype, classes: list[str],
+                adversary: BackgroundAdversary | None = None) -> dict:
+    """One pass over the training split: its mean loss and accuracy, the last learning rate.
+    With an adversary, the same loss's gradient also trains it, reversed (adversary.py)."""
     device = next(model.parameters()).device
     steps_per_epoch = train_set.steps(cfg.batch_size)
     model.train()
     loss_sum = correct = seen = 0
     swap = cfg.swap_probability if cfg.mitigation == "random_background" else 0.0
-    for step, (x, y) in enumerate(train_set.batches(cfg.batch_size, generator, cfg.augment,
-                                                    swap)):
+    batches = train_set.batches(cfg.batch_size, generator, cfg.augment, swap,
+                                adversary, cfg.swap_probability)
+    for step, (x, y) in enumerate(batches):
         if epoch == 0 and step == 0:
             log_sample_grid(x, y, classes)
         lr = learning_rate(cfg, epoch * steps_per_epoch + step, cfg.epochs * steps_per_epoch)
@@ -251,8 +262,12 @@ def train_epoch(model, train_set: InMemorySplit, optimizer, scaler, generator,
             logits = model(x.contiguous(memory_format=torch.channels_last))
             loss = F.cross_entropy(logits, y)
         optimizer.zero_grad(set_to_none=True)
+        if adversary is not None:
+            adversary.zero_grad()
         scaler.scale(loss).backward()
         scaler.step(optimizer)
+        if adversary is not None:
+            scaler.step(adversary.optimizer)
         scaler.update()
         loss_sum += loss.detach().float() * len(y)  # no .item(): no sync
         correct += (logits.argmax(1) == y).sum()
@@ -393,7 +408,7 @@ def log_sample_grid(x: torch.Tensor, y: torch.Tensor, classes: list[str]) -> Non
     rows = math.ceil(n / cols)
     fig = Figure(figsize=(cols * 1.2, rows * 1.35))
     axes = fig.subplots(rows, cols, squeeze=False)
-    pixels = x[:n].float().permute(0, 2, 3, 1).cpu().numpy()
+    pixels = x[:n].detach().float().permute(0, 2, 3, 1).cpu().numpy()
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
         if i < n:
@@ -402,6 +417,20 @@ def log_sample_grid(x: torch.Tensor, y: torch.Tensor, classes: list[str]) -> Non
     fig.suptitle("training samples (augmented)", fontsize=9)
     fig.tight_layout()
     tracking.log_figure(fig, "train_samples.png")
+
+
+def log_backgrounds(adversary: BackgroundAdversary) -> None:
+    """What the adversary draws at the end of training: the backgrounds it found hardest."""
+    from matplotlib.figure import Figure
+
+    pixels = adversary.samples(16, torch.Generator().manual_seed(0)).permute(0, 2, 3, 1)
+    fig = Figure(figsize=(8 * 1.2, 2 * 1.2))
+    for ax, image in zip(fig.subplots(2, 8).flat, pixels.float().cpu().numpy()):
+        ax.axis("off")
+        ax.imshow(image, interpolation="nearest")
+    fig.suptitle("the adversary's backgrounds after training", fontsize=9)
+    fig.tight_layout()
+    tracking.log_figure(fig, "adversarial_backgrounds.png")
 
 
 SERVED = Path(__file__).parents[1] / "served_model.py"  # the model as MLflow serves it, as code
@@ -489,13 +518,15 @@ def fingerprint(exp: Experiment, data_version: str) -> dict[str, str]:
 
 def save_checkpoint(models_dir: Path, exp: Experiment, data_version: str, model, optimizer,
                     scaler, generator: torch.Generator, device: torch.device, state: dict,
-                    best_weights: dict) -> None:
+                    best_weights: dict, adversary: BackgroundAdversary | None = None) -> None:
     rng = {"torch": torch.get_rng_state(), "generator": generator.get_state()}
     if device.type == "cuda":
         rng["cuda"] = torch.cuda.get_rng_state(device)
     checkpoint = {"fingerprint": fingerprint(exp, data_version), "state": state,
                   "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                   "scaler": scaler.state_dict(), "rng": rng, "best_weights": best_weights}
+    if adversary is not None:
+        checkpoint["adversary"] = adversary.state_dict()
     models_dir.mkdir(parents=True, exist_ok=True)
     atomic_save(checkpoint, models_dir / CHECKPOINT)
 
