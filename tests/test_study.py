@@ -204,6 +204,9 @@ def test_a_planted_dose_response_is_monotone_and_its_crossover_excludes_the_ends
     assert 0 < float(c["low"]) <= 0.5 <= float(c["high"]) < 1  # excludes the ends
     assert c["direction"] == "decreasing" and c["crossings"] == "1"
     assert float(c["crossed_share"]) == 1
+    plotted = rows(out.with_name("study-plots") / "preference-for-shape-over-color.csv")
+    assert [float(r["value"]) for r in plotted] == curve  # dvc plots data, one curve a file
+    assert float(plotted[2]["factors.color.correlation.rho"]) == 0.5
     page = out.read_text()
     assert "<svg" in page and "preference for shape over color" in page
     assert not re.search(r"""(src|href)=['"]https?:""", page)  # self-contained

@@ -352,12 +352,23 @@ def study_report(study: Study, runs: str | Path, out: str | Path) -> str:
         ("backgrounds", _backgrounds_table(study, finished)))}
     for path, text in tables.items():
         write_text(path, text)
+    plots = out.with_name(f"{out.stem}-plots")
+    for c in all_curves:  # `dvc plots show <file> -x <axis> -y value`
+        write_text(plots / f"{_slug(c.measure)}{'--' + _slug(c.series) if c.series else ''}.csv",
+                   _csv([[c.axis, "value", "low", "high"]]
+                        + [[_num(p.x), _num(p.estimate.value), _num(p.estimate.low),
+                            _num(p.estimate.high)] for p in c.points]))
     write_text(out, _page(study, runs, out, finished, missing, all_curves, found, changed,
                           list(tables)))
     return (f"wrote {out} ({len(finished)} of {len(finished) + len(missing)} variants finished, "
             f"{len(found)} crossovers, {sum(c.verdict in ('rose', 'fell') for c in changed)} "
-            f"clear changes against a baseline level) and "
-            + ", ".join(str(p) for p in tables))
+            f"clear changes against a baseline level), "
+            + ", ".join(str(p) for p in tables)
+            + (f" and one curve per file in {plots} (dvc plots data)" if all_curves else ""))
+
+
+def _slug(text: str) -> str:
+    return "-".join("".join(ch if ch.isalnum() or ch == "." else " " for ch in text).split())
 
 
 def _csv(rows: list[list]) -> str:
@@ -436,8 +447,10 @@ def _page(study, runs, out, finished, missing, all_curves, found, changed, table
                 if spec.set else "")
              + f"; {spec.replicates} models per variant. {len(finished)} of "
              f"{len(finished) + len(missing)} variants finished.</p>"]
-    parts.append("<h2>Crossovers</h2>")
-    if found:
+    if not study.numeric_axes():
+        pass  # nothing to cross over: the levels are set side by side below
+    elif found:
+        parts.append("<h2>Crossovers</h2>")
         parts.append("<p>Where a dose-response switches, by linear interpolation between levels; "
                      "the interval: a bootstrap over replicates (each level's models resampled, "
                      f"{RESAMPLES} resamples), which covers the training seeds, not the probe "
@@ -449,8 +462,8 @@ def _page(study, runs, out, finished, missing, all_curves, found, changed, table
                          + f"</td><td>{e(c.text())}</td><td>{e(c.direction)}</td></tr>")
         parts.append("</table>")
     else:
-        parts.append("<p>No cue conflict or pair of reliances to cross over against a numeric "
-                     "axis.</p>")
+        parts.append("<h2>Crossovers</h2><p>No cue conflict or pair of reliances to cross over "
+                     "against a numeric axis.</p>")
     for axis in study.numeric_axes():
         parts.append(f"<h2>Against <code>{e(axis)}</code></h2><div class='charts'>")
         names = list(dict.fromkeys(c.measure for c in all_curves if c.axis == axis))
