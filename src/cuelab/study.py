@@ -333,6 +333,19 @@ def _slug(v: Any) -> str:
     return re.sub(r"[^a-z0-9_]+", "-", text).strip("-") or "x"
 
 
+def study_from_texts(study_yaml: str, params_yaml: str, folder: str | Path) -> Study:
+    """A study given as texts (a pipeline's parameters): the study file's text with
+    `params_yaml` as its base, whatever its `base` says. Both are written into `folder` (the
+    study's paths point there) and read as `load_study` reads them."""
+    folder = Path(folder)
+    (folder / "params.yaml").write_text(params_yaml)
+    spec = yaml.safe_load(study_yaml)
+    if isinstance(spec, dict):
+        spec["base"] = "params.yaml"
+    (folder / "study.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    return load_study(folder / "study.yaml")
+
+
 def study_scenes(study: Study):
     """One row per distinct render across the variants that render as the base does (the same
     render settings): the scenes table that, rendered once into the shared render cache before

@@ -13,20 +13,13 @@ def plan_study(study_yaml: str, params_yaml: str) -> List[Dict[str, str]]:
     """Each variant of the study (checked as `cuelab study check` checks it): its name and its
     params.yaml text, the items of the variants' ParallelFor."""
     import tempfile
-    from pathlib import Path
 
     import yaml
 
-    from cuelab.study import load_study
+    from cuelab.study import study_from_texts
 
     with tempfile.TemporaryDirectory() as tmp:  # the study's base is the params given here
-        (Path(tmp) / "params.yaml").write_text(params_yaml)
-        spec = yaml.safe_load(study_yaml)
-        if isinstance(spec, dict):
-            spec["base"] = "params.yaml"
-        path = Path(tmp) / "study.yaml"
-        path.write_text(yaml.safe_dump(spec, sort_keys=False))
-        study = load_study(path)
+        study = study_from_texts(study_yaml, params_yaml, tmp)
     variants = [{"name": v.name, "params_yaml": yaml.safe_dump(
         v.experiment.model_dump(mode="json"), sort_keys=False)} for v in study.variants()]
     print(f"study '{study.name}': {len(variants)} variants x {study.spec.replicates} replicates")
@@ -41,17 +34,11 @@ def study_scenes(study_yaml: str, params_yaml: str, scenes: dsl.Output[dsl.Datas
     import tempfile
     from pathlib import Path
 
-    import yaml
-
     from cuelab.scenes import write_table
-    from cuelab.study import load_study, study_scenes as union
+    from cuelab.study import study_from_texts, study_scenes as union
 
     with tempfile.TemporaryDirectory() as tmp:
-        (Path(tmp) / "params.yaml").write_text(params_yaml)
-        spec = yaml.safe_load(study_yaml)
-        spec["base"] = "params.yaml"
-        (Path(tmp) / "study.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
-        table = union(load_study(Path(tmp) / "study.yaml"))
+        table = union(study_from_texts(study_yaml, params_yaml, tmp))
     write_table(table, Path(scenes.path))
     scenes.metadata.update({"renders": len(table)})
     print(f"{len(table)} distinct renders across the study's variants")
@@ -68,20 +55,14 @@ def study_report(study_yaml: str, params_yaml: str,
     import tempfile
     from pathlib import Path
 
-    import yaml
-
     from cuelab.results import load_results
-    from cuelab.study import load_study
+    from cuelab.study import study_from_texts
     from cuelab.study_report import study_report as report_step
     from cuelab.study_tracking import log_study
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        (tmp / "params.yaml").write_text(params_yaml)
-        spec = yaml.safe_load(study_yaml)
-        spec["base"] = "params.yaml"
-        (tmp / "study.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
-        study = load_study(tmp / "study.yaml")
+        study = study_from_texts(study_yaml, params_yaml, tmp)
         runs = tmp / "runs"
         for evaluation in evaluations:
             name = load_results(evaluation.path).experiment
