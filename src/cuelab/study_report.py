@@ -573,7 +573,7 @@ def _chart(axis: str, name: str, group: list[Curve], marks: list[Crossover]) -> 
            f"<line x1='{left}' y1='{top}' x2='{left}' y2='{h - bottom}' stroke='#999'/>"]
     for y in (y0, y1) + ((0.5,) if name.startswith("preference") else ()):
         svg.append(f"<text x='{left - 4}' y='{py(y) + 4:.1f}' font-size='11' "
-                   f"text-anchor='end'>{y:g}</text>")
+                   f"text-anchor='end'>{y:.2g}</text>")
     if name.startswith("preference"):
         svg.append(f"<line x1='{left}' y1='{py(0.5):.1f}' x2='{w - right}' y2='{py(0.5):.1f}' "
                    "stroke='#aaa' stroke-dasharray='4 3'/>")
