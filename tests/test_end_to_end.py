@@ -3,6 +3,7 @@ every output checked; evaluation-only changes rerun only the evaluation; DVC sho
 plots and round-trips the data through its remote."""
 
 import json
+import re
 
 import pandas as pd
 import pytest
@@ -259,7 +260,7 @@ def test_a_two_by_two_study_runs_through_dvc_renders_each_scene_once_and_keeps_e
     from cuelab.cli import main
     from cuelab.config import experiment_from_dict
     from cuelab.sampling import sample_scenes
-    from cuelab.study import load_study
+    from cuelab.study import load_study, study_scenes
 
     root, _ = project
     (root / "studies").mkdir()
@@ -274,11 +275,14 @@ def test_a_two_by_two_study_runs_through_dvc_renders_each_scene_once_and_keeps_e
         monkeypatch.setenv(key, value)  # DVC commits each experiment
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.chdir(root)
-    assert main(["study", "run", str(path)]) == 0
+    assert main(["study", "run", str(path), "-j", "2"]) == 0  # tiny steps: two at a time
     out = capsys.readouterr().out
     assert "4 variants run as DVC experiments" in out and "gathered 4" in out, out
     runs = root / "runs" / "grid"
     study = load_study(path)
+    new, there = map(int, re.search(r"rendered (\d+) of the study's \d+ distinct scenes into the "
+                                    r"render cache .* \((\d+) were there\)", out).groups())
+    assert new > 0 and there > 0  # rho 0.2 and 0.9 draw new training rows; the probes are there
     for v in study.variants():
         assert (runs / v.name / "evaluation" / "results.json").is_file()
         assert (runs / v.name / "trace_report.html").is_file()
@@ -304,3 +308,7 @@ def test_a_two_by_two_study_runs_through_dvc_renders_each_scene_once_and_keeps_e
     distinct = set().union(*(set(sample_scenes(e)["render_id"]) for e in tables))
     entries = list((root / ".cuelab" / "render-cache").rglob("*.npz"))
     assert len(entries) == len(distinct) == len({p.stem for p in entries})
+    # ... each drawn once: before the queue, exactly the study's scenes the baseline lacked
+    ours = set(study_scenes(study)["render_id"])
+    assert (new, there) == (len(ours - set(sample_scenes(baseline)["render_id"])),
+                            len(ours & set(sample_scenes(baseline)["render_id"])))

@@ -290,6 +290,7 @@ def test_run_queues_one_dvc_experiment_per_variant_and_gathers_their_results(tmp
         monkeypatch.setenv(key, "t")
     for key in ("GIT_AUTHOR_EMAIL", "GIT_COMMITTER_EMAIL"):
         monkeypatch.setenv(key, "t@t")
+    monkeypatch.setenv("CUELAB_RENDER_CACHE", "off")  # this pipeline renders nothing
     assert main(["study", "run", str(path), "-j", "2"]) == 0
     out = capsys.readouterr().out
     assert "3 variants run as DVC experiments" in out and "gathered 3" in out, out

@@ -23,9 +23,11 @@ Why -j: each queue worker runs one variant's pipeline at a time, in its own temp
 project; the render and train steps already use every core, so on a 2-core machine one worker
 (the default) is fastest; more help where a variant leaves cores or a GPU idle.
 
-Renders are shared through the render cache (`cuelab.render.cache`): each variant's render stage
-runs, in its temporary copy, but takes every render any variant (or an ordinary run) made before
-from the project's .cuelab/render-cache, which DVC_ROOT points it at. If the queue's workers
+Renders are shared through the render cache (`cuelab.render.cache`): before the queue starts, every
+distinct scene of the study's variants is rendered once into the project's .cuelab/render-cache
+(`cuelab.study.study_scenes`; what an earlier run left there is not drawn again); each variant's
+render stage then runs, in its temporary copy, and takes every render from there (DVC_ROOT points
+it at the project). If the queue's workers
 cannot start, `dvc exp run --run-all` waits for them; `dvc queue status` tells.
 
 When the results are gathered, the study report is written beside them (<runs>/study.html and
@@ -113,9 +115,11 @@ class RunSummary:
     failed: list[str]
     note: str = ""
     report: str = ""    # what the study report and MLflow said
+    rendered: str = ""  # what was rendered into the cache before the queue started
 
     def __str__(self) -> str:
-        lines = [f"study: {len(self.queued)} variants run as DVC experiments"
+        lines = [self.rendered] if self.rendered else []
+        lines += [f"study: {len(self.queued)} variants run as DVC experiments"
                  + (f", {len(self.reused)} already run for this commit (gathered again; "
                     "--force runs them again)" if self.reused else "")]
         lines.append(f"gathered {len(self.gathered)} variants' results into {self.runs}")
@@ -143,8 +147,9 @@ def run_study(study: Study, runs: str | Path | None = None, jobs: int = 1,
         _dvc(["exp", "run", "--queue", "-n", v.name, *(["--force"] if force else []),
               *overrides(study, v)], root)
         queued.append(v.name)
-    note = ""
+    note = rendered = ""
     if queued:
+        rendered = _render_first(study, root)
         done = _dvc(["exp", "run", "--run-all", "-j", str(jobs)], root, check=False)
         if done.returncode != 0:
             note = f" (dvc said: {(done.stderr.strip() or done.stdout.strip())[-500:]})"
@@ -158,7 +163,29 @@ def run_study(study: Study, runs: str | Path | None = None, jobs: int = 1,
         _gather(root, rev, v, runs / v.name)
         gathered.append(v.name)
     report = _report_and_log(study, runs, root) if gathered else ""
-    return RunSummary(runs, queued, reused, gathered, failed, note, report)
+    return RunSummary(runs, queued, reused, gathered, failed, note, report, rendered)
+
+
+def _render_first(study: Study, root: Path) -> str:
+    """Every distinct scene of the study, rendered once into the project's render cache before
+    the queue starts: each variant's render stage then takes its renders from there, however
+    many queue workers run at once (two variants rendering the same new scene side by side
+    would each draw it)."""
+    import tempfile
+
+    from .render import render
+    from .render.cache import default_folder
+    from .study import study_scenes
+
+    folder = default_folder(root / "data" / "renders")
+    if folder is None:
+        return "no render cache (CUELAB_RENDER_CACHE=off): each variant renders its own scenes"
+    table = study_scenes(study)
+    with tempfile.TemporaryDirectory() as tmp:
+        done = render(study.base, table, Path(tmp) / "renders", cache=folder,
+                      workers=len(os.sched_getaffinity(0)))
+    return (f"rendered {done.rendered} of the study's {len(table)} distinct scenes into the "
+            f"render cache {folder} ({done.cached} were there) in {done.seconds:.0f} s")
 
 
 def _report_and_log(study: Study, runs: Path, root: Path) -> str:
