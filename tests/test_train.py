@@ -405,6 +405,59 @@ def test_a_killed_run_resumes_to_the_same_weights_and_the_same_mlflow_run(
     assert steps == set(range(1, TRAIN["epochs"] + 1))
 
 
+def test_the_model_cache_trains_only_the_replicates_it_lacks(trained, tiny_dataset, tmp_path,
+                                                            monkeypatch):
+    from cuelab.train.cache import ModelCache
+    from cuelab.train.loop import fingerprint
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", trained["uri"])
+    cache = tmp_path / "cache"
+    one = train(experiment(tiny_dataset, replicates=1), tiny_dataset["images"], tmp_path / "a",
+                tmp_path / "a.json", progress=False, cache=cache)
+    assert len(ModelCache(cache)) == 1 and one.replicates[0].reused_from is None
+    assert (cache / ".gitignore").read_text().endswith("*\n")
+    # one more replicate: the first taken, not trained; the second trained and kept
+    two = train(experiment(tiny_dataset), tiny_dataset["images"], tmp_path / "b",
+                tmp_path / "b.json", progress=False, cache=cache)
+    taken, new = two.replicates
+    assert taken.reused_from == one.replicates[0].run_id and new.reused_from is None
+    assert len(ModelCache(cache)) == 2
+    assert "1 of 2 taken from it" in str(two) and "taken from the model cache" in str(two)
+    assert two.seconds == new.seconds
+    # the same models, files and metrics as training both here (the module's run, no cache)
+    assert_same_models(tmp_path / "b", trained["models"])
+    for r in range(2):
+        assert (tmp_path / "b" / f"replicate-{r}" / "model.json").read_bytes() == \
+            (trained["models"] / f"replicate-{r}" / "model.json").read_bytes()
+    assert (tmp_path / "b.json").read_bytes() == trained["metrics"].read_bytes()
+    # the taken replicate is a run of its own, its curves as trained, its model registered
+    client = MlflowClient(tracking_uri=trained["uri"])
+    run = client.get_run(taken.run_id)
+    assert taken.run_id != one.replicates[0].run_id
+    assert run.data.tags["cuelab.reused_from"] == one.replicates[0].run_id
+    assert run.data.tags["mlflow.parentRunId"] == two.run_id
+    history = client.get_metric_history(taken.run_id, "val_accuracy")
+    assert [m.step for m in history] == list(range(1, TRAIN["epochs"] + 1))
+    assert client.get_model_version("cuelab-tiny", taken.model_version).run_id == taken.run_id
+    # other settings are another key; a cut-off entry is a miss, trained again and replaced
+    exp, version = experiment(tiny_dataset), dataset_version(tiny_dataset["images"])
+    key = ModelCache(cache).key(fingerprint(exp, version), 0, "cpu")
+    assert key != ModelCache(cache).key(fingerprint(experiment(tiny_dataset, lr=0.02), version),
+                                        0, "cpu")
+    assert key != ModelCache(cache).key(fingerprint(exp, version), 1, "cpu")
+    entry = ModelCache(cache).path(key)
+    entry.write_bytes(entry.read_bytes()[:100])
+    again = train(experiment(tiny_dataset, replicates=1), tiny_dataset["images"],
+                  tmp_path / "c", tmp_path / "c.json", progress=False, cache=cache)
+    assert again.replicates[0].reused_from is None
+    assert ModelCache(cache).get(key) is not None
+    assert_same_models(tmp_path / "c", trained["models"], replicates=1)
+    # off: trained, nothing kept
+    off = train(experiment(tiny_dataset, replicates=1), tiny_dataset["images"], tmp_path / "d",
+                tmp_path / "d.json", progress=False, cache="off")
+    assert off.replicates[0].reused_from is None and "no model cache" in str(off)
+
+
 @pytest.mark.parametrize("select_on", ["val", "val_balanced"])
 def test_early_stopping_keeps_the_best_epoch(tiny_dataset, tmp_path, monkeypatch, select_on):
     """Validation (on the split `select_on` names) on the training images with contradicting

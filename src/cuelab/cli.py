@@ -196,7 +196,8 @@ def cmd_validate(args: argparse.Namespace) -> None:
 def cmd_train(args: argparse.Namespace) -> None:
     from .train import train
 
-    print(train(args.params, args.images, args.models, args.metrics, resume=args.resume))
+    print(train(args.params, args.images, args.models, args.metrics, resume=args.resume,
+                cache=args.cache))
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
@@ -383,6 +384,10 @@ def _model_commands(sub) -> None:
                    help="training's summary, as DVC metrics (default: %(default)s)")
     p.add_argument("--resume", action="store_true",
                    help="continue from the checkpoint in --models (written after every epoch)")
+    p.add_argument("--cache", metavar="DIR|off",
+                   help="the shared model cache: replicates any run trained, taken when their "
+                        "settings, data and seed are the same (default: $CUELAB_MODEL_CACHE, "
+                        "else .cuelab/model-cache in the DVC project)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="the model on every probe: sweeps, flip rates, cue "

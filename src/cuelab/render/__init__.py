@@ -240,7 +240,7 @@ def render(params: str | Path | Experiment, scenes: str | Path | pd.DataFrame, o
            threads: int | None = None, cache: str | Path | None = None) -> RenderSummary:
     """The `render` step: every distinct scene of the table -> RGB + exact mask, in chunks.
     `threads`: Cycles' CPU threads per worker; by default the cores shared out among them.
-    `cache`: the shared render cache's folder, or "off"; by default `cache.default_folder`."""
+    `cache`: the shared render cache's folder, or "off"; by default `cache.default_folder`'s."""
     import pandas as pd
 
     from ..scenes import check_values, read_scenes
@@ -258,7 +258,7 @@ def render(params: str | Path | Experiment, scenes: str | Path | pd.DataFrame, o
         raise CuelabError(f"--threads: got {threads}; at least 1")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    folder = default_folder(out) if cache is None else None if str(cache) == "off" else Path(cache)
+    folder = default_folder(out, cache)
     with _owning(out, whole=count == 1):
         return _render_into(out, exp, table, index, count, workers, threads, progress, start,
                             folder)

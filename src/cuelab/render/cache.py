@@ -13,41 +13,30 @@ and renamed: concurrent runs may write the same entry (the same bytes), and a ki
 no half entry. An unreadable entry is a miss, rendered again and replaced.
 
 Where: `CUELAB_RENDER_CACHE` (a folder, or `off`), else .cuelab/render-cache in the DVC project
-the run belongs to (`DVC_ROOT`, which a queued or `--temp` DVC experiment points at the project
-it came from, else the nearest folder above the output holding .dvc), else no cache.
+the run belongs to (`cuelab.caches`), else no cache.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 
 from ..atomic import npz_bytes, write_bytes
+from ..caches import chosen_folder, ignore_in_git
 from ..config import RenderSettings
 
 ENV = "CUELAB_RENDER_CACHE"
-FOLDER = Path(".cuelab") / "render-cache"
+NAME = "render-cache"
 ARRAYS = ("rgb", "mask", "visible_fraction")
 
 
-def default_folder(out: Path) -> Path | None:
-    """Where the render step into `out` keeps its cache (None: no cache); see the module."""
-    setting = os.environ.get(ENV, "").strip()
-    if setting.lower() == "off":
-        return None
-    if setting:
-        return Path(setting)
-    if os.environ.get("DVC_ROOT"):
-        return Path(os.environ["DVC_ROOT"]) / FOLDER
-    here = Path(out).resolve()
-    for folder in here.parents:
-        if (folder / ".dvc").is_dir():
-            return folder / FOLDER
-    return None
+def default_folder(out: Path, choice: str | Path | None = None) -> Path | None:
+    """Where the render step into `out` keeps its cache (None: no cache): `choice` (a folder, or
+    "off"), else where the module says."""
+    return chosen_folder(out, choice, ENV, NAME)
 
 
 class RenderCache:
@@ -84,11 +73,7 @@ class RenderCache:
 
     def _create(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
-        # the cache's own .gitignore: never committed, nor swept into a DVC experiment's commit
-        ignore = self.root.parent / ".gitignore" if self.root.parent.name == ".cuelab" \
-            else self.root / ".gitignore"
-        if not ignore.exists():
-            write_bytes(ignore, b"# cuelab's render cache: not versioned\n*\n")
+        ignore_in_git(self.root)
         write_bytes(self.folder / "about.json", json.dumps(self._about, indent=1).encode())
 
     def __len__(self) -> int:

@@ -16,7 +16,7 @@ import os
 import shutil
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -28,6 +28,7 @@ from ..config import Experiment, TrainSettings, load_experiment
 from ..errors import CuelabError
 from .adversary import BackgroundAdversary
 from .batches import InMemorySplit
+from .cache import ModelCache, default_folder
 from .models import build_model
 
 CHECKPOINT = "checkpoint.pt"
@@ -52,6 +53,7 @@ class Replicate:
     run_id: str
     model_version: str
     resumed_after: int | None = None
+    reused_from: str | None = None  # the run that trained it, when taken from the model cache
 
 
 @dataclass
@@ -66,10 +68,12 @@ class TrainSummary:
     run_id: str              # the parent run; each replicate's run is nested under it
     tracking_uri: str
     registered_model: str
+    cache: Path | None = None
 
     @property
     def seconds(self) -> float:
-        return sum(r.seconds for r in self.replicates)
+        """Of training here (a replicate taken from the model cache trained elsewhere)."""
+        return sum(r.seconds for r in self.replicates if r.reused_from is None)
 
     def __str__(self) -> str:
         lines = [f"trained {len(self.replicates)} {self.architecture} replicate"
@@ -78,11 +82,16 @@ class TrainSummary:
                  f"in {self.seconds:.1f} s:"]
         for r in self.replicates:
             resumed = f", resumed after epoch {r.resumed_after}" if r.resumed_after else ""
+            if r.reused_from:
+                resumed = f", taken from the model cache (trained in run {r.reused_from})"
             rate = self.train_images * r.epochs / max(r.seconds, 1e-9)
             lines.append(f"  replicate {r.index} (seed {r.seed}): {r.epochs} epochs, "
                          f"{rate:.0f} images/s{resumed}; {self.select_on} accuracy "
                          f"{r.best_val_accuracy:.3f} at epoch {r.best_epoch} (kept), version "
                          f"{r.model_version}")
+        taken = sum(r.reused_from is not None for r in self.replicates)
+        lines.append(f"model cache: {self.cache}, {taken} of {len(self.replicates)} taken from it"
+                     if self.cache else "no model cache")
         lines.append(f"wrote {self.models}/ (replicate-*/) and {self.metrics}; MLflow run "
                      f"{self.run_id} in {self.tracking_uri} (one nested run per replicate), "
                      f"registered as {self.registered_model}")
@@ -102,11 +111,13 @@ def replicate_seed(cfg: TrainSettings, index: int) -> int:
 
 
 def train(params: str | Path | Experiment, images: str | Path, models_dir: str | Path,
-          metrics_path: str | Path, resume: bool = False, progress: bool = True) -> TrainSummary:
+          metrics_path: str | Path, resume: bool = False, progress: bool = True,
+          cache: str | Path | None = None) -> TrainSummary:
     """The `train` step: `train.replicates` models on the same data, each in
     models_dir/replicate-<r>. `resume` keeps the replicates already finished and continues the
     others from their checkpoint (written after every epoch); without it, training starts
-    afresh."""
+    afresh. A replicate the shared model cache holds (`cache.py`) is taken from it, not trained;
+    `cache`: its folder, or "off"; by default `cache.default_folder`'s."""
     exp = params if isinstance(params, Experiment) else load_experiment(params)
     cfg, models_dir = exp.train, Path(models_dir)
     device = pick_device(cfg)
@@ -122,6 +133,8 @@ def train(params: str | Path | Experiment, images: str | Path, models_dir: str |
     elif models_dir.exists():
         shutil.rmtree(models_dir)
     models_dir.mkdir(parents=True, exist_ok=True)
+    folder = default_folder(models_dir, cache)
+    models = ModelCache(folder) if folder else None
     with tracking.start_run(exp.name, run_id=(previous or {}).get("run_id"),
                             run_name=tracking.run_name("train", exp.name),
                             tags={"cuelab.step": "train"}) as parent:
@@ -132,7 +145,7 @@ def train(params: str | Path | Experiment, images: str | Path, models_dir: str |
         write_json(models_dir / RUN, link)  # a resumed run reopens this parent
         done = [train_replicate(exp, r, train_set, val_set, models_dir / f"replicate-{r}",
                                 data_version, tracking_uri, parent.info.run_id, device, resume,
-                                progress)
+                                progress, models)
                 for r in range(cfg.replicates)]
         for stale in models_dir.glob("replicate-*"):  # from a run with more replicates
             if stale.name not in {r.folder.name for r in done}:
@@ -154,30 +167,32 @@ def train(params: str | Path | Experiment, images: str | Path, models_dir: str |
         write_json(Path(metrics_path), metrics)
     return TrainSummary(models_dir, Path(metrics_path), cfg.model, str(device), cfg.select_on,
                         done, len(train_set), parent.info.run_id, tracking_uri,
-                        link["registered_model"])
+                        link["registered_model"], folder)
 
 
 def train_replicate(exp: Experiment, index: int, train_set: InMemorySplit,
                     val_set: InMemorySplit, folder: Path, data_version: str, tracking_uri: str,
                     parent_run_id: str, device: torch.device, resume: bool,
-                    progress: bool) -> Replicate:
+                    progress: bool, cache: ModelCache | None = None) -> Replicate:
     """One model: the loop on one screen. A finished replicate (its model.json there, the same
-    settings and data) is kept when resuming."""
+    settings and data) is kept when resuming; one the model cache holds is logged, not trained."""
     from tqdm import tqdm
 
     cfg, seed = exp.train, replicate_seed(exp.train, index)
     if resume and (kept := finished(folder, exp, data_version)) is not None:
         return kept
+    key = cache.key(fingerprint(exp, data_version), index, device.type) if cache is not None \
+        else ""
+    if cache is not None and (entry := cache.get(key)):
+        return reuse(entry, exp, index, seed, train_set, val_set, folder, data_version,
+                     tracking_uri, parent_run_id, device)
     ckpt = load_checkpoint(folder, exp, data_version) if resume else None
     cuda = [torch.cuda.current_device()] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=cuda), deterministic(device.type == "cpu"):
         model, optimizer, scaler, amp, generator, state, best_weights, adversary = \
             start_or_resume(exp, seed, train_set.size, device, ckpt)
         resumed_after = state["epoch"] or None
-        with tracking.start_run(run_id=state["run_id"], parent_run_id=parent_run_id,
-                                run_name=f"replicate {index} ({cfg.model}, seed {seed})",
-                                tags={"cuelab.step": "train", "cuelab.replicate": str(index),
-                                      "cuelab.seed": str(seed)}) as run:
+        with replicate_run(exp, index, seed, parent_run_id, state["run_id"]) as run:
             state["run_id"] = run.info.run_id
             bar = tqdm(total=cfg.epochs, initial=state["epoch"], unit="epoch",
                        desc=f"train r{index}", disable=not progress)
@@ -203,10 +218,40 @@ def train_replicate(exp: Experiment, index: int, train_set: InMemorySplit,
             bar.close()
             if adversary is not None:
                 log_backgrounds(adversary)
+            if cache is not None:
+                cache.put(key, state, best_weights)
 
             model.load_state_dict(best_weights)  # early stopping keeps the best epoch
             return finish(model, best_weights, state, exp, index, seed, train_set, val_set,
                           tracking_uri, run, data_version, folder, device, resumed_after)
+
+
+def reuse(entry: dict, exp: Experiment, index: int, seed: int, train_set: InMemorySplit,
+          val_set: InMemorySplit, folder: Path, data_version: str, tracking_uri: str,
+          parent_run_id: str, device: torch.device) -> Replicate:
+    """A replicate from the model cache, untrained: a run of its own with the curves it had when
+    it was trained (tagged with that run), registered and written as if trained now."""
+    state, best_weights = entry["state"], entry["best_weights"]
+    cuda = [torch.cuda.current_device()] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda), deterministic(device.type == "cpu"), \
+            replicate_run(exp, index, seed, parent_run_id, None,
+                          {"cuelab.reused_from": state["run_id"]}) as run:
+        model = build_model(exp.train.model, len(exp.classes), exp.train.width, train_set.size)
+        model.to(device, memory_format=torch.channels_last).load_state_dict(best_weights)
+        for epoch, metrics in enumerate(state["history"]):
+            log_epoch(metrics, epoch + 1)
+        done = finish(model, best_weights, state, exp, index, seed, train_set, val_set,
+                      tracking_uri, run, data_version, folder, device, None)
+    return replace(done, reused_from=state["run_id"])
+
+
+def replicate_run(exp: Experiment, index: int, seed: int, parent_run_id: str,
+                  run_id: str | None, tags: dict | None = None):
+    """The replicate's MLflow run, nested under the train step's (`run_id`: to resume one)."""
+    return tracking.start_run(run_id=run_id, parent_run_id=parent_run_id,
+                              run_name=f"replicate {index} ({exp.train.model}, seed {seed})",
+                              tags={"cuelab.step": "train", "cuelab.replicate": str(index),
+                                    "cuelab.seed": str(seed), **(tags or {})})
 
 
 def start_or_resume(exp: Experiment, seed: int, size: int, device: torch.device,
