@@ -4,6 +4,7 @@ plots and round-trips the data through its remote."""
 
 import json
 import re
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -212,40 +213,33 @@ def test_dvc_repro_killed_in_training_then_in_evaluation_and_the_next_repro_comp
     assert "RUNNING" not in statuses and "KILLED" in statuses
 
 
-def test_queued_and_temporary_dvc_experiments_keep_their_mlflow_runs_in_the_project(project):
-    """`dvc exp run --queue` (then run by DVC's queue workers) and `--temp` run in a temporary
-    copy of the project that DVC deletes afterwards: their runs, models and artifacts must land
-    in the project's store, named after the experiment and what it changed."""
+def test_a_temporary_dvc_experiment_keeps_its_mlflow_runs_in_the_project(project):
+    """`dvc exp run --temp` runs in a temporary copy of the project that DVC deletes afterwards:
+    its runs, models and artifacts must land in the project's store, named after the experiment
+    and what it changed. (Queued experiments: the study test below, whose variants are.)"""
     from mlflow import MlflowClient
 
     root, _ = project
     sh("git", "add", "-A", cwd=root)
     sh("git", "commit", "-qm", "baseline", cwd=root)
-    sh("dvc", "exp", "run", "--queue", "-n", "queued-batch", "-S", "train.batch_size=8", cwd=root)
-    sh("dvc", "exp", "run", "--run-all", "-j", "1", cwd=root)
     sh("dvc", "exp", "run", "--temp", "-n", "temp-epochs", "-S", "train.epochs=1", cwd=root)
-    shown = sh("dvc", "exp", "show", "--no-pager", "--csv", cwd=root)
-    assert "queued-batch" in shown and "temp-epochs" in shown
+    assert "temp-epochs" in sh("dvc", "exp", "show", "--no-pager", "--csv", cwd=root)
     client = MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
     name = yaml.safe_load((root / "params.yaml").read_text())["name"]
     experiment = client.get_experiment_by_name(name)
     runs = {r.info.run_name: r for r in client.search_runs([experiment.experiment_id])}
-    for step, changed in (("train", "train.batch_size=8"), ("evaluate", "train.batch_size=8"),
-                          ("train", "train.epochs=1")):
-        exp_name = "queued-batch" if "batch" in changed else "temp-epochs"
-        run_name = f"{step} {name} {exp_name} ({changed})"
+    for step in ("train", "evaluate"):
+        run_name = f"{step} {name} temp-epochs (train.epochs=1)"
         assert run_name in runs, sorted(runs)
         run = runs[run_name]
-        assert run.info.status == "FINISHED" and run.data.tags["dvc.exp_name"] == exp_name
+        assert run.info.status == "FINISHED" and run.data.tags["dvc.exp_name"] == "temp-epochs"
+        assert run.data.params["train.epochs"] == "1"
         # the artifacts beside the project's store, not in the deleted temporary copy
         assert run.info.artifact_uri.startswith((root / "mlruns").as_uri())
-    evaluation = runs[f"evaluate {name} queued-batch (train.batch_size=8)"]
-    assert evaluation.data.params["train.batch_size"] == "8"
-    logged = {a.path for a in client.list_artifacts(evaluation.info.run_id)}
+    logged = {a.path for a in client.list_artifacts(runs[f"evaluate {name} temp-epochs "
+                                                         "(train.epochs=1)"].info.run_id)}
     assert "trace_report.html" in logged  # logged by the report step
-    training = runs[f"train {name} queued-batch (train.batch_size=8)"]
-    assert "cue.iid.accuracy" in training.data.metrics
-    assert training.data.params["train.batch_size"] == "8"
+    assert "cue.iid.accuracy" in runs[f"train {name} temp-epochs (train.epochs=1)"].data.metrics
     assert not list((root / ".dvc" / "tmp" / "exps").glob("**/mlflow.db"))
 
 
@@ -256,6 +250,7 @@ def test_a_two_by_two_study_runs_through_dvc_renders_each_scene_once_and_keeps_e
     children there too, the study report beside the gathered results, and the render cache
     holding exactly the distinct renders of every scenes table the project sampled."""
     import sqlite3
+    import urllib.parse
 
     from cuelab.cli import main
     from cuelab.config import experiment_from_dict
@@ -294,12 +289,24 @@ def test_a_two_by_two_study_runs_through_dvc_renders_each_scene_once_and_keeps_e
 
     with sqlite3.connect(root / "mlflow.db") as db:  # another process wrote it: read it fresh
         runs_by = db.execute(
-            "select e.name, r.name, r.status from runs r join experiments e "
-            "on r.experiment_id = e.experiment_id").fetchall()
-    for v in study.variants():  # each variant's training and evaluation, finished
-        mine = {(name.split()[0], status) for exp, name, status in runs_by if exp == v.name}
-        assert {("train", "FINISHED"), ("evaluate", "FINISHED")} <= mine, (v.name, mine)
-    in_study = sorted(name for exp, name, _ in runs_by if exp == "study grid")
+            "select e.name, r.name, r.status, r.artifact_uri, "
+            "(select value from tags t where t.run_uuid = r.run_uuid and t.key = 'dvc.exp_name'),"
+            " (select count(*) from metrics m where m.run_uuid = r.run_uuid "
+            "  and m.key = 'cue.iid.accuracy') "
+            "from runs r join experiments e on r.experiment_id = e.experiment_id").fetchall()
+    for v in study.variants():  # each queued variant's training and evaluation, finished,
+        mine = {name.split()[0]: (status, uri, tag, cues)   # named after it, their artifacts
+                for exp, name, status, uri, tag, cues in runs_by   # beside the project's store
+                if exp == v.name}
+        for step in ("train", "evaluate"):
+            status, uri, tag, _ = mine[step]
+            assert status == "FINISHED" and tag == v.name, (v.name, mine)
+            assert uri.startswith((root / "mlruns").as_uri()), uri
+        assert mine["train"][3] == 1  # the cue metrics, on the training run too
+        logged = Path(urllib.parse.urlparse(mine["evaluate"][1]).path) / "trace_report.html"
+        assert logged.is_file()  # logged by the report step
+    assert not list((root / ".dvc" / "tmp" / "exps").glob("**/mlflow.db"))
+    in_study = sorted(name for exp, name, *_ in runs_by if exp == "study grid")
     assert in_study == sorted(["study grid", *(v.name for v in study.variants())])
 
     # the cache: one entry per distinct render of every table sampled here, no more

@@ -450,7 +450,7 @@ def _log_to_mlflow(exp: Experiment, headline: dict, out: Path, training_run: str
                 for key, value in metrics.items() if key.split(".")[0] in HEADLINE_ON_TRAINING])
 
 
-HEADLINE_ON_TRAINING = ("iid", "worst_group", "reliance", "robustness")
+HEADLINE_ON_TRAINING = ("iid", "worst_group", "reliance")
 
 
 def champion_model_id(models_dir: str | Path) -> str | None:

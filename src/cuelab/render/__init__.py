@@ -179,15 +179,16 @@ def _get_studio():
     return _studio
 
 
-def _render_chunk(job: tuple) -> tuple[int, int, int]:
-    """One chunk: each render from the shared cache if there, else from the studio (and then
-    into the cache). Returns the chunk, how many were rendered and how many taken."""
+def _render_chunk(job: tuple, taken: list | None = None) -> tuple[int, int, int]:
+    """One chunk: each render from the shared cache if there (`taken`: read from it already),
+    else from the studio (and then into the cache). Returns the chunk, how many were rendered
+    and how many taken."""
     k, records, out, settings_json, cache_folder, renderer = job
     settings = RenderSettings.model_validate_json(settings_json)
     cache = RenderCache(cache_folder, settings, renderer) if cache_folder else None
     renders, devices, rendered = [], set(), 0
-    for row in records:
-        hit = cache.get(row["render_id"]) if cache is not None else None
+    for i, row in enumerate(records):
+        hit = taken[i] if taken else cache.get(row["render_id"]) if cache is not None else None
         if hit is None:
             studio = _get_studio()
             rgb, mask, frac = studio.render_row(row)
@@ -293,12 +294,15 @@ def _render_into(out: Path, exp: Experiment, table, index: int, count: int, work
     todo = [k for k in mine if not chunk_is_done(out, k, chunks[k], exp.render)]
     reused = sum(len(chunks[k]) for k in mine if k not in todo)
     cache = RenderCache(folder, exp.render, renderer_fingerprint()) if folder else None
-    # chunks the cache holds whole are assembled here; only the others start Blender
-    whole = [k for k in todo if cache is not None and all(map(cache.has, chunks[k].render_id))]
-    blender = [k for k in todo if k not in whole]
+    counts, blender = [], []
+    for k in todo:  # chunks the cache holds whole are assembled here; only the others need Blender
+        taken = cache.get_all(chunks[k].render_id) if cache is not None else None
+        if taken is None:
+            blender.append(k)
+        else:
+            counts.append(_render_chunk(_job(k, chunks, out, exp.render, folder), taken)[1:])
     workers = min(workers, max(len(blender), 1))
     threads = threads or max(1, len(os.sched_getaffinity(0)) // workers)
-    counts = [_render_chunk(_job(k, chunks, out, exp.render, folder))[1:] for k in whole]
     if blender:
         counts += _run_workers(exp.render, table, chunks, blender, out, workers, threads,
                                progress, folder)

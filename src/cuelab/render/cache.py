@@ -51,9 +51,14 @@ class RenderCache:
     def path(self, render_id: str) -> Path:
         return self.folder / render_id[:2] / f"{render_id}.npz"
 
-    def has(self, render_id: str) -> bool:
-        """Whether `get` finds it (read whole: a cut-off entry is not had)."""
-        return self.get(render_id) is not None
+    def get_all(self, render_ids) -> list[tuple[dict[str, np.ndarray], str]] | None:
+        """`get` of each, or None as soon as one is missing."""
+        taken = []
+        for render_id in render_ids:
+            if (hit := self.get(render_id)) is None:
+                return None
+            taken.append(hit)
+        return taken
 
     def get(self, render_id: str) -> tuple[dict[str, np.ndarray], str] | None:
         """The render's arrays and the device that made it, or None (absent or unreadable)."""
