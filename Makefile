@@ -35,9 +35,9 @@ test: setup  ## every test: real Blender, DVC, kfp local; two workers, a test fi
 ui: setup  ## browse the MLflow runs
 	mlflow ui --backend-store-uri sqlite:///mlflow.db
 
-# `make images`: docker/render.Dockerfile and docker/train.Dockerfile, built with whichever of
-# docker, podman or buildah is on PATH (or IMAGE_TOOL=...), tagged $(REGISTRY)/cuelab:$(VERSION)
-# and $(REGISTRY)/cuelab-train:$(VERSION). Optional: PIP_INDEX_URL (a PyPI mirror), PIP_CA (a CA
+# `make images`: docker/render.Dockerfile and docker/train.Dockerfile, built with the first of
+# docker (if its daemon answers), podman or buildah on PATH (or IMAGE_TOOL=...), tagged
+# $(REGISTRY)/cuelab:$(VERSION) and $(REGISTRY)/cuelab-train:$(VERSION). Optional: PIP_INDEX_URL (a PyPI mirror), PIP_CA (a CA
 # file for it, passed as a build secret), RENDER_TORCH_INDEX / TRAIN_TORCH_INDEX (the PyTorch
 # index of each image: CPU, CUDA 12.8 by default), DVC_EXTRAS (DVC's remote plugins), IMAGE_FLAGS
 # (more build flags). Without a Docker daemon, e.g. on a CI runner: IMAGE_TOOL='buildah
@@ -46,12 +46,14 @@ ui: setup  ## browse the MLflow runs
 comma        := ,
 REGISTRY     ?= ghcr.io/cuelab
 VERSION      ?= $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
-IMAGE_TOOL   ?= $(firstword $(foreach tool,docker podman buildah,$(shell command -v $(tool))))
+# docker only when its daemon answers (`docker info`); podman and buildah need none
+LIVE_DOCKER   = $(shell command -v docker >/dev/null && docker info >/dev/null 2>&1 && command -v docker)
+IMAGE_TOOL   ?= $(firstword $(LIVE_DOCKER) $(foreach tool,podman buildah,$(shell command -v $(tool))))
 DVC_EXTRAS   ?= s3,gs,azure
 IMAGE_ARGS    = --build-arg DVC_EXTRAS=$(DVC_EXTRAS) \
                 $(if $(PIP_INDEX_URL),--build-arg PIP_INDEX_URL=$(PIP_INDEX_URL)) \
                 $(if $(PIP_CA),--secret id=pip-ca$(comma)src=$(abspath $(PIP_CA))) $(IMAGE_FLAGS)
-NO_IMAGE_TOOL = make images: no docker, podman or buildah on PATH (or set IMAGE_TOOL)
+NO_IMAGE_TOOL = make images: no docker with a running daemon, podman or buildah on PATH (or set IMAGE_TOOL)
 
 images:  ## build both images (docker, podman or buildah)
 	$(if $(IMAGE_TOOL),,$(error $(NO_IMAGE_TOOL)))

@@ -472,9 +472,11 @@ def make_images(tmp_path, tools, *args):
     """`make -n images ARGS` with only `tools` (fakes) and sed on PATH: what it would run."""
     fake = tmp_path / "bin"
     fake.mkdir()
-    for tool in tools:
-        (fake / tool).write_text("#!/bin/sh\nexit 0\n")
-        (fake / tool).chmod(0o755)
+    for tool in tools:  # "docker-down": a docker whose daemon does not answer
+        name, _, down = tool.partition("-")
+        (fake / name).write_text("#!/bin/sh\n" + ('[ "$1" = info ] && exit 1\n' if down else "")
+                                 + "exit 0\n")
+        (fake / name).chmod(0o755)
     (fake / "sed").symlink_to(shutil.which("sed"))
     r = subprocess.run([shutil.which("make"), "-n", "images", *args], cwd=ROOT,
                        capture_output=True, text=True,
@@ -482,7 +484,8 @@ def make_images(tmp_path, tools, *args):
     return r, [line for line in r.stdout.replace("\\\n", " ").splitlines() if " build " in line]
 
 
-@pytest.mark.parametrize("tools", [["docker"], ["podman"], ["buildah"], ["podman", "buildah"]])
+@pytest.mark.parametrize("tools", [["docker"], ["podman"], ["buildah"], ["podman", "buildah"],
+                                   ["docker-down", "buildah"]])
 def test_make_images_builds_both_with_the_tool_at_hand(tmp_path, tools):
     r, builds = make_images(tmp_path, tools, "PIP_INDEX_URL=https://mirror.example/simple",
                             "PIP_CA=ca.pem", "REGISTRY=registry.example/team",
@@ -490,7 +493,8 @@ def test_make_images_builds_both_with_the_tool_at_hand(tmp_path, tools):
     assert r.returncode == 0, r.stderr
     render, train = builds
     for cmd in builds:
-        assert cmd.split()[:3] == ["DOCKER_BUILDKIT=1", str(tmp_path / "bin" / tools[0]), "build"]
+        usable = [t for t in tools if not t.endswith("-down")][0]
+        assert cmd.split()[:3] == ["DOCKER_BUILDKIT=1", str(tmp_path / "bin" / usable), "build"]
         assert "--build-arg PIP_INDEX_URL=https://mirror.example/simple" in cmd
         assert f"--secret id=pip-ca,src={ROOT / 'ca.pem'}" in cmd
         assert "--build-arg DVC_EXTRAS=s3,gs,azure" in cmd
@@ -501,10 +505,11 @@ def test_make_images_builds_both_with_the_tool_at_hand(tmp_path, tools):
     assert "--build-arg TORCH_INDEX=https://download.pytorch.org/whl/cu126" in train
 
 
-def test_make_images_without_a_build_tool_says_so(tmp_path):
-    r, builds = make_images(tmp_path, [])
+@pytest.mark.parametrize("tools", [[], ["docker-down"]])
+def test_make_images_without_a_build_tool_says_so(tmp_path, tools):
+    r, builds = make_images(tmp_path, tools)
     assert r.returncode != 0 and not builds
-    assert "no docker, podman or buildah on PATH" in r.stderr
+    assert "no docker with a running daemon, podman or buildah on PATH" in r.stderr
 
 
 def test_pipeline_runs_in_kfp_local_and_matches_the_steps(tmp_path, monkeypatch):
