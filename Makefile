@@ -37,8 +37,8 @@ ui: setup  ## browse the MLflow runs
 
 # `make images`: docker/render.Dockerfile and docker/train.Dockerfile, built with the first of
 # docker (if its daemon answers), podman or buildah on PATH (or IMAGE_TOOL=...), tagged
-# $(REGISTRY)/cuelab:$(VERSION) and $(REGISTRY)/cuelab-train:$(VERSION). Optional: PIP_INDEX_URL (a PyPI mirror), PIP_CA (a CA
-# file for it, passed as a build secret), RENDER_TORCH_INDEX / TRAIN_TORCH_INDEX (the PyTorch
+# $(REGISTRY)/cuelab:$(VERSION) and $(REGISTRY)/cuelab-train:$(VERSION). Optional: PIP_INDEX_URL
+# (a PyPI mirror), PIP_CA (a CA file for it, passed as a build secret), RENDER_TORCH_INDEX / TRAIN_TORCH_INDEX (the PyTorch
 # index of each image: CPU, CUDA 12.8 by default), DVC_EXTRAS (DVC's remote plugins), IMAGE_FLAGS
 # (more build flags). Without a Docker daemon, e.g. on a CI runner: IMAGE_TOOL='buildah
 # --storage-driver vfs' IMAGE_FLAGS='--isolation chroot --network host' (README: "Images").
