@@ -55,6 +55,19 @@ def write_params(path: Path, exp: dict) -> Path:
     return path
 
 
+@pytest.fixture(autouse=True)
+def tracking_uri_as_it_was():
+    """MLflow's set_tracking_uri exports MLFLOW_TRACKING_URI to the process: whatever a test
+    leaves there is undone after it, so that the next test in this worker (two workers, each a
+    file at a time) finds its own project's store."""
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    yield
+    if before is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = before
+
+
 @pytest.fixture
 def tiny_params(tmp_path) -> Path:
     return write_params(tmp_path / "params.yaml", tiny_experiment())

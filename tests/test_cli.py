@@ -171,7 +171,7 @@ def test_a_mistyped_command_gets_a_suggestion_from_the_real_cli():
     (["render", "--worksers=2"], "cuelab render: error: unknown option --worksers; did you mean "
      "--workers?"),
     (["train", "--epoch", "3"], "cuelab train: error: unknown option --epoch; cuelab train takes "
-     "--images, --metrics, --models, --params, --resume"),  # nothing near: what there is
+     "--cache, --images, --metrics, --models, --params, --resume"),  # nothing near: what there is
     (["pipeline", "compile", "--host", "h"], "cuelab pipeline compile: error: unknown option "
      "--host; cuelab pipeline compile takes --accelerator, --cache, --config-map, "
      "--gpu-node-selector, --gpu-steps, --gpu-toleration, --gpus, --image-pull-policy, "

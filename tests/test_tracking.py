@@ -42,6 +42,23 @@ def test_tracking_uri_is_a_sqlite_file_at_the_project_root_unless_set(tmp_path, 
     assert tracking.tracking_uri() == "http://mlflow.example:5000"
 
 
+def test_connecting_leaves_the_processs_environment_as_it_was(tmp_path, monkeypatch):
+    """MLflow exports the URI it is given; a second project's step in the same process must
+    still find its own store, not the first's."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("DVC_ROOT", raising=False)
+    first, second = tmp_path / "first", tmp_path / "second"
+    for project in (first, second):
+        (project / ".dvc").mkdir(parents=True)
+        monkeypatch.chdir(project)
+        assert tracking.connect() == f"sqlite:///{project / 'mlflow.db'}"
+        assert mlflow.get_tracking_uri() == f"sqlite:///{project / 'mlflow.db'}"
+        assert "MLFLOW_TRACKING_URI" not in os.environ
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{first / 'mlflow.db'}")
+    tracking.connect(f"sqlite:///{second / 'mlflow.db'}")
+    assert os.environ["MLFLOW_TRACKING_URI"] == f"sqlite:///{first / 'mlflow.db'}"
+
+
 def test_a_new_experiment_keeps_its_artifacts_beside_the_store(tmp_path, monkeypatch):
     import mlflow
 

@@ -68,7 +68,14 @@ def connect(uri: str | None = None, timeout: float = 10.0) -> str:
                               "does not exist")
         _create_store(db)
         _check_store(db)
+    exported = os.environ.get("MLFLOW_TRACKING_URI")
     mlflow.set_tracking_uri(uri)
+    # MLflow exports the URI to the process's environment, which is the caller's: put it back,
+    # or a later step in this process would find this store instead of its own project's
+    if exported is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = exported
     return uri
 
 

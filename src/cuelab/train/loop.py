@@ -76,10 +76,12 @@ class TrainSummary:
         return sum(r.seconds for r in self.replicates if r.reused_from is None)
 
     def __str__(self) -> str:
-        lines = [f"trained {len(self.replicates)} {self.architecture} replicate"
-                 f"{'s' if len(self.replicates) > 1 else ''} on {self.device} "
-                 f"({self.train_images} images, the epoch kept by {self.select_on} accuracy) "
-                 f"in {self.seconds:.1f} s:"]
+        taken = sum(r.reused_from is not None for r in self.replicates)
+        trained = len(self.replicates) - taken
+        took = f" and took {taken} from the model cache ({self.cache})" if taken else ""
+        lines = [f"trained {trained} {self.architecture} replicate{'s' if trained != 1 else ''}"
+                 f"{took} on {self.device} ({self.train_images} images, the epoch kept by "
+                 f"{self.select_on} accuracy) in {self.seconds:.1f} s:"]
         for r in self.replicates:
             resumed = f", resumed after epoch {r.resumed_after}" if r.resumed_after else ""
             if r.reused_from:
@@ -89,9 +91,6 @@ class TrainSummary:
                          f"{rate:.0f} images/s{resumed}; {self.select_on} accuracy "
                          f"{r.best_val_accuracy:.3f} at epoch {r.best_epoch} (kept), version "
                          f"{r.model_version}")
-        taken = sum(r.reused_from is not None for r in self.replicates)
-        lines.append(f"model cache: {self.cache}, {taken} of {len(self.replicates)} taken from it"
-                     if self.cache else "no model cache")
         lines.append(f"wrote {self.models}/ (replicate-*/) and {self.metrics}; MLflow run "
                      f"{self.run_id} in {self.tracking_uri} (one nested run per replicate), "
                      f"registered as {self.registered_model}")
