@@ -597,11 +597,15 @@ def _mapping_once(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict:
         if key_node.tag == "tag:yaml.org,2002:merge":
             continue
         key = loader.construct_object(key_node)
-        if isinstance(key, typing.Hashable) and key in seen:
+        try:  # not isinstance(key, typing.Hashable): that costs a second on 50,000 keys
+            given_twice = key in seen
+            seen.add(key)
+        except TypeError:  # a list or mapping as a key: construct_mapping says so
+            continue
+        if given_twice:
             raise yaml.constructor.ConstructorError(
                 None, None, f"the key {key!r} is given twice in one mapping",
                 key_node.start_mark)
-        seen.add(key) if isinstance(key, typing.Hashable) else None
     return loader.construct_mapping(node)
 
 
