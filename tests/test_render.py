@@ -190,6 +190,40 @@ def test_resume_after_kill_renders_only_what_is_missing(tmp_path):
         assert (killed / name).read_bytes() == (tmp_path / "whole" / name).read_bytes()
 
 
+def test_a_render_worker_that_dies_is_a_clean_error_not_a_hang(tmp_path):
+    """The kernel's out-of-memory killer takes a Blender worker mid-render: the step stops with
+    a message saying so (multiprocessing.Pool would wait for the lost chunk forever)."""
+    exp = bare_experiment(splits={"train": 40, "val": 1, "test": 1},
+                          factors={"rotation": {"range": [0, 360]}},
+                          render={**RENDER, "chunk_size": 6})
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump(exp))
+    scenes = tmp_path / "scenes.parquet"
+    subprocess.run([BIN / "cuelab", "sample", "--params", params, "--out", scenes], check=True)
+    out = tmp_path / "renders"
+    proc = subprocess.Popen([BIN / "cuelab", "render", "--params", params, "--scenes", scenes,
+                             "--workers", "2", "--out", out], start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (out / "chunk-00000.json").exists() and proc.poll() is None \
+            and time.time() < deadline:
+        time.sleep(0.05)
+    children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+    workers = [int(c) for c in children
+               if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
+    assert workers, children
+    os.kill(workers[0], signal.SIGKILL)
+    try:
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 2, err[-2000:]  # cuelab's exit status for an error it explains
+    assert "a Blender worker died" in err and "--workers, now 2" in err, err[-2000:]
+    assert "Traceback" not in err
+    assert not list(out.glob(".chunk-*.tmp"))  # nothing half-written left in the output
+
+
 def test_user_mesh_and_image_background(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "tetra.obj").write_text(

@@ -21,6 +21,8 @@ import multiprocessing
 import os
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -335,13 +337,29 @@ def _run_workers(settings: RenderSettings, table: pd.DataFrame, chunks, todo, ou
     ram = "/dev/shm" if os.path.isdir("/dev/shm") else None
     remove_stale(ram or tempfile.gettempdir(), SCRATCH)  # what killed renders left there
     with tempfile.TemporaryDirectory(prefix=f"{SCRATCH}{os.getpid()}-", dir=ram) as scratch, \
-            ctx.Pool(workers, _init_worker,
-                     (settings_json, meshes, images, scratch, threads, ctx.Value("i", 0))) as pool, \
             tqdm(total=total, unit="img", desc="render", disable=not progress) as bar:
-        counts = []
-        for _, rendered, cached in pool.imap_unordered(_render_chunk, jobs):
-            counts.append((rendered, cached))
-            bar.update(rendered + cached)
+        # Not multiprocessing.Pool: when one of its workers dies (the kernel's out-of-memory
+        # killer, a crash in Blender) the pool starts another and waits for the lost chunk forever
+        pool = ProcessPoolExecutor(workers, ctx, _init_worker, (settings_json, meshes, images,
+                                                                scratch, threads, ctx.Value("i", 0)))
+        try:
+            counts = []
+            for done in as_completed([pool.submit(_render_chunk, job) for job in jobs]):
+                _, rendered, cached = done.result()
+                counts.append((rendered, cached))
+                bar.update(rendered + cached)
+        except BaseException as e:
+            for process in list((getattr(pool, "_processes", None) or {}).values()):
+                process.kill()  # the other workers' chunks are not waited for
+            pool.shutdown(wait=True, cancel_futures=True)
+            if isinstance(e, BrokenProcessPool):
+                raise CuelabError(
+                    f"render: a Blender worker died (killed, often for lack of memory, or "
+                    f"crashed) with {len(counts)} of {len(jobs)} chunks done; what was written "
+                    f"is kept: run again to render the rest, with fewer workers (--workers, now "
+                    f"{workers}) if memory is short") from None
+            raise
+        pool.shutdown(wait=True)
     return counts
 
 
