@@ -161,14 +161,20 @@ def test_shards_are_disjoint_and_their_union_is_the_whole(tmp_path):
         assert f.read_bytes() == (tmp_path / "sharded" / f.name).read_bytes()
 
 
-def test_resume_after_kill_renders_only_what_is_missing(tmp_path):
+def sampled_forty(folder: Path) -> tuple[Path, Path]:
+    """A params file of 42 renders in 7 chunks and its sampled scenes, for the CLI to render."""
     exp = bare_experiment(splits={"train": 40, "val": 1, "test": 1},
                           factors={"rotation": {"range": [0, 360]}},
                           render={**RENDER, "chunk_size": 6})
-    params = tmp_path / "params.yaml"
+    params = folder / "params.yaml"
     params.write_text(yaml.safe_dump(exp))
-    scenes = tmp_path / "scenes.parquet"
+    scenes = folder / "scenes.parquet"
     subprocess.run([BIN / "cuelab", "sample", "--params", params, "--out", scenes], check=True)
+    return params, scenes
+
+
+def test_resume_after_kill_renders_only_what_is_missing(tmp_path):
+    params, scenes = sampled_forty(tmp_path)
     cmd = [BIN / "cuelab", "render", "--params", params, "--scenes", scenes, "--workers", "1"]
     killed = tmp_path / "killed"
     proc = subprocess.Popen(cmd + ["--out", killed], start_new_session=True,
@@ -193,13 +199,7 @@ def test_resume_after_kill_renders_only_what_is_missing(tmp_path):
 def test_a_render_worker_that_dies_is_a_clean_error_not_a_hang(tmp_path):
     """The kernel's out-of-memory killer takes a Blender worker mid-render: the step stops with
     a message saying so (multiprocessing.Pool would wait for the lost chunk forever)."""
-    exp = bare_experiment(splits={"train": 40, "val": 1, "test": 1},
-                          factors={"rotation": {"range": [0, 360]}},
-                          render={**RENDER, "chunk_size": 6})
-    params = tmp_path / "params.yaml"
-    params.write_text(yaml.safe_dump(exp))
-    scenes = tmp_path / "scenes.parquet"
-    subprocess.run([BIN / "cuelab", "sample", "--params", params, "--out", scenes], check=True)
+    params, scenes = sampled_forty(tmp_path)
     out = tmp_path / "renders"
     proc = subprocess.Popen([BIN / "cuelab", "render", "--params", params, "--scenes", scenes,
                              "--workers", "2", "--out", out], start_new_session=True,
