@@ -216,7 +216,7 @@ def _tracking(parent: str | None, run) -> Tracking:
 
 # --- predictions ---------------------------------------------------------------------------------
 
-def predict_probes(model, table: pd.DataFrame, images: str | Path, batch_size: int = 256,
+def predict_probes(model, table: pd.DataFrame, images: str | Path, batch_size: int = 64,
                    progress: bool = True) -> pd.DataFrame:
     """The scenes table's test and probe rows with the model's `pred` and `logit_<i>` columns."""
     from tqdm import tqdm

@@ -19,8 +19,9 @@ import torch
 
 
 def _pixels(images: np.ndarray) -> torch.Tensor:
-    """uint8 NHWC -> float32 NCHW in [0, 1], as the models take them."""
-    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 255
+    """uint8 NHWC -> float32 NCHW in [0, 1] (laid out channels-last), as the models take them."""
+    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 255
+    return x.contiguous(memory_format=torch.channels_last)
 
 
 def _device(model: torch.nn.Module) -> torch.device:
@@ -48,7 +49,7 @@ def patch_corners(size: int, patch: int) -> list[int]:
 
 @torch.no_grad()
 def occlusion(model: torch.nn.Module, images: np.ndarray, patch: int,
-              fill: np.ndarray | None = None, batch_size: int = 256) -> np.ndarray:
+              fill: np.ndarray | None = None, batch_size: int = 64) -> np.ndarray:
     """(n, H, W): the drop of the chosen class's logit when a patch covering the pixel is
     painted with `fill` (RGB in [0, 1]; default: these images' mean colour), averaged over
     those patches, negative drops counted as 0."""
@@ -72,7 +73,8 @@ def occlusion(model: torch.nn.Module, images: np.ndarray, patch: int,
         occluded = img[:, None].repeat(1, len(corners), 1, 1, 1)
         for k, (r, c) in enumerate(corners):
             occluded[:, k, :, r:r + ph, c:c + pw] = fill
-        out = model(occluded.flatten(0, 1)).view(len(img), len(corners), -1)
+        occluded = occluded.flatten(0, 1).contiguous(memory_format=torch.channels_last)
+        out = model(occluded).view(len(img), len(corners), -1)
         cls = chosen[start:start + per_batch]
         drop = base[start:start + per_batch, None] - out.gather(
             2, cls[:, None, None].expand(-1, len(corners), 1))[..., 0]

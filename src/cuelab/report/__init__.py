@@ -53,6 +53,7 @@ def report(params: str | Path | Experiment, evaluation_dir: str | Path = "report
     its part of the page saying so."""
     from ..results import load_results
     from . import sentences as say
+    from .figures import Pictures
     from .page import correlations, probes_by_factor, trace_page
 
     exp, params_text = experiment_and_text(params)
@@ -61,7 +62,8 @@ def report(params: str | Path | Experiment, evaluation_dir: str | Path = "report
     _check_same_experiment(results.experiment, results.classes, exp, params)
     page = trace_page(results, exp, params_text, evaluation_dir,
                       _optional_json(validation, VALIDATION_SHAPES),
-                      _optional_json(train_metrics))
+                      _optional_json(train_metrics),
+                      Pictures.drawn(evaluation_dir, results.files.figures))
     out = Path(out)
     write_text(out, page)
     warnings = say.unprobed_warnings(correlations(exp), set(probes_by_factor(results)))

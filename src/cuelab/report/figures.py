@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import io
+from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 import numpy as np
@@ -54,6 +55,16 @@ class Pictures:
     def __init__(self, extras: bool = False):
         self.png: dict[str, bytes] = {}
         self.extras = extras
+
+    @classmethod
+    def drawn(cls, folder: Path, files: dict[str, str]) -> Pictures:
+        """The pictures an evaluation already drew (its figures/, results.json's `files`): a page
+        of the same results shows the same ones without drawing them again (seconds each)."""
+        pictures = cls()
+        for name, file in files.items():
+            if (folder / file).is_file():
+                pictures.png[name] = (folder / file).read_bytes()
+        return pictures
 
     def uri(self, name: str, draw: Callable[[], Figure]) -> str:
         if name not in self.png:

@@ -57,7 +57,8 @@ def load_model(models_dir: str | Path, device: str | torch.device = "cpu"
             f"describes ({config['architecture']}, width {config['width']}, "
             f"{config['num_classes']} classes): {found}; {TRAIN_AGAIN}")
     model.load_state_dict(weights)
-    return model.to(device).eval(), config
+    # channels-last, as in training: the same arithmetic, and about twice as fast on the CPU
+    return model.to(device, memory_format=torch.channels_last).eval(), config
 
 
 TRAIN_AGAIN = "run `cuelab train` again"
@@ -172,7 +173,7 @@ def load_models(models_dir: str | Path, device: str | torch.device = "cpu"
 
 
 @torch.no_grad()
-def predict(model: torch.nn.Module, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
+def predict(model: torch.nn.Module, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
     """Logits (n, classes) float32 for uint8 images (n, H, W, 3), in batches on the model's
     device."""
     if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
@@ -183,7 +184,8 @@ def predict(model: torch.nn.Module, images: np.ndarray, batch_size: int = 256) -
     out = []
     for i in range(0, len(images), batch_size):
         x = torch.from_numpy(np.ascontiguousarray(images[i:i + batch_size])).to(device)
-        out.append(model(x.permute(0, 3, 1, 2).float() / 255).float().cpu())
+        x = (x.permute(0, 3, 1, 2).float() / 255).contiguous(memory_format=torch.channels_last)
+        out.append(model(x).float().cpu())
     if not out:  # no images: still (0, classes)
         out.append(model(torch.zeros((0, 3) + images.shape[1:3], device=device)).cpu())
     return torch.cat(out).numpy()
