@@ -5,8 +5,8 @@ in a fresh git + DVC copy of the project:
                experiments, renders shared through the render cache. Target: <= 30 min.
   renders      the images Blender rendered for the whole study (the render cache's entries)
                against one experiment's (the base's distinct renders). Target: <= 1.5x.
-  replicate    one more replicate of one variant, run after the study (`dvc exp run` with
-               train.replicates + 1): the stages it reruns, the images it renders and the models
+  replicate    one more replicate of one variant, run after the study (`dvc exp apply` the
+               variant, then `dvc exp run` with train.replicates + 1): the stages it reruns, the images it renders and the models
                it trains (new entries of the render and model caches), its time. Target: train,
                evaluate and report only; nothing rendered; one model trained.
   independent  the same variants, each a `dvc repro` of a project of its own with no shared
@@ -98,6 +98,8 @@ def main() -> None:
               f"{'ok' if rendered <= 1.5 * single else 'MISSED'})", flush=True)
 
         v = variants[len(variants) // 2]
+        # as a researcher adds one: the variant's results into the workspace, then one more
+        sh("dvc", "exp", "apply", v.name, cwd=repo)
         more = _overrides(study, v) + ["-S", f"++train.replicates={study.spec.replicates + 1}"]
         renders, models = cache_entries(repo), cache_entries(repo, "model-cache", "pt")
         plus, stages = dvc_stages_run("dvc", "exp", "run", "-n", f"{v.name}-plus-one", *more,
