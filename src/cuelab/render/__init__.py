@@ -342,24 +342,25 @@ def _run_workers(settings: RenderSettings, table: pd.DataFrame, chunks, todo, ou
         # killer, a crash in Blender) the pool starts another and waits for the lost chunk forever
         pool = ProcessPoolExecutor(workers, ctx, _init_worker, (settings_json, meshes, images,
                                                                 scratch, threads, ctx.Value("i", 0)))
+        counts, finished = [], False
         try:
-            counts = []
             for done in as_completed([pool.submit(_render_chunk, job) for job in jobs]):
                 _, rendered, cached = done.result()
                 counts.append((rendered, cached))
                 bar.update(rendered + cached)
-        except BaseException as e:
-            for process in list((getattr(pool, "_processes", None) or {}).values()):
-                process.kill()  # the other workers' chunks are not waited for
+            finished = True
+        except BrokenProcessPool:
+            raise CuelabError(
+                f"render: a Blender worker died (killed, often for lack of memory, or crashed) "
+                f"with {len(counts)} of {len(jobs)} chunks done; what was written is kept: run "
+                f"again to render the rest, with fewer workers (--workers, now {workers}) if "
+                "memory is short") from None
+        finally:
+            if not finished:  # stop the other workers now, not after their chunks: before
+                # Python 3.14 (terminate_workers) the executor has no public way to
+                for process in list((getattr(pool, "_processes", None) or {}).values()):
+                    process.kill()
             pool.shutdown(wait=True, cancel_futures=True)
-            if isinstance(e, BrokenProcessPool):
-                raise CuelabError(
-                    f"render: a Blender worker died (killed, often for lack of memory, or "
-                    f"crashed) with {len(counts)} of {len(jobs)} chunks done; what was written "
-                    f"is kept: run again to render the rest, with fewer workers (--workers, now "
-                    f"{workers}) if memory is short") from None
-            raise
-        pool.shutdown(wait=True)
     return counts
 
 
