@@ -92,7 +92,7 @@ PIPELINE_OPTIONS = {
                 **CLUSTER_OPTIONS},
     "run-local": {"--params": Path("params.yaml"), "--workdir": Path("runs/kfp-local"),
                   **RUN_OPTIONS, "--cache": False, "--verbose": False, "--quiet": False,
-                  "--study": None},
+                  "--study": None, "--retries": 0},  # here a failure is reported at once
     "submit": {"--params": Path("params.yaml"), "--host": None, "--experiment": None,
                "--run-name": None, "--namespace": None, "--token": None, "--token-file": None,
                "--service-account": None, "--timeout": 10.0, **RUN_OPTIONS, **CLUSTER_OPTIONS},

@@ -581,9 +581,21 @@ def test_run_local_keeps_kfp_output_in_a_log_and_reports_a_failure_briefly(tmp_p
     assert message.startswith("kfp.local: ") and "'train'" in message, message
     assert f"({tmp_path / 'kfp' / 'kfp-local.log'})" in message
     assert "unreachable" in message and "\x1b" not in message
-    assert "is unreachable" in (tmp_path / "kfp" / "kfp-local.log").read_text()
+    log = (tmp_path / "kfp" / "kfp-local.log").read_text()
+    assert "is unreachable" in log
+    assert "Retrying in" not in log  # a local run retries only when asked (--retries)
     err = capsys.readouterr().err
     assert "  sample: success\n" in err and "  train: failure\n" in err
+
+
+def test_run_local_refuses_a_negative_retry_count_by_its_flag(tmp_path):
+    params = write_params(tmp_path / "params.yaml", tiny_experiment())
+    r = subprocess.run([BIN / "cuelab", "pipeline", "run-local", "--params", str(params),
+                        "--workdir", str(tmp_path / "kfp"), "--retries", "-1"],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and r.stderr.strip() == \
+        "cuelab pipeline: error: --retries: got -1; 0 or more", r.stderr
+    assert not (tmp_path / "kfp").exists()
 
 
 def test_cli_run_local(tmp_path):

@@ -240,13 +240,14 @@ def cmd_pipeline(args: argparse.Namespace) -> None:
 
         print(run_study_local(args.study, args.workdir, render_cache=args.render_cache,
                               mlflow_tracking_uri=args.mlflow_tracking_uri, cache=args.cache,
-                              verbose=args.verbose, progress=not args.quiet))
+                              verbose=args.verbose, progress=not args.quiet,
+                              retries=args.retries))
     else:
         print(run_local(args.params, args.workdir, args.dvc_remote,
                         render_shards=args.render_shards,
                         mlflow_tracking_uri=args.mlflow_tracking_uri, cache=args.cache,
                         verbose=args.verbose, progress=not args.quiet,
-                        render_cache=args.render_cache))
+                        render_cache=args.render_cache, retries=args.retries))
 
 
 def _cluster_options(args: argparse.Namespace):
@@ -446,6 +447,9 @@ def _pipeline_command(sub) -> None:
     c.add_argument("--verbose", action="store_true",
                    help="kfp.local's whole log on the terminal, not only in the log file")
     c.add_argument("--quiet", action="store_true", help="no progress lines, only the summary")
+    c.add_argument("--retries", type=int, default=0,
+                   help="retries of render, train and evaluate after a failure, with the "
+                   "cluster's backoff (default: %(default)s: a failure is reported at once)")
     c.add_argument("--study", type=Path, metavar="FILE",
                    help="run the study pipeline for this study file (studies/<name>.yaml; its "
                    "base is the params) instead of one experiment")

@@ -37,6 +37,11 @@ def load_pipeline(options: ClusterOptions | None = None):
     return build_pipeline(options)
 
 
+def local_options(retries: int) -> ClusterOptions:
+    """The cluster side of a kfp.local run: the defaults, with its own retries."""
+    return ClusterOptions(retries=retries)  # checked there: a negative count is refused
+
+
 def compile_pipeline(out: str | Path, options: ClusterOptions | None = None,
                      study: bool = False) -> Path:
     """Compile the pipeline (`study`: the study pipeline) to the YAML file `out` (its pipeline
@@ -113,18 +118,21 @@ class _KfpOutput(io.TextIOBase):
 def run_local(params: str | Path, workdir: str | Path, dvc_remote: str = "", *,
               render_shards: int = 2, mlflow_tracking_uri: str = "", cache: bool = False,
               verbose: bool = False, progress: bool = True,
-              render_cache: str | Path = "") -> LocalRun:
+              render_cache: str | Path = "", retries: int = 0) -> LocalRun:
     """Run the whole pipeline with kfp.local's SubprocessRunner, in this Python environment, with
     its outputs under `workdir`; with `dvc_remote`, the validated dataset is pushed there.
 
     kfp.local's own log and every step's output go to <workdir>/kfp-local.log (`verbose`: to
     stdout as well); `progress` writes one line per finished task to stderr. `cache`: reuse the
     outputs of earlier local runs for the steps without side effects (kfp.local's cache, under
-    <workdir>/.kfp_cache)."""
+    <workdir>/.kfp_cache). `retries`: how often render, train and evaluate are tried again after
+    a failure, with the cluster's backoff (30 s, then doubling); none by default: here a failure
+    is rarely one that waiting mends, and it is reported at once."""
     load_experiment(params)  # fail here, with the usual message, not inside a component
     if render_shards < 1:
         raise CuelabError(f"--render-shards: got {render_shards}; at least 1")
-    run, log, seconds = _kfp_local(load_pipeline(), workdir, cache, verbose, progress,
+    run, log, seconds = _kfp_local(load_pipeline(local_options(retries)), workdir, cache,
+                                   verbose, progress,
                                    params_yaml=Path(params).read_text(),
                                    render_shards=render_shards, dvc_remote=dvc_remote,
                                    mlflow_tracking_uri=mlflow_tracking_uri,
@@ -179,17 +187,18 @@ class LocalStudyRun:
 
 def run_study_local(study: str | Path, workdir: str | Path, *, render_cache: str | Path = "",
                     mlflow_tracking_uri: str = "", cache: bool = False, verbose: bool = False,
-                    progress: bool = True) -> LocalStudyRun:
+                    progress: bool = True, retries: int = 0) -> LocalStudyRun:
     """Run the study pipeline (`build_study_pipeline`) with kfp.local: the study file and its
     base params are read here (and checked, with the usual messages, before anything runs);
-    the variants share the render cache `render_cache` (default: <workdir>/render-cache)."""
+    the variants share the render cache `render_cache` (default: <workdir>/render-cache);
+    `retries` as in `run_local`."""
     from .kubeflow.pipeline import build_study_pipeline
     from .study import load_study
 
     s = load_study(study)
     workdir = Path(workdir).resolve()
     run, log, seconds = _kfp_local(
-        build_study_pipeline(), workdir, cache, verbose, progress,
+        build_study_pipeline(local_options(retries)), workdir, cache, verbose, progress,
         study_yaml=Path(study).read_text(), params_yaml=s.base_path.read_text(),
         render_cache=str(Path(render_cache or workdir / "render-cache").resolve()),
         mlflow_tracking_uri=mlflow_tracking_uri)
