@@ -2,6 +2,7 @@
 retries, caching, GPU scheduling, credentials) is in the compiled YAML; submit sends every parameter
 to a stand-in of the KFP API; and it runs in kfp.local."""
 
+import builtins
 import http.server
 import json
 import os
@@ -521,8 +522,10 @@ def test_pipeline_runs_in_kfp_local_and_matches_the_steps(tmp_path, monkeypatch)
         evaluate={"bootstrap": 200, "attribution_images": 4}))
     # two render shards in a ParallelFor, merged; the validated dataset pushed to a DVC remote;
     # the pipeline as compiled for a cluster (kfp.local ignores the platform spec: secrets...)
+    print_before = builtins.print
     run = run_local(params, tmp_path / "kfp", dvc_remote=str(tmp_path / "remote"),
                     progress=False)
+    assert builtins.print is print_before  # kfp.local's indenting print is not left behind
     images = run.outputs["dataset"]
     assert images.is_relative_to(tmp_path / "kfp")
     assert run.outputs["model"] == next((tmp_path / "kfp").glob("*/train/model"))

@@ -7,6 +7,7 @@ config maps, GPU scheduling, caching, retries) is a ClusterOptions, chosen at co
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import io
 import json
@@ -161,6 +162,7 @@ def _kfp_local(pipeline, workdir: str | Path, cache: bool, verbose: bool, progre
         warnings.filterwarnings("ignore", ".*no effect in the current local runner")
         output = _KfpOutput(log_file, sys.stderr if progress else None,
                             sys.stdout if verbose else None)
+        print_before = builtins.print
         try:
             with contextlib.redirect_stdout(output):
                 run = pipeline(**arguments)
@@ -169,6 +171,10 @@ def _kfp_local(pipeline, workdir: str | Path, cache: bool, verbose: bool, progre
             tail = _ANSI.sub("", "\n".join(log.read_text().splitlines()[-40:]))
             raise CuelabError(f"kfp.local: {_ANSI.sub('', str(e))}\nthe end of the log "
                               f"({log}):\n{tail}") from None
+        finally:
+            # kfp.local indents `print` while a task runs and puts back what it found: tasks
+            # run side by side (ParallelFor) leave one's indenting print behind, for good
+            builtins.print = print_before
     return run, log, time.perf_counter() - start
 
 
