@@ -13,9 +13,13 @@ from .factors import REGISTRY
 RENDERS_PER_S = 65.0
 # sensor: `cuelab sensor` on the default experiment's 5,780 images: 5,361 images/s
 SENSOR_IMAGES_PER_S = 5000.0
-# train: the default run's simple_cnn (width 24) in mlflow.db: 27-29 s per replicate for 1,200
-#   images x 15 epochs, validation included: about 1.6 ms per image and epoch
-TRAIN_S_PER_IMAGE_EPOCH = 28.0 / (1200 * 15)
+# train: the default run's simple_cnn (width 24), `make run`: 202.5 s for 3 replicates of 1,200
+#   images x 15 epochs, validation included: about 3.75 ms per image and epoch
+TRAIN_S_PER_IMAGE_EPOCH = 67.5 / (1200 * 15)
+# the other steps (params, sample, validate, evaluate, report), each timed on the default
+#   experiment with its renders and models cached: about 45 s, and 11 s more per model evaluated
+#   (its predictions on 4,280 probe images, its attribution maps); not scaled
+OTHER_STEPS_S, OTHER_STEPS_S_PER_MODEL = 45.0, 11.0
 MEASURED_AT = {"resolution": 64, "samples": 4, "width": 24}
 # Beyond this many images `params check` does not sample the table to count the renders
 COUNT_RENDERS_UP_TO = DEFAULT_MAX_IMAGES
@@ -78,8 +82,8 @@ def distinct_renders(exp: Experiment) -> int:
 
 
 def estimate_seconds(exp: Experiment, renders: int, images: int) -> dict[str, float | None]:
-    """Render, sensor and train time on 2 CPU cores, from the measured rates above (train: None
-    for an architecture not measured)."""
+    """Render, sensor, train and the other steps' time on 2 CPU cores, from the measured rates
+    above (train: None for an architecture not measured)."""
     pixels = (exp.render.resolution / MEASURED_AT["resolution"]) ** 2
     t = exp.train
     train = None
@@ -89,7 +93,8 @@ def estimate_seconds(exp: Experiment, renders: int, images: int) -> dict[str, fl
     return {"render": renders / RENDERS_PER_S * pixels * exp.render.samples
             / MEASURED_AT["samples"],
             "sensor": images / SENSOR_IMAGES_PER_S * pixels,
-            "train": train}
+            "train": train,
+            "the other steps": OTHER_STEPS_S + OTHER_STEPS_S_PER_MODEL * t.replicates}
 
 
 def estimate_text(exp: Experiment, renders: int, images: int) -> str:
@@ -99,7 +104,7 @@ def estimate_text(exp: Experiment, renders: int, images: int) -> str:
                      f"{k} not estimated for {exp.train.model}" for k, v in parts.items())
     return (f"estimated time: about {_duration(total)} on 2 CPU cores ({each}); an estimate "
             "from rates measured by benchmarks/render_throughput.py, `cuelab sensor` and the "
-            "default run's training, scaled by resolution^2 x samples")
+            "default run's steps, scaled by resolution^2 x samples")
 
 
 def _duration(seconds: float) -> str:

@@ -422,6 +422,12 @@ def plan(study: Study) -> list[VariantPlan]:
     return plans
 
 
+# What `dvc exp run --queue` adds to each variant (its temporary workspace, the data checked out
+# into it and committed back): the shipped dose-response study's variants took ~100 s outside
+# rendering and training, a plain `dvc repro` of one ~60 s (benchmarks/study.py, 2 cores)
+QUEUE_S_PER_VARIANT = 40.0
+
+
 def plan_text(study: Study) -> str:
     from .describe import _duration, estimate_seconds
 
@@ -451,7 +457,8 @@ def plan_text(study: Study) -> str:
                     " (none here: `cuelab study run` uses the project's)"))
     # time: every variant's sensor and training; each distinct render not yet in the cache once
     seen: set = set(cached or ())
-    total = {"render": 0.0, "sensor": 0.0, "train": 0.0}
+    total = {"render": 0.0, "sensor": 0.0, "train": 0.0, "the other steps": 0.0,
+             "the DVC queue": QUEUE_S_PER_VARIANT * len(plans)}
     alone_render = 0.0
     unknown = []
     for p in plans:
@@ -471,5 +478,5 @@ def plan_text(study: Study) -> str:
                  f"{_duration(alone_render)})"
                  + (f"; training not estimated for {', '.join(unknown)} (not simple_cnn)"
                     if unknown else "")
-                 + "; from describe.py's measured rates, evaluation not included")
+                 + "; from describe.py's measured rates")
     return "\n".join(lines)
