@@ -6,9 +6,10 @@ in a fresh git + DVC copy of the project:
   renders      the images Blender rendered for the whole study (the render cache's entries)
                against one experiment's (the base's distinct renders). Target: <= 1.5x.
   replicate    one more replicate of one variant, run after the study (`dvc exp apply` the
-               variant, then `dvc exp run` with train.replicates + 1): the stages it reruns, the images it renders and the models
-               it trains (new entries of the render and model caches), its time. Target: train,
-               evaluate and report only; nothing rendered; one model trained.
+               variant, then `dvc exp run` with train.replicates + 1): the stages it reruns,
+               the images it renders and the models it trains (new entries of the render and
+               model caches), its time. Target: train, evaluate and report only; nothing
+               rendered; one model trained.
   independent  the same variants, each a `dvc repro` of a project of its own with no shared
                cache (their sum; `--independent N`: the first N, the sum extrapolated from their
                mean and said so). Target: the study >= 3x faster.

@@ -38,11 +38,6 @@ def load_pipeline(options: ClusterOptions | None = None):
     return build_pipeline(options)
 
 
-def local_options(retries: int) -> ClusterOptions:
-    """The cluster side of a kfp.local run: the defaults, with its own retries."""
-    return ClusterOptions(retries=retries)  # checked there: a negative count is refused
-
-
 def compile_pipeline(out: str | Path, options: ClusterOptions | None = None,
                      study: bool = False) -> Path:
     """Compile the pipeline (`study`: the study pipeline) to the YAML file `out` (its pipeline
@@ -132,7 +127,7 @@ def run_local(params: str | Path, workdir: str | Path, dvc_remote: str = "", *,
     load_experiment(params)  # fail here, with the usual message, not inside a component
     if render_shards < 1:
         raise CuelabError(f"--render-shards: got {render_shards}; at least 1")
-    run, log, seconds = _kfp_local(load_pipeline(local_options(retries)), workdir, cache,
+    run, log, seconds = _kfp_local(load_pipeline(ClusterOptions(retries=retries)), workdir, cache,
                                    verbose, progress,
                                    params_yaml=Path(params).read_text(),
                                    render_shards=render_shards, dvc_remote=dvc_remote,
@@ -204,7 +199,7 @@ def run_study_local(study: str | Path, workdir: str | Path, *, render_cache: str
     s = load_study(study)
     workdir = Path(workdir).resolve()
     run, log, seconds = _kfp_local(
-        build_study_pipeline(local_options(retries)), workdir, cache, verbose, progress,
+        build_study_pipeline(ClusterOptions(retries=retries)), workdir, cache, verbose, progress,
         study_yaml=Path(study).read_text(), params_yaml=s.base_path.read_text(),
         render_cache=str(Path(render_cache or workdir / "render-cache").resolve()),
         mlflow_tracking_uri=mlflow_tracking_uri)

@@ -422,14 +422,8 @@ def plan(study: Study) -> list[VariantPlan]:
     return plans
 
 
-# What `dvc exp run --queue` adds to each variant (its temporary workspace, the data checked out
-# into it and committed back): the shipped dose-response study's variants took ~100 s outside
-# rendering and training, a plain `dvc repro` of one ~60 s (benchmarks/study.py, 2 cores)
-QUEUE_S_PER_VARIANT = 40.0
-
-
 def plan_text(study: Study) -> str:
-    from .describe import _duration, estimate_seconds
+    from .describe import QUEUE_S_PER_VARIANT, _duration, estimate_seconds
 
     plans = plan(study)
     spec = study.spec

@@ -17,11 +17,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-
-def _pixels(images: np.ndarray) -> torch.Tensor:
-    """uint8 NHWC -> float32 NCHW in [0, 1] (laid out channels-last), as the models take them."""
-    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 255
-    return x.contiguous(memory_format=torch.channels_last)
+from ..train import model_input
 
 
 def _device(model: torch.nn.Module) -> torch.device:
@@ -32,7 +28,7 @@ def saliency(model: torch.nn.Module, images: np.ndarray, batch_size: int = 64) -
     """(n, H, W): |d logit of the chosen class / d pixel|, summed over channels."""
     maps = []
     for start in range(0, len(images), batch_size):
-        x = _pixels(images[start:start + batch_size]).to(_device(model)).requires_grad_(True)
+        x = model_input(images[start:start + batch_size], _device(model)).requires_grad_(True)
         logits = model(x)
         # in eval mode the images do not interact, so one backward pass serves the batch
         logits.gather(1, logits.argmax(1, keepdim=True)).sum().backward()
@@ -57,7 +53,7 @@ def occlusion(model: torch.nn.Module, images: np.ndarray, patch: int,
     if n == 0:
         return np.zeros((0, h, w))
     device = _device(model)
-    x = _pixels(images).to(device)
+    x = model_input(images, device)
     fill = (x.mean((0, 2, 3)) if fill is None else
             torch.as_tensor(fill, dtype=x.dtype, device=device))[:, None, None]
     logits = model(x)

@@ -356,8 +356,8 @@ def _run_workers(settings: RenderSettings, table: pd.DataFrame, chunks, todo, ou
                 f"again to render the rest, with fewer workers (--workers, now {workers}) if "
                 "memory is short") from None
         finally:
-            if not finished:  # stop the other workers now, not after their chunks: before
-                # Python 3.14 (terminate_workers) the executor has no public way to
+            if not finished:  # stop the other workers now, not after their chunks (through
+                # a private attribute: before Python 3.14's terminate_workers there is no other)
                 for process in list((getattr(pool, "_processes", None) or {}).values()):
                     process.kill()
             pool.shutdown(wait=True, cancel_futures=True)

@@ -30,7 +30,7 @@ from .loop import CONFIG, INDEX, WEIGHTS, TrainSummary, train
 from .models import ARCHITECTURES, build_model
 
 __all__ = ["ARCHITECTURES", "CONFIG", "TrainSummary", "build_model", "load_model", "load_models",
-           "predict", "read_config", "read_weights", "replicate_folders", "train"]
+           "model_input", "predict", "read_config", "read_weights", "replicate_folders", "train"]
 
 
 def load_model(models_dir: str | Path, device: str | torch.device = "cpu"
@@ -172,6 +172,13 @@ def load_models(models_dir: str | Path, device: str | torch.device = "cpu"
     return [load_model(folder, device) for folder in replicate_folders(models_dir)]
 
 
+def model_input(images: np.ndarray, device: str | torch.device = "cpu") -> torch.Tensor:
+    """uint8 images (n, H, W, 3) -> what the models take: float32 (n, 3, H, W) in [0, 1], laid
+    out channels-last as in training, on `device` (moved as uint8: a quarter of the bytes)."""
+    x = torch.from_numpy(np.ascontiguousarray(images)).to(device)
+    return (x.permute(0, 3, 1, 2).float() / 255).contiguous(memory_format=torch.channels_last)
+
+
 @torch.no_grad()
 def predict(model: torch.nn.Module, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
     """Logits (n, classes) float32 for uint8 images (n, H, W, 3), in batches on the model's
@@ -183,9 +190,7 @@ def predict(model: torch.nn.Module, images: np.ndarray, batch_size: int = 64) ->
     device = next(model.parameters()).device
     out = []
     for i in range(0, len(images), batch_size):
-        x = torch.from_numpy(np.ascontiguousarray(images[i:i + batch_size])).to(device)
-        x = (x.permute(0, 3, 1, 2).float() / 255).contiguous(memory_format=torch.channels_last)
-        out.append(model(x).float().cpu())
+        out.append(model(model_input(images[i:i + batch_size], device)).float().cpu())
     if not out:  # no images: still (0, classes)
         out.append(model(torch.zeros((0, 3) + images.shape[1:3], device=device)).cpu())
     return torch.cat(out).numpy()
