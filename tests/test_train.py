@@ -408,7 +408,7 @@ def test_a_killed_run_resumes_to_the_same_weights_and_the_same_mlflow_run(
 def test_the_model_cache_trains_only_the_replicates_it_lacks(trained, tiny_dataset, tmp_path,
                                                             monkeypatch):
     from cuelab.train.cache import ModelCache
-    from cuelab.train.loop import fingerprint
+    from cuelab.train.loop import arithmetic, fingerprint
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", trained["uri"])
     cache = tmp_path / "cache"
@@ -442,10 +442,14 @@ def test_the_model_cache_trains_only_the_replicates_it_lacks(trained, tiny_datas
     assert client.get_model_version("cuelab-tiny", taken.model_version).run_id == taken.run_id
     # other settings are another key; a cut-off entry is a miss, trained again and replaced
     exp, version = experiment(tiny_dataset), dataset_version(tiny_dataset["images"])
-    key = ModelCache(cache).key(fingerprint(exp, version), 0, "cpu")
+    here = arithmetic(torch.device("cpu"))
+    assert json.loads((tmp_path / "b" / "replicate-0" / "model.json").read_text())[
+        "arithmetic"] == here == f"cpu, {torch.backends.cpu.get_cpu_capability()}, " \
+        f"{torch.get_num_threads()} thread{'s' if torch.get_num_threads() != 1 else ''}"
+    key = ModelCache(cache).key(fingerprint(exp, version), 0, here)
     assert key != ModelCache(cache).key(fingerprint(experiment(tiny_dataset, lr=0.02), version),
-                                        0, "cpu")
-    assert key != ModelCache(cache).key(fingerprint(exp, version), 1, "cpu")
+                                        0, here)
+    assert key != ModelCache(cache).key(fingerprint(exp, version), 1, here)
     entry = ModelCache(cache).path(key)
     entry.write_bytes(entry.read_bytes()[:100])
     again = train(experiment(tiny_dataset, replicates=1), tiny_dataset["images"],
@@ -457,6 +461,19 @@ def test_the_model_cache_trains_only_the_replicates_it_lacks(trained, tiny_datas
     off = train(experiment(tiny_dataset, replicates=1), tiny_dataset["images"], tmp_path / "d",
                 tmp_path / "d.json", progress=False, cache="off")
     assert off.replicates[0].reused_from is None and "model cache" not in str(off)
+    # another arithmetic (another number of threads: other bits) is another key: not taken
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1 if threads > 1 else 2)
+    try:
+        other = train(experiment(tiny_dataset, replicates=1), tiny_dataset["images"],
+                      tmp_path / "e", tmp_path / "e.json", progress=False, cache=cache)
+        there = arithmetic(torch.device("cpu"))
+    finally:
+        torch.set_num_threads(threads)
+    assert other.replicates[0].reused_from is None and there != here
+    assert json.loads((tmp_path / "e" / "replicate-0" / "model.json").read_text())[
+        "arithmetic"] == there
+    assert ModelCache(cache).get(ModelCache(cache).key(fingerprint(exp, version), 0, there))
 
 
 @pytest.mark.parametrize("select_on", ["val", "val_balanced"])

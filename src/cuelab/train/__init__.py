@@ -8,7 +8,8 @@ and the two functions the later steps use, `load_model` and `predict`.
     models/replicate-<r>/model.json   architecture, width, input_size, num_classes, classes,
                         experiment, data_seed, replicate, seed, dataset_version,
                         registered_model, best_epoch, best_val_accuracy, train_accuracy, epochs,
-                        select_on, train (the settings), fingerprint
+                        select_on, arithmetic (what fixed the bits: on the CPU the instruction
+                        set and threads), train (the settings), fingerprint
     models/mlflow-run.json and models/replicate-<r>/mlflow-run.json   where the training run
                         (parent) and each replicate's run were logged: tracking_uri,
                         experiment_id, run_id, registered_model, model_version(s). Not part of

@@ -2,9 +2,12 @@
 
 A replicate is fixed by its fingerprint (`loop.fingerprint`: the experiment's seed, the label,
 the train settings but how many replicates there are, the dataset's version), its index (which
-gives its seed), the device type and the training code. On the CPU training is deterministic, so
-the model a run would train is, bit for bit, the one an earlier run trained: one more replicate
-trains one model, a forced rerun or a study variant that changes nothing of training trains none.
+gives its seed), its arithmetic (`loop.arithmetic`: on the CPU the instruction set and the
+number of threads, which change the bits) and the training code. On the CPU training is
+deterministic, so the model a run would train is, bit for bit, the one an earlier run trained
+(on a machine with the same arithmetic: a cache shared by machines never hands one the other's
+model): one more replicate trains one model, a forced rerun or a study variant that changes
+nothing of training trains none.
 On a GPU (mixed precision, not bit-exact) the kept model stands for the one a run would train.
 
 An entry is the loop's final state (its per-epoch history, best epoch, seconds, the MLflow run it
@@ -51,8 +54,8 @@ class ModelCache:
     def __init__(self, folder: str | Path):
         self.root = Path(folder)
 
-    def key(self, fingerprint: dict, index: int, device_type: str) -> str:
-        about = {"fingerprint": fingerprint, "replicate": index, "device": device_type,
+    def key(self, fingerprint: dict, index: int, arithmetic: str) -> str:
+        about = {"fingerprint": fingerprint, "replicate": index, "arithmetic": arithmetic,
                  "trainer": trainer_fingerprint()}
         return hashlib.sha256(json.dumps(about, sort_keys=True).encode()).hexdigest()[:32]
 

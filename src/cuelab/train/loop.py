@@ -181,8 +181,8 @@ def train_replicate(exp: Experiment, index: int, train_set: InMemorySplit,
     cfg, seed = exp.train, replicate_seed(exp.train, index)
     if resume and (kept := finished(folder, exp, data_version)) is not None:
         return kept
-    key = cache.key(fingerprint(exp, data_version), index, device.type) if cache is not None \
-        else ""
+    key = cache.key(fingerprint(exp, data_version), index, arithmetic(device)) \
+        if cache is not None else ""
     if cache is not None and (entry := cache.get(key)):
         return reuse(entry, exp, index, seed, train_set, val_set, folder, data_version,
                      tracking_uri, parent_run_id, device)
@@ -329,7 +329,8 @@ def finish(model, best_weights: dict, state: dict, exp: Experiment, index: int, 
     logged."""
     train_accuracy = evaluate(model, train_set)[1]
     config = model_config(exp, index, seed, train_set.size, data_version, state["best_epoch"],
-                          state["best_accuracy"], train_accuracy, state["epoch"])
+                          state["best_accuracy"], train_accuracy, state["epoch"],
+                          arithmetic(device))
     version, model_id = log_model(model, val_set, config)
     link = {"tracking_uri": tracking_uri, "experiment_id": run.info.experiment_id,
             "run_id": run.info.run_id, "registered_model": config["registered_model"],
@@ -367,6 +368,18 @@ def pick_device(cfg: TrainSettings) -> torch.device:
         return torch.device("cpu")
     torch.backends.cudnn.benchmark = True  # fixed input shapes: let cuDNN pick its kernels
     return torch.device("cuda")
+
+
+def arithmetic(device: torch.device) -> str:
+    """What fixes a model's bits beside the code, the settings and the data. On the CPU: the
+    instruction set oneDNN's kernels are chosen for and the threads a convolution's gradient is
+    summed across (the same experiment trained with 1 and with 2 threads gives other weights). On
+    a GPU, the device type: mixed precision is not bit-exact anyway."""
+    if device.type != "cpu":
+        return device.type
+    threads = torch.get_num_threads()
+    return (f"cpu, {torch.backends.cpu.get_cpu_capability()}, {threads} "
+            f"thread{'s' if threads != 1 else ''}")
 
 
 @contextlib.contextmanager
@@ -488,16 +501,17 @@ def atomic_save(obj, path: Path) -> None:
 
 def model_config(exp: Experiment, index: int, seed: int, input_size: int, data_version: str,
                  best_epoch: int, best_val_accuracy: float, train_accuracy: float,
-                 epochs: int) -> dict:
-    """replicate-<r>/model.json: enough to rebuild the network and say what it was trained on;
-    the same for the same experiment and data (no run ids, no paths)."""
+                 epochs: int, arithmetic: str) -> dict:
+    """replicate-<r>/model.json: enough to rebuild the network and say what it was trained on
+    (and, `arithmetic`, on what); the same for the same experiment, data and arithmetic (no run
+    ids, no paths)."""
     return {"architecture": exp.train.model, "width": exp.train.width,
             "input_size": input_size, "num_classes": len(exp.classes),
             "classes": exp.classes, "experiment": exp.name, "data_seed": exp.seed,
             "replicate": index, "seed": seed, "dataset_version": data_version,
             "registered_model": f"cuelab-{exp.name}", "best_epoch": best_epoch,
             "best_val_accuracy": best_val_accuracy, "train_accuracy": train_accuracy,
-            "epochs": epochs, "select_on": exp.train.select_on,
+            "epochs": epochs, "select_on": exp.train.select_on, "arithmetic": arithmetic,
             "train": exp.train.model_dump(mode="json"),
             "fingerprint": fingerprint(exp, data_version)}
 
