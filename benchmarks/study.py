@@ -18,6 +18,7 @@ Each line is printed when its part is done (the independent runs take longest an
 `--runs DIR` keeps the study's gathered results (for `cuelab study report`).
 
     .venv/bin/python benchmarks/study.py [--runs runs/colour-dose-response] [--independent N]
+                                         [--jobs N]
 """
 
 import argparse
@@ -73,6 +74,8 @@ def main() -> None:
     ap.add_argument("--runs", type=Path, help="keep the study's gathered results here")
     ap.add_argument("--independent", type=int, metavar="N",
                     help="run only the first N variants independently (default: all; 0: none)")
+    ap.add_argument("--jobs", "-j", type=int, default=1, metavar="N",
+                    help="the study's queue workers (`cuelab study run -j N`; default 1)")
     args = ap.parse_args()
     study = load_study(STUDY)
     variants = study.variants()
@@ -84,8 +87,9 @@ def main() -> None:
         sh("git", "commit", "-qm", "studies", cwd=repo)
         runs = tmp / "runs"
         whole = sh("cuelab", "study", "run", "studies/colour-dose-response.yaml", "--runs",
-                   str(runs), cwd=repo)
-        print(f"study        {len(variants)} variants x {study.spec.replicates} replicates  "
+                   str(runs), "-j", str(args.jobs), cwd=repo)
+        print(f"study        {len(variants)} variants x {study.spec.replicates} replicates, "
+              f"{args.jobs} queue worker{'s' if args.jobs != 1 else ''}  "
               f"{whole / 60:6.1f} min   (target <= 30 min: "
               f"{'ok' if whole <= 1800 else 'MISSED'})", flush=True)
         if args.runs:
