@@ -366,3 +366,33 @@ def test_export_errors_name_the_split_or_file_and_what_would_do(tiny_dataset, tm
                        r"with another label there \(first: test-000001\)"):
         run(scenes=relabelled)
     assert not out.exists()
+
+
+def test_ctrl_c_is_a_short_message_and_status_130_not_a_traceback(tmp_path):
+    """SIGINT to the process group (a terminal's Ctrl-C) while Blender renders: the step says it
+    was interrupted, exits 130, and leaves only whole render chunks behind."""
+    import signal
+    import time
+
+    from conftest import tiny_experiment, write_params
+
+    params = write_params(tmp_path / "params.yaml", tiny_experiment(
+        splits={"train": 400, "val": 6, "test": 6},
+        render={"resolution": 32, "samples": 2, "device": "cpu", "chunk_size": 16}))
+    scenes = tmp_path / "scenes.parquet"
+    assert cuelab("sample", "--params", params, "--out", scenes, cwd=tmp_path).returncode == 0
+    out = tmp_path / "renders"
+    run = subprocess.Popen([BIN / "cuelab", "render", "--params", params, "--scenes", scenes,
+                            "--out", out, "--cache", "off"], cwd=tmp_path, text=True,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not any(out.glob("*.npz")):  # rendering: a first chunk written
+        assert run.poll() is None and time.monotonic() < deadline, run.communicate()
+        time.sleep(0.2)
+    os.killpg(run.pid, signal.SIGINT)
+    _, err = run.communicate(timeout=60)
+    assert run.returncode == 130, err[-2000:]
+    assert "cuelab render: interrupted" in err and "Traceback" not in err, err[-2000:]
+    for chunk in out.glob("*.npz"):  # each one whole: it loads
+        assert np.load(chunk).files, chunk

@@ -3,6 +3,7 @@ written), the plan `cuelab study check` prints (renders shared across variants),
 report (curves against each axis, the crossover of a planted dose-response with its interval)."""
 
 import re
+import time
 from pathlib import Path
 
 import numpy as np
@@ -257,11 +258,9 @@ pathlib.Path("reports/trace_report.html").write_text("<html>" + exp.name + "</ht
 """
 
 
-@pytest.mark.slow
-def test_run_queues_one_dvc_experiment_per_variant_and_gathers_their_results(tmp_path, capsys,
-                                                                             monkeypatch):
-    """A real DVC project whose one stage writes a results.json from params.yaml (a planted
-    dose-response): `study run` queues and runs the variants, `study report` reads them."""
+def study_project(tmp_path: Path, stage: str, rhos: list) -> tuple[Path, Path]:
+    """A real DVC project whose one stage is `stage` (STAGE's code: a results.json from
+    params.yaml), committed, and a study of colour's rho over `rhos`: (root, study file)."""
     import sys
 
     from test_dvc import sh
@@ -271,7 +270,7 @@ def test_run_queues_one_dvc_experiment_per_variant_and_gathers_their_results(tmp
     write_params(root / "params.yaml", bare_experiment(
         conflicts=[{"factors": ["shape", "color"], "images": 12}]))
     here = Path(__file__).parent
-    (root / "stage.py").write_text(STAGE.format(src=str(here.parent / "src"), tests=str(here)))
+    (root / "stage.py").write_text(stage.format(src=str(here.parent / "src"), tests=str(here)))
     (root / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"evaluate": {
         "cmd": f"{sys.executable} stage.py", "deps": ["stage.py"], "params": [
             "name", "factors", "train"], "outs": ["reports/evaluation",
@@ -280,17 +279,30 @@ def test_run_queues_one_dvc_experiment_per_variant_and_gathers_their_results(tmp
     (root / "studies").mkdir()
     path = root / "studies" / "dose.yaml"
     path.write_text(yaml.safe_dump({"name": "dose", "base": "../params.yaml", "axes": {
-        "factors.color.correlation.rho": [0, 0.5, 1]}, "replicates": 3,
+        "factors.color.correlation.rho": rhos}, "replicates": 3,
         "set": {"train.mitigation": "none"}}))
     sh("git", "init", "-q", cwd=root)
     sh("dvc", "init", "-q", cwd=root)
     sh("git", "add", "-A", cwd=root)
     sh("git", "commit", "-qm", "base", cwd=root)
-    for key in ("GIT_AUTHOR_NAME", "GIT_COMMITTER_NAME"):  # DVC commits each experiment
-        monkeypatch.setenv(key, "t")
-    for key in ("GIT_AUTHOR_EMAIL", "GIT_COMMITTER_EMAIL"):
-        monkeypatch.setenv(key, "t@t")
-    monkeypatch.setenv("CUELAB_RENDER_CACHE", "off")  # this pipeline renders nothing
+    return root, path
+
+
+STUDY_ENV = {"GIT_AUTHOR_NAME": "t", "GIT_COMMITTER_NAME": "t",  # DVC commits each experiment
+             "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_EMAIL": "t@t",
+             "CUELAB_RENDER_CACHE": "off"}  # this pipeline renders nothing
+
+
+@pytest.mark.slow
+def test_run_queues_one_dvc_experiment_per_variant_and_gathers_their_results(tmp_path, capsys,
+                                                                             monkeypatch):
+    """A real DVC project whose one stage writes a results.json from params.yaml (a planted
+    dose-response): `study run` queues and runs the variants, `study report` reads them."""
+    from test_dvc import sh
+
+    root, path = study_project(tmp_path, STAGE, [0, 0.5, 1])
+    for key, value in STUDY_ENV.items():
+        monkeypatch.setenv(key, value)
     assert main(["study", "run", str(path), "-j", "2"]) == 0
     out = capsys.readouterr().out
     assert "3 variants run as DVC experiments" in out and "gathered 3" in out, out
@@ -310,6 +322,60 @@ def test_run_queues_one_dvc_experiment_per_variant_and_gathers_their_results(tmp
     (c,) = [r for r in rows(out.with_name("study-crossovers.csv"))
             if r["crossover"] == "preference for shape over color = 0.5"]
     assert float(c["at"]) == pytest.approx(0.5) and 0 < float(c["low"]) < float(c["high"]) < 1
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_the_study_s_queue_and_running_it_again_picks_up(tmp_path):
+    """Ctrl-C (SIGINT to the foreground process group, as a terminal sends it) while the second
+    variant runs: exit 130 without a traceback, the running variant killed and nothing left in
+    the queue (DVC's daemon workers would go on alone), the finished one named; running the
+    study again runs only the other."""
+    import os
+    import signal
+    import subprocess
+
+    from conftest import BIN
+    from test_dvc import sh
+
+    started, fast = tmp_path / "started", tmp_path / "fast"
+    slow = STAGE + (  # rho = 1 sleeps, until `fast` exists
+        "import os, time\n"
+        f"if exp.factors['color'].correlation.rho == 1 and not os.path.exists({str(fast)!r}):\n"
+        f"    pathlib.Path({str(started)!r}).write_text(str(os.getpid()))\n"
+        "    time.sleep(600)\n")  # no braces: STAGE's placeholders are the only ones
+    root, path = study_project(tmp_path, slow, [0, 1])
+    env = {**os.environ, **STUDY_ENV, "PATH": f"{BIN}:{os.environ['PATH']}"}
+    cmd = [BIN / "cuelab", "study", "run", str(path)]
+    run = subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 300
+    while not started.exists():
+        assert run.poll() is None and time.monotonic() < deadline, run.communicate()
+        time.sleep(0.5)
+    os.killpg(run.pid, signal.SIGINT)
+    out, err = run.communicate(timeout=180)
+    assert run.returncode == 130 and "Traceback" not in err, err[-3000:]
+    assert "interrupted: the study's queue is stopped" in err and \
+        "1 of 2 variants finished (tiny-rho-0)" in err, err
+    pid, deadline = int(started.read_text()), time.monotonic() + 60
+    while _alive(pid):  # killed (the queue stops it a moment after it is told)
+        assert time.monotonic() < deadline, f"the variant's stage ({pid}) still runs"
+        time.sleep(0.5)
+    status = sh("dvc", "queue", "status", cwd=root)
+    assert "Running" not in status and "Queued" not in status, status
+    fast.touch()
+    again = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "1 variants run as DVC experiments, 1 already run for this commit" in again.stdout \
+        and "gathered 2" in again.stdout, again.stdout
+
+
+def _alive(pid: int) -> bool:
+    """Running, not a zombie waiting to be reaped."""
+    try:
+        return "State:\tZ" not in Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
 
 
 def test_run_needs_the_projects_params_as_base_and_writes_nothing(tmp_path, capsys):

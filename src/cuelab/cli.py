@@ -9,7 +9,7 @@ import os
 import sys
 from pathlib import Path
 
-from .errors import CuelabError
+from .errors import CuelabError, Interrupted
 
 DEFAULT_PARAMS = "params.yaml"
 
@@ -608,9 +608,16 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
+    except Interrupted as e:
+        print(f"cuelab {args.command}: {e}", file=sys.stderr)
+        return e.exit_code
     except CuelabError as e:
         print(f"cuelab {args.command}: error: {e}", file=sys.stderr)
         return e.exit_code
+    except KeyboardInterrupt:  # Ctrl-C: every output is written under a temporary name first
+        print(f"cuelab {args.command}: interrupted; no output was left half-written",
+              file=sys.stderr)
+        return Interrupted.exit_code
     except BrokenPipeError:  # `cuelab factors | head`
         sys.stderr.close()
     return 0

@@ -47,6 +47,12 @@ class CuelabError(Exception):
     exit_code = 2
 
 
+class Interrupted(CuelabError):
+    """Stopped by the user (Ctrl-C): what was finished is kept; 130, as a shell reports SIGINT."""
+
+    exit_code = 130
+
+
 class ExperimentError(CuelabError):
     LISTED = 20  # problems a message lists: a file of 10,000 unknown keys gets the first ones
 

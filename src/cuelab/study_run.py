@@ -34,11 +34,14 @@ When the results are gathered, the study report is written beside them (<runs>/s
 its CSV tables) and the study is logged to the project's MLflow store (`study_tracking`).
 
 A variant whose experiment already exists for this commit (the same name, the same baseline) is
-not queued again, only gathered: `--force` runs it again.
+not queued again, only gathered: `--force` runs it again. So Ctrl-C stops the study (the queue's
+running variants killed, its queued ones removed: DVC alone would go on in the background), and
+running it again picks up where it stopped.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -49,7 +52,7 @@ from typing import Any
 
 from .atomic import write_bytes
 from .config import experiment_from_yaml
-from .errors import CuelabError, ExperimentError
+from .errors import CuelabError, ExperimentError, Interrupted
 from .study import Study, Variant
 
 PARAMS = "params.yaml"
@@ -57,12 +60,17 @@ RESULTS = "reports/evaluation/results.json"
 TRACE = "reports/trace_report.html"
 
 
-def _dvc(args: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+def _dvc_command(args: list[str]) -> tuple[list[str], dict[str, str]]:
+    """The command line and environment of `dvc <args>`: this environment's dvc."""
     dvc = Path(sys.executable).with_name("dvc")
-    cmd = [str(dvc) if dvc.exists() else "dvc", *args]
     env = {**os.environ, "DVC_NO_ANALYTICS": "1"}
     if dvc.exists():  # the queue starts its workers as plain `dvc`, found on PATH: this one
         env["PATH"] = os.pathsep.join([str(dvc.parent), env.get("PATH", "")])
+    return [str(dvc) if dvc.exists() else "dvc", *args], env
+
+
+def _dvc(args: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    cmd, env = _dvc_command(args)
     done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
     if check and done.returncode != 0:
         raise CuelabError(f"`dvc {' '.join(args)}` failed: "
@@ -149,10 +157,13 @@ def run_study(study: Study, runs: str | Path | None = None, jobs: int = 1,
         queued.append(v.name)
     note = rendered = ""
     if queued:
-        rendered = _render_first(study, root)
-        done = _dvc(["exp", "run", "--run-all", "-j", str(jobs)], root, check=False)
-        if done.returncode != 0:
-            note = f" (dvc said: {(done.stderr.strip() or done.stdout.strip())[-500:]})"
+        try:
+            rendered = _render_first(study, root)
+            said = _run_queue(root, head, jobs, queued)
+        except KeyboardInterrupt:
+            raise _stop(study, root, head) from None
+        if said:
+            note = f" (dvc said: {said[-500:]})"
     existing = _experiments(root, head)
     gathered, failed = [], []
     for v in study.variants():
@@ -164,6 +175,94 @@ def run_study(study: Study, runs: str | Path | None = None, jobs: int = 1,
         gathered.append(v.name)
     report = _report_and_log(study, runs, root) if gathered else ""
     return RunSummary(runs, queued, reused, gathered, failed, note, report, rendered)
+
+
+def _run_queue(root: Path, head: str, jobs: int, names: list[str], grace: float = 60.0) -> str:
+    """`dvc exp run --run-all -j N`, waited for; returns what DVC said if it failed. With more
+    than one worker DVC can hang after the last variant: a worker told to shut down when the
+    queue is empty misses the message (the first worker, which cleans the queue's broker when it
+    stops, can remove it first), and `--run-all` waits for it for ever. So once none of `names`
+    is queued or running, DVC has `grace` seconds to finish; then the queue is ended
+    (`_end_queue`): every variant has its result by then."""
+    import tempfile
+    import time
+
+    cmd, env = _dvc_command(["exp", "run", "--run-all", "-j", str(jobs)])
+    with tempfile.TemporaryFile() as said, subprocess.Popen(
+            cmd, cwd=root, env=env, stdout=said, stderr=subprocess.STDOUT) as run:
+        before = _experiments(root, head)  # --force: a variant's earlier experiment
+        settled = None           # when the last of `names` left the queue
+        asked = time.monotonic()  # `dvc queue status` costs a second of CPU: once a minute
+        while run.poll() is None:
+            time.sleep(2)
+            if settled is None:  # every variant a new experiment (cheap), or none left (failed)
+                now = _experiments(root, head)
+                if all(now.get(n, before.get(n)) != before.get(n) for n in names):
+                    settled = time.monotonic()
+                elif time.monotonic() - asked > 60:
+                    asked = time.monotonic()
+                    settled = None if _pending(root, names) else asked
+            elif time.monotonic() - settled > grace and run.poll() is None:
+                _end_queue(root)
+                run.wait()
+                return ""  # every variant is done: what they left is gathered as always
+        said.seek(0)
+        return said.read().decode(errors="replace").strip()[-2000:] if run.returncode else ""
+
+
+def _pending(root: Path, names: list[str]) -> bool:
+    """Is any of `names` queued or running (the Status column of `dvc queue status`)?"""
+    rows = [line.split() for line in _dvc(["queue", "status"], root, check=False
+                                          ).stdout.splitlines()]
+    return any(len(r) >= 3 and r[1] in names and r[-1] in ("Queued", "Running") for r in rows)
+
+
+def _stop(study: Study, root: Path, head: str) -> Interrupted:
+    """Ctrl-C before or while the queue runs. DVC leaves its queue workers (daemons) running the
+    variants in the background, and variants queued but not started stay queued for the next
+    `dvc exp run --run-all`; a researcher who stops a study means it to stop. So the running
+    variants are killed, the queued ones removed. The finished ones stay experiments of this
+    commit, which the next `cuelab study run` gathers instead of running again."""
+    _dvc(["queue", "remove", "--queued"], root, check=False)
+    _end_queue(root)
+    existing = _experiments(root, head)
+    finished = [v.name for v in study.variants() if v.name in existing]
+    return Interrupted(
+        f"interrupted: the study's queue is stopped (its running variants killed, the queued "
+        f"ones removed); {len(finished)} of {len(study.variants())} variants finished"
+        f"{' (' + ', '.join(finished) + ')' if finished else ''} and are kept as DVC "
+        f"experiments: `cuelab study run {study.path}` again gathers them and runs the rest")
+
+
+def _end_queue(root: Path, patience: float = 10.0) -> None:
+    """End the project's queue: its workers and `--run-all` (in the project, by their command
+    lines) and every process in a variant's temporary copy (.dvc/tmp/exps/: a run and its
+    stage). `dvc queue stop --kill` ends a variant's run but not its stage, which goes on alone.
+    Linux (/proc); SIGTERM, then SIGKILL to those still there after `patience` seconds."""
+    import signal
+    import time
+
+    def ours() -> list[int]:
+        found = []
+        for proc in Path("/proc").glob("[0-9]*"):
+            try:
+                cwd = Path(os.readlink(proc / "cwd"))
+                line = (proc / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue  # ended, or not ours to see
+            queue = cwd == root and any(a in line for a in (b"queue-worker", b"--run-all"))
+            if int(proc.name) != os.getpid() and (
+                    queue or cwd.is_relative_to(root / ".dvc" / "tmp" / "exps")):
+                found.append(int(proc.name))
+        return found
+
+    deadline = time.monotonic() + patience
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in ours():
+            with contextlib.suppress(OSError):
+                os.kill(pid, sig)
+        while ours() and time.monotonic() < deadline:
+            time.sleep(0.5)
 
 
 def _render_first(study: Study, root: Path) -> str:
