@@ -20,9 +20,10 @@ TRAIN_S_PER_IMAGE_EPOCH = 67.5 / (1200 * 15)
 #   experiment with its renders and models cached: about 45 s, and 11 s more per model evaluated
 #   (its predictions on 4,280 probe images, its attribution maps); not scaled
 OTHER_STEPS_S, OTHER_STEPS_S_PER_MODEL = 45.0, 11.0
-# a study: what `dvc exp run --queue` adds to each variant (its temporary workspace, the data
-#   checked out into it and committed back): the shipped dose-response study's variants took
-#   ~100 s outside rendering and training, a plain `dvc repro` of one ~60 s (benchmarks/study.py)
+# a study: what each variant costs beyond its steps' own times. The shipped dose-response
+#   study's variants took ~100 s outside rendering and training, the steps ~60 s
+#   (benchmarks/study.py). Of the ~40 s, the queue itself is ~12 s (an evaluation-only variant:
+#   65.5 s queued against 53.4 s run in the workspace); the rest is not accounted for
 QUEUE_S_PER_VARIANT = 40.0
 MEASURED_AT = {"resolution": 64, "samples": 4, "width": 24}
 # Beyond this many images `params check` does not sample the table to count the renders
