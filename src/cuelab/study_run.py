@@ -237,8 +237,9 @@ def _stop(study: Study, root: Path, head: str) -> Interrupted:
 def _end_queue(root: Path, patience: float = 10.0) -> None:
     """End the project's queue: its workers and `--run-all` (in the project, by their command
     lines) and every process in a variant's temporary copy (.dvc/tmp/exps/: a run and its
-    stage). `dvc queue stop --kill` ends a variant's run but not its stage, which goes on alone.
-    Linux (/proc); SIGTERM, then SIGKILL to those still there after `patience` seconds."""
+    stage). `dvc queue stop --kill` does not: tried here, a variant's stage went on alone, and
+    once the workers too. Linux (/proc); SIGTERM, then SIGKILL to those still there after
+    `patience` seconds."""
     import signal
     import time
 
