@@ -368,6 +368,11 @@ def test_ctrl_c_stops_the_study_s_queue_and_running_it_again_picks_up(tmp_path):
     assert again.returncode == 0, again.stderr[-3000:]
     assert "1 variants run as DVC experiments, 1 already run for this commit" in again.stdout \
         and "gathered 2" in again.stdout, again.stdout
+    # the hang guard's reading of the queue: both ended; one it does not list might still run
+    from cuelab.study_run import _pending
+
+    assert not _pending(root, ["tiny-rho-0", "tiny-rho-1"])
+    assert _pending(root, ["tiny-rho-0", "tiny-rho-0p5"])
 
 
 def _alive(pid: int) -> bool:

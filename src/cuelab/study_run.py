@@ -211,10 +211,14 @@ def _run_queue(root: Path, head: str, jobs: int, names: list[str], grace: float 
 
 
 def _pending(root: Path, names: list[str]) -> bool:
-    """Is any of `names` queued or running (the Status column of `dvc queue status`)?"""
-    rows = [line.split() for line in _dvc(["queue", "status"], root, check=False
-                                          ).stdout.splitlines()]
-    return any(len(r) >= 3 and r[1] in names and r[-1] in ("Queued", "Running") for r in rows)
+    """Might any of `names` still run? Yes unless every one of them is listed by `dvc queue
+    status` and every row of theirs has ended (Success or Failed): a table it cannot read, or a
+    state it does not know, must not end a running study."""
+    rows = [r for r in (line.split() for line in _dvc(["queue", "status"], root, check=False
+                                                      ).stdout.splitlines())
+            if len(r) >= 3 and r[1] in names]
+    return {r[1] for r in rows} != set(names) or \
+        any(r[-1] not in ("Success", "Failed") for r in rows)
 
 
 def _stop(study: Study, root: Path, head: str) -> Interrupted:
