@@ -19,6 +19,7 @@ import io
 import json
 import multiprocessing
 import os
+import signal
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -155,6 +156,10 @@ _studio_args: tuple = ()
 def _init_worker(settings_json: str, meshes: list[str], images: list[str], scratch: str,
                  threads: int, started) -> None:
     global _studio_args
+    # Ctrl-C reaches every process of the terminal's group. The parent stops (and kills) the
+    # workers itself; a KeyboardInterrupt here would land inside Blender's own Python (its
+    # render engine's callbacks), which prints a traceback of its own before anyone can catch it.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     # Each worker on its own cores: Blender's helper threads spin while they wait, and would
     # take turns from the worker next door (2 workers of 1 thread: 1.6x one worker, pinned 1.9x)
     with started.get_lock():
