@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import urllib.parse
+from pathlib import Path
 
 import pytest
 import yaml
@@ -513,33 +514,36 @@ def test_make_images_without_a_build_tool_says_so(tmp_path, tools):
     assert "no docker with a running daemon, podman or buildah on PATH" in r.stderr
 
 
-def test_pipeline_runs_in_kfp_local_and_matches_the_steps(tmp_path, monkeypatch):
-    monkeypatch.chdir(ROOT)
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+def test_pipeline_runs_in_kfp_local_and_matches_the_steps(tmp_path):
+    """`cuelab pipeline run-local` as a user types it, from another directory: a short summary on
+    stdout, one line per finished task on stderr, and outputs equal to the steps called
+    directly."""
     params = write_params(tmp_path / "params.yaml", tiny_experiment(
         render={"resolution": 32, "samples": 2, "device": "cpu", "chunk_size": 16},
         train={"epochs": 2, "width": 8, "device": "cpu", "replicates": 2},
         evaluate={"bootstrap": 200, "attribution_images": 4}))
+    kfp = tmp_path / "kfp"
     # two render shards in a ParallelFor, merged; the validated dataset pushed to a DVC remote;
     # the pipeline as compiled for a cluster (kfp.local ignores the platform spec: secrets...)
-    print_before = builtins.print
-    run = run_local(params, tmp_path / "kfp", dvc_remote=str(tmp_path / "remote"),
-                    progress=False)
-    assert builtins.print is print_before  # kfp.local's indenting print is not left behind
-    images = run.outputs["dataset"]
-    assert images.is_relative_to(tmp_path / "kfp")
-    assert run.outputs["model"] == next((tmp_path / "kfp").glob("*/train/model"))
-    assert run.page.read_bytes() == run.outputs["report"].read_bytes()
-    assert run.mlflow_run and run.mlflow_run in str(run)
+    r = subprocess.run([BIN / "cuelab", "pipeline", "run-local", "--params", str(params),
+                        "--workdir", str(kfp), "--dvc-remote", str(tmp_path / "remote")],
+                       cwd=tmp_path, capture_output=True, text=True,
+                       env={**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}",
+                            "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"})
+    assert r.returncode == 0, r.stderr[-2000:]
     # a summary that says where things are; kfp.local's own output is in the log
-    summary = str(run)
-    assert len(summary.splitlines()) == 5
-    for path in (run.page, run.outputs["model"], images, run.log):
-        assert str(path) in summary
-    assert "Task 'train' finished with status" in _ANSI.sub("", run.log.read_text())
-    shards = list((tmp_path / "kfp").glob("*/for-loop-*/render/renders"))
+    summary = dict(map(str.strip, line.split(": ", 1)) for line in r.stdout.splitlines()[1:])
+    assert r.stdout.startswith("kfp.local ran the pipeline") and len(summary) == 4, r.stdout
+    images, log, page = (Path(summary[k]) for k in ("dataset", "full log", "trace report"))
+    model, mlflow_run = summary["model"].split("  (MLflow run ")
+    assert Path(model) == next(kfp.glob("*/train/model")) and images.is_relative_to(kfp)
+    assert mlflow_run.rstrip(")")
+    assert page.read_bytes() == next(kfp.glob("*/report/html")).read_bytes()
+    assert "Task 'train' finished with status" in _ANSI.sub("", log.read_text())
+    assert "  train: success\n" in r.stderr and len(r.stderr.splitlines()) < 30, r.stderr
+    shards = list(kfp.glob("*/for-loop-*/render/renders"))
     assert len(shards) == 2 and all(any(s.iterdir()) for s in shards)
-    merged = next((tmp_path / "kfp").glob("*/merge-renders/renders"))
+    merged = next(kfp.glob("*/merge-renders/renders"))
     # the same steps, called directly
     sample(params, tmp_path / "scenes.parquet")
     render(params, tmp_path / "scenes.parquet", tmp_path / "direct", progress=False)
@@ -552,19 +556,17 @@ def test_pipeline_runs_in_kfp_local_and_matches_the_steps(tmp_path, monkeypatch)
     for f in (tmp_path / "images").iterdir():
         assert (images / f.name).read_bytes() == f.read_bytes(), f.name
     # the gate ran on them and passed, with its Data Docs as the dashboard's HTML
-    gate = json.loads(next((tmp_path / "kfp").glob("*/validate/validation.json")).read_text())
+    gate = json.loads(next(kfp.glob("*/validate/validation.json")).read_text())
     assert gate["passed"] and gate["images"] == len(read_scenes(tmp_path / "scenes.parquet"))
-    assert "Great Expectations" in next((tmp_path / "kfp").glob("*/validate/docs")).read_text()
-    pointer = yaml.safe_load(next((tmp_path / "kfp").glob("*/version-dataset/pointer")).read_text())
+    assert "Great Expectations" in next(kfp.glob("*/validate/docs")).read_text()
+    pointer = yaml.safe_load(next(kfp.glob("*/version-dataset/pointer")).read_text())
     assert pointer["outs"][0]["md5"] == dataset_version(images)
     assert any((tmp_path / "remote").rglob("*"))
     # then the model, its metrics and the dashboard's pages
-    kfp = tmp_path / "kfp"
     configs = sorted(kfp.glob("*/train/model/replicate-*/model.json"))
     assert [json.loads(c.read_text())["num_classes"] for c in configs] == [3, 3]
     assert next(kfp.glob("*/evaluate/evaluation/results.json")).is_file()
-    page = next(kfp.glob("*/report/html")).read_text()
-    assert "What does the model rely on?" in page and "https://" not in page
+    assert "What does the model rely on?" in page.read_text() and "https://" not in page.read_text()
 
 
 @pytest.mark.slow
@@ -577,9 +579,11 @@ def test_run_local_keeps_kfp_output_in_a_log_and_reports_a_failure_briefly(tmp_p
     params = write_params(tmp_path / "params.yaml", tiny_experiment(
         splits={"train": 3, "val": 1, "test": 1}, sweeps=[], conflicts=[],
         render={"resolution": 32, "samples": 1, "device": "cpu"}))
+    print_before = builtins.print
     with pytest.raises(CuelabError) as failed:
         run_local(params, tmp_path / "kfp",
                   mlflow_tracking_uri=f"http://127.0.0.1:{free_port()}")
+    assert builtins.print is print_before  # kfp.local's indenting print is not left behind
     message = str(failed.value)
     assert message.startswith("kfp.local: ") and "'train'" in message, message
     assert f"({tmp_path / 'kfp' / 'kfp-local.log'})" in message
@@ -599,22 +603,6 @@ def test_run_local_refuses_a_negative_retry_count_by_its_flag(tmp_path):
     assert r.returncode == 2 and r.stderr.strip() == \
         "cuelab pipeline: error: --retries: got -1; 0 or more", r.stderr
     assert not (tmp_path / "kfp").exists()
-
-
-def test_cli_run_local(tmp_path):
-    """From another directory; a short summary on stdout, one line per finished task on stderr."""
-    params = write_params(tmp_path / "params.yaml", tiny_experiment(
-        splits={"train": 3, "val": 1, "test": 1}, sweeps=[], conflicts=[],
-        render={"resolution": 32, "samples": 1, "device": "cpu"}))
-    r = subprocess.run([BIN / "cuelab", "pipeline", "run-local", "--params", str(params),
-                        "--workdir", str(tmp_path / "kfp")], cwd=tmp_path, capture_output=True,
-                       text=True, env={**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}",
-                                       "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'm.db'}"})
-    assert r.returncode == 0, r.stderr[-2000:]
-    assert "kfp.local ran the pipeline" in r.stdout
-    assert "trace report:" in r.stdout and "model:" in r.stdout
-    assert len(r.stdout.splitlines()) <= 6, r.stdout
-    assert "train: success" in r.stderr and len(r.stderr.splitlines()) < 30, r.stderr
 
 
 def test_cli_submit_passes_every_option(tmp_path):
