@@ -29,8 +29,12 @@ run: setup  ## the default experiment, every stage of dvc.yaml
 	@echo "MLflow runs:       make ui   -> http://127.0.0.1:5000   (store: ./mlflow.db)"
 	@echo "DVC metrics/plots: dvc metrics show; dvc plots show   -> dvc_plots/index.html"
 
-test: setup  ## every test: real Blender, DVC, kfp local (one process: CI's run with two workers hung)
-	pytest
+# Two workers, a test file each (pytest-xdist): half the suite waits on subprocesses, servers and
+# DVC's queue, not the CPU (20 min against 28 min in one process on 2 cores). The two hangs an
+# earlier two-worker CI run met are mended: a Blender worker's death (render uses
+# ProcessPoolExecutor) and DVC's queue with more than one worker (study_run's hang guard).
+test: setup  ## every test: real Blender, DVC, kfp local
+	pytest -n 2 --dist loadfile
 
 ui: setup  ## browse the MLflow runs
 	mlflow ui --backend-store-uri sqlite:///mlflow.db

@@ -408,7 +408,7 @@ def test_a_killed_run_resumes_to_the_same_weights_and_the_same_mlflow_run(
 def test_the_model_cache_trains_only_the_replicates_it_lacks(trained, tiny_dataset, tmp_path,
                                                             monkeypatch):
     from cuelab.train.cache import ModelCache
-    from cuelab.train.loop import arithmetic, fingerprint
+    from cuelab.train.loop import arithmetic_of, fingerprint
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", trained["uri"])
     cache = tmp_path / "cache"
@@ -442,7 +442,7 @@ def test_the_model_cache_trains_only_the_replicates_it_lacks(trained, tiny_datas
     assert client.get_model_version("cuelab-tiny", taken.model_version).run_id == taken.run_id
     # other settings are another key; a cut-off entry is a miss, trained again and replaced
     exp, version = experiment(tiny_dataset), dataset_version(tiny_dataset["images"])
-    here = arithmetic(torch.device("cpu"))
+    here = arithmetic_of(torch.device("cpu"))
     assert json.loads((tmp_path / "b" / "replicate-0" / "model.json").read_text())[
         "arithmetic"] == here == f"cpu, {torch.backends.cpu.get_cpu_capability()}, " \
         f"{torch.get_num_threads()} thread{'s' if torch.get_num_threads() != 1 else ''}"
@@ -467,7 +467,7 @@ def test_the_model_cache_trains_only_the_replicates_it_lacks(trained, tiny_datas
     try:
         other = train(experiment(tiny_dataset, replicates=1), tiny_dataset["images"],
                       tmp_path / "e", tmp_path / "e.json", progress=False, cache=cache)
-        there = arithmetic(torch.device("cpu"))
+        there = arithmetic_of(torch.device("cpu"))
     finally:
         torch.set_num_threads(threads)
     assert other.replicates[0].reused_from is None and there != here

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import argparse
 import difflib
-import os
 import sys
 from pathlib import Path
 
+from .cores import usable_cores
 from .errors import CuelabError, Interrupted
 
 DEFAULT_PARAMS = "params.yaml"
@@ -330,7 +330,7 @@ def _data_commands(sub) -> None:
                    help="the scenes table (default: %(default)s)")
     p.add_argument("--out", default="data/renders", type=Path,
                    help="where the clean renders and masks go (default: %(default)s)")
-    p.add_argument("--workers", default=len(os.sched_getaffinity(0)), type=int,
+    p.add_argument("--workers", default=usable_cores(), type=int,
                    help="worker processes, each with its own Blender (default: %(default)s)")
     p.add_argument("--threads", type=int,
                    help="Cycles CPU threads per worker (default: the cores shared out)")

@@ -277,6 +277,7 @@ def _render_first(study: Study, root: Path) -> str:
     would each draw it)."""
     import tempfile
 
+    from .cores import usable_cores
     from .render import render
     from .render.cache import default_folder
     from .study import study_scenes
@@ -287,7 +288,7 @@ def _render_first(study: Study, root: Path) -> str:
     table = study_scenes(study)
     with tempfile.TemporaryDirectory() as tmp:
         done = render(study.base, table, Path(tmp) / "renders", cache=folder,
-                      workers=len(os.sched_getaffinity(0)))
+                      workers=usable_cores())
     return (f"rendered {done.rendered} of the study's {len(table)} distinct scenes into the "
             f"render cache {folder} ({done.cached} were there) in {done.seconds:.0f} s")
 

@@ -45,6 +45,7 @@ import pandas as pd
 
 from ..atomic import npz_bytes, replaced_dir, write_json
 from ..config import Experiment
+from ..cores import cap_torch_threads
 from ..data import load_split
 from ..errors import CuelabError
 from ..probes import PROBE_KINDS
@@ -201,6 +202,7 @@ def _models(exp: Experiment, models_dir: str | Path, images: str | Path):
                 raise CuelabError(f"{where}: trained with {what} {theirs!r}; the experiment "
                                   f"and the images {images} have {ours!r}: {again}")
     use_cuda = exp.train.device != "cpu" and torch.cuda.is_available()
+    cap_torch_threads()  # a container's CPU limit, not the node's cores
     return load_models(models_dir, device="cuda" if use_cuda else "cpu")
 
 

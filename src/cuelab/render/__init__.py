@@ -32,6 +32,7 @@ import numpy as np
 
 from ..atomic import npz_bytes, remove_stale, write_bytes
 from ..config import Experiment, RenderSettings, load_experiment
+from ..cores import usable_cores
 from ..errors import CuelabError
 from ..factors import REGISTRY, SCENE_FACTOR_NAMES
 from .cache import RenderCache, default_folder
@@ -309,7 +310,7 @@ def _render_into(out: Path, exp: Experiment, table, index: int, count: int, work
         else:
             counts.append(_render_chunk(_job(k, chunks, out, exp.render, folder), taken)[1:])
     workers = min(workers, max(len(blender), 1))
-    threads = threads or max(1, len(os.sched_getaffinity(0)) // workers)
+    threads = threads or max(1, usable_cores() // workers)
     if blender:
         counts += _run_workers(exp.render, table, chunks, blender, out, workers, threads,
                                progress, folder)

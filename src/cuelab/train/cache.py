@@ -2,7 +2,7 @@
 
 A replicate is fixed by its fingerprint (`loop.fingerprint`: the experiment's seed, the label,
 the train settings but how many replicates there are, the dataset's version), its index (which
-gives its seed), its arithmetic (`loop.arithmetic`: on the CPU the instruction set and the
+gives its seed), its arithmetic (`loop.arithmetic_of`: on the CPU the instruction set and the
 number of threads, which change the bits) and the training code. On the CPU training is
 deterministic, so the model a run would train is, bit for bit, the one an earlier run trained
 (on a machine with the same arithmetic: a cache shared by machines never hands one the other's

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from .. import tracking
 from ..atomic import replaced_dir, write_json
 from ..config import Experiment, TrainSettings, load_experiment
+from ..cores import cap_torch_threads
 from ..errors import CuelabError
 from .adversary import BackgroundAdversary
 from .batches import InMemorySplit
@@ -120,6 +121,7 @@ def train(params: str | Path | Experiment, images: str | Path, models_dir: str |
     `cache`: its folder, or "off"; by default `cache.default_folder`'s."""
     exp = params if isinstance(params, Experiment) else load_experiment(params)
     cfg, models_dir = exp.train, Path(models_dir)
+    cap_torch_threads()  # a container's CPU limit, not the node's cores
     device = pick_device(cfg)
     tracking_uri = tracking.connect()  # before anything slow: an unreachable server fails now
     tracking.close_orphans(exp.name)
@@ -181,7 +183,7 @@ def train_replicate(exp: Experiment, index: int, train_set: InMemorySplit,
     cfg, seed = exp.train, replicate_seed(exp.train, index)
     if resume and (kept := finished(folder, exp, data_version)) is not None:
         return kept
-    key = cache.key(fingerprint(exp, data_version), index, arithmetic(device)) \
+    key = cache.key(fingerprint(exp, data_version), index, arithmetic_of(device)) \
         if cache is not None else ""
     if cache is not None and (entry := cache.get(key)):
         return reuse(entry, exp, index, seed, train_set, val_set, folder, data_version,
@@ -330,7 +332,7 @@ def finish(model, best_weights: dict, state: dict, exp: Experiment, index: int, 
     train_accuracy = evaluate(model, train_set)[1]
     config = model_config(exp, index, seed, train_set.size, data_version, state["best_epoch"],
                           state["best_accuracy"], train_accuracy, state["epoch"],
-                          arithmetic(device))
+                          arithmetic_of(device))
     version, model_id = log_model(model, val_set, config)
     link = {"tracking_uri": tracking_uri, "experiment_id": run.info.experiment_id,
             "run_id": run.info.run_id, "registered_model": config["registered_model"],
@@ -370,7 +372,7 @@ def pick_device(cfg: TrainSettings) -> torch.device:
     return torch.device("cuda")
 
 
-def arithmetic(device: torch.device) -> str:
+def arithmetic_of(device: torch.device) -> str:
     """What fixes a model's bits beside the code, the settings and the data. On the CPU: the
     instruction set oneDNN's kernels are chosen for and the threads a convolution's gradient is
     summed across (the same experiment trained with 1 and with 2 threads gives other weights). On
