@@ -161,9 +161,10 @@ def test_shards_are_disjoint_and_their_union_is_the_whole(tmp_path):
         assert f.read_bytes() == (tmp_path / "sharded" / f.name).read_bytes()
 
 
-def sampled_forty(folder: Path) -> tuple[Path, Path]:
-    """A params file of 42 renders in 7 chunks and its sampled scenes, for the CLI to render."""
-    exp = bare_experiment(splits={"train": 40, "val": 1, "test": 1},
+def sampled_scenes(folder: Path, train: int = 40) -> tuple[Path, Path]:
+    """A params file of `train` + 2 renders in chunks of 6 (42: 7 chunks) and its sampled scenes,
+    for the CLI to render."""
+    exp = bare_experiment(splits={"train": train, "val": 1, "test": 1},
                           factors={"rotation": {"range": [0, 360]}},
                           render={**RENDER, "chunk_size": 6})
     params = folder / "params.yaml"
@@ -174,7 +175,7 @@ def sampled_forty(folder: Path) -> tuple[Path, Path]:
 
 
 def test_resume_after_kill_renders_only_what_is_missing(tmp_path):
-    params, scenes = sampled_forty(tmp_path)
+    params, scenes = sampled_scenes(tmp_path)
     cmd = [BIN / "cuelab", "render", "--params", params, "--scenes", scenes, "--workers", "1"]
     killed = tmp_path / "killed"
     proc = subprocess.Popen(cmd + ["--out", killed], start_new_session=True,
@@ -198,8 +199,10 @@ def test_resume_after_kill_renders_only_what_is_missing(tmp_path):
 
 def test_a_render_worker_that_dies_is_a_clean_error_not_a_hang(tmp_path):
     """The kernel's out-of-memory killer takes a Blender worker mid-render: the step stops with
-    a message saying so (multiprocessing.Pool would wait for the lost chunk forever)."""
-    params, scenes = sampled_forty(tmp_path)
+    a message saying so (multiprocessing.Pool would wait for the lost chunk forever). Enough
+    scenes that the kill, after the first chunk, lands mid-render (with 42, two workers could
+    finish them all first)."""
+    params, scenes = sampled_scenes(tmp_path, train=400)
     out = tmp_path / "renders"
     proc = subprocess.Popen([BIN / "cuelab", "render", "--params", params, "--scenes", scenes,
                              "--workers", "2", "--out", out], start_new_session=True,
