@@ -13,7 +13,7 @@ import yaml
 from conftest import bare_experiment, tiny_experiment, write_params
 from cuelab.cli import main
 from cuelab.study import StudyError, load_study, variant_names
-from cuelab.study_report import crossing
+from cuelab.study_report import Curve, Point, collect, crossing, crossovers, curves
 from test_report import conflict, est, synthetic_results
 
 
@@ -203,8 +203,10 @@ def test_a_planted_dose_response_is_monotone_and_its_crossover_excludes_the_ends
             if r["crossover"] == "preference for shape over color = 0.5"]
     assert float(c["at"]) == pytest.approx(0.5)
     assert 0 < float(c["low"]) <= 0.5 <= float(c["high"]) < 1  # excludes the ends
+    # where the band (+-0.06 at each level) holds 0.5: 0.9 - 0.8 rho = 0.5 +- 0.06
+    assert (float(c["low"]), float(c["high"])) == (pytest.approx(0.425), pytest.approx(0.575))
+    assert (c["between_low"], c["between_high"], c["interval_reaches"]) == ("0.25", "0.75", "")
     assert c["direction"] == "decreasing" and c["crossings"] == "1"
-    assert float(c["crossed_share"]) == 1
     plotted = rows(out.with_name("study-plots") / "preference-for-shape-over-color.csv")
     assert [float(r["value"]) for r in plotted] == curve  # dvc plots data, one curve a file
     assert float(plotted[2]["factors.color.correlation.rho"]) == 0.5
@@ -212,6 +214,63 @@ def test_a_planted_dose_response_is_monotone_and_its_crossover_excludes_the_ends
     assert "<svg" in page and "preference for shape over color" in page
     assert not re.search(r"""(src|href)=['"]https?:""", page)  # self-contained
     assert "href='../runs/s/tiny-rho-0p5/trace_report.html'" in page
+
+
+def test_the_crossover_interval_covers_the_probe_scenes_not_only_the_replicates(tmp_path):
+    """Three models that agree closely, on probe scenes that leave each level +-0.15 uncertain:
+    the crossing's interval is as wide as the probes make it (a bootstrap over the three models
+    alone gave about +-0.02), and one that reaches the end of the range says a crossing beyond
+    it cannot be ruled out."""
+    path = write_study(tmp_path, study(axes={"factors.color.correlation.rho": RHOS},
+                                       replicates=3))
+    runs = tmp_path / "runs" / "s"
+    for v in load_study(path).variants():
+        p = 0.9 - 0.8 * v.values["factors.color.correlation.rho"]  # crosses 0.5 at rho 0.5
+        e = est(p, p - 0.15, p + 0.15, 40, [p - 0.005, p, p + 0.005])
+        results = synthetic_results(preference=e, probes={"conflict": {
+            "shape_vs_color": conflict("shape", "color", e)}})
+        (runs / v.name / "evaluation").mkdir(parents=True)
+        (runs / v.name / "evaluation" / "results.json").write_text(results.to_json())
+    s = load_study(path)
+    found = crossovers(s, curves(s, collect(s, runs)[0]))
+    (c,) = [c for c in found if c.what == "preference for shape over color = 0.5"]
+    assert c.x == pytest.approx(0.5)
+    assert (c.low, c.high) == (pytest.approx(0.5 - 0.15 / 0.8), pytest.approx(0.5 + 0.15 / 0.8))
+    assert c.between == (0.25, 0.75) and c.reaches == ""
+    # a shallow curve: crossing at rho 0.89, the band still holds 0.5 at rho 1
+    shallow = [Point(x, f"v{x}", est(0.9 - 0.45 * x, 0.84 - 0.45 * x, 0.96 - 0.45 * x, 40))
+               for x in RHOS]
+    (c,) = crossovers(s, [Curve("rho", "", "preference for a over b", shallow)])
+    assert c.x == pytest.approx(0.4 / 0.45) and c.high == 1 and c.reaches == "end"
+    assert "it may cross beyond" in c.text()
+    # no crossing at the estimate, but the band reaches 0.5 near the end: said, not hidden
+    flat = [Point(x, f"v{x}", est(0.9 - 0.35 * x, 0.84 - 0.35 * x, 0.96 - 0.35 * x, 40))
+            for x in RHOS]
+    (c,) = crossovers(s, [Curve("rho", "", "preference for a over b", flat)])
+    assert c.x is None and c.low == pytest.approx(0.34 / 0.35) and c.high == 1
+    assert "a crossing there cannot be ruled out" in c.text()
+
+
+def test_two_reliances_cross_where_the_band_of_their_difference_holds_0():
+    """The difference's band runs from the lowest to the highest difference the two intervals
+    allow: colour 0.2x and shape 0.6 - 0.2x, each +-0.05, cross at x = 1.5, and the band of
+    colour - shape (0.4x - 0.6, +-0.1) holds 0 from 1.25 to 1.75."""
+    xs = [0, 0.5, 1, 1.5, 2, 2.5, 3]
+    colour = [Point(x, f"v{x}", est(0.2 * x, 0.2 * x - 0.05, 0.2 * x + 0.05, 40)) for x in xs]
+    shape = [Point(x, f"v{x}", est(0.6 - 0.2 * x, 0.55 - 0.2 * x, 0.65 - 0.2 * x, 40))
+             for x in xs]
+    (c,) = crossovers(None, [Curve("x", "", "reliance on color", colour),
+                             Curve("x", "", "reliance on shape", shape)])
+    assert c.what == "reliance on color = reliance on shape" and c.direction == "increasing"
+    assert c.x == pytest.approx(1.5)
+    assert (c.low, c.high) == (pytest.approx(1.25), pytest.approx(1.75))
+    # two cues the networks hardly use, swapping places by noise: no crossing is claimed
+    texture = [Point(x, f"v{x}", est(v, 0, v + 0.04, 40)) for x, v in zip(xs, [0.01, 0.02] * 4)]
+    iso = [Point(x, f"v{x}", est(v, 0, v + 0.04, 40)) for x, v in zip(xs, [0.02, 0.01] * 4)]
+    (c,) = crossovers(None, [Curve("x", "", "reliance on iso", iso),
+                             Curve("x", "", "reliance on texture", texture)])
+    assert c.x is not None and c.reaches == "start and end"
+    assert c.text().startswith("cannot tell where, or whether, it crosses")
 
 
 def test_no_crossing_is_said_and_unfinished_variants_are_listed(tmp_path, capsys):
@@ -393,10 +452,6 @@ def test_run_needs_the_projects_params_as_base_and_writes_nothing(tmp_path, caps
 
 
 def test_touching_the_threshold_is_not_crossing_it():
-    import numpy as np
-
-    from cuelab.study_report import crossing
-
     x = np.array([0, 0.5, 1.0])
     assert crossing(x, np.array([0.3, 0.2, 0.0]), 0.0) == (None, 0)  # meets it at the end
     assert crossing(x, np.array([0.9, 0.5, 0.1]), 0.5) == (0.5, 1)   # passes through a level
@@ -404,22 +459,28 @@ def test_touching_the_threshold_is_not_crossing_it():
     assert n == 1 and abs(at - (0.5 + 0.5 * 0.2 / 0.6)) < 1e-12
 
 
+def planted_mitigations(folder: Path, gap: dict, colour: dict, width: float = 0.05,
+                        models: float = 0.02) -> Path:
+    """A mitigation study whose variants' results.json plant the background gap and the
+    reliance on colour per mitigation: intervals +-width, three models +-models apart."""
+    path = write_study(folder, study(axes={"train.mitigation": list(gap)}, replicates=3))
+    for v in load_study(path).variants():
+        g, c = gap[v.values["train.mitigation"]], colour[v.values["train.mitigation"]]
+        results = synthetic_results(
+            gap=est(g, g - width, g + width, 100, [g - models, g, g + models]),
+            color_shift=est(c, c - width, c + width, 40, [c - models, c, c + models]))
+        (folder / "runs" / v.name / "evaluation").mkdir(parents=True)
+        (folder / "runs" / v.name / "evaluation" / "results.json").write_text(
+            results.to_json())
+    return path
+
+
 def test_mitigations_side_by_side_say_which_cue_fell_and_which_rose(tmp_path, capsys):
     """A planted mitigation study: both mitigations remove the background gap and one of them
     makes the network lean on colour instead; IID accuracy stays where it was."""
-    path = write_study(tmp_path, study(axes={"train.mitigation": [
-        "none", "random_background", "adversarial_background"]}, replicates=3))
     planted_gap = {"none": 0.3, "random_background": 0.02, "adversarial_background": 0.0}
     planted_colour = {"none": 0.4, "random_background": 0.6, "adversarial_background": 0.41}
-    for v in load_study(path).variants():
-        g, c = planted_gap[v.values["train.mitigation"]], planted_colour[v.values[
-            "train.mitigation"]]
-        results = synthetic_results(gap=est(g, g - 0.05, g + 0.05, 100, [g - 0.02, g, g + 0.02]),
-                                    color_shift=est(c, c - 0.05, c + 0.05, 40,
-                                                    [c - 0.02, c, c + 0.02]))
-        (tmp_path / "runs" / v.name / "evaluation").mkdir(parents=True)
-        (tmp_path / "runs" / v.name / "evaluation" / "results.json").write_text(
-            results.to_json())
+    path = planted_mitigations(tmp_path, planted_gap, planted_colour)
     out = tmp_path / "study.html"
     assert main(["study", "report", str(path), "--runs", str(tmp_path / "runs"),
                  "--out", str(out)]) == 0
@@ -437,6 +498,23 @@ def test_mitigations_side_by_side_say_which_cue_fell_and_which_rose(tmp_path, ca
     page = out.read_text()
     assert "Levels of <code>train.mitigation</code> side by side" in page
     assert "<b>rose</b>" in page and "<b>fell</b>" in page
+
+
+def test_a_change_within_the_probes_noise_is_not_called_a_change(tmp_path, capsys):
+    """Three models that agree closely (+-0.005) say little of the probe scenes they share:
+    colour's reliance 0.40 -> 0.46 with each level's interval +-0.08 is no clear change (a
+    bootstrap over the models alone called it a rise), while the gap 0.30 -> 0.02 fell."""
+    path = planted_mitigations(tmp_path, {"none": 0.3, "random_background": 0.02},
+                               {"none": 0.4, "random_background": 0.46}, width=0.08,
+                               models=0.005)
+    assert main(["study", "report", str(path), "--runs", str(tmp_path / "runs"),
+                 "--out", str(tmp_path / "study.html")]) == 0
+    changed = {r["measure"]: r for r in rows(tmp_path / "study-changes.csv")}
+    colour, gap = changed["reliance on color"], changed["background gap"]
+    assert colour["verdict"] == "no clear change"
+    assert (float(colour["low"]), float(colour["high"])) == (pytest.approx(0.06 - 0.16),
+                                                             pytest.approx(0.06 + 0.16))
+    assert gap["verdict"] == "fell" and float(gap["high"]) == pytest.approx(-0.28 + 0.16)
 
 
 def test_the_study_in_mlflow_is_a_parent_run_with_a_child_per_variant(tmp_path, capsys,

@@ -14,21 +14,28 @@ accuracy drop of each robustness condition.
 
 Levels side by side, against each categorical axis (a mitigation, an architecture): each level's
 measures beside the first level's (the baseline: list `none` first), with the difference's
-interval from a bootstrap over replicates (each variant's models resampled, their means
-subtracted); a difference whose interval excludes 0 is said to have risen or fallen, so a
-mitigation that lowers one reliance shows which others rose. Beside it, each test background's
-accuracy per level (the background sweep's levels and the background protocol's variants), in the
-shape of Cruz & Cardoso's Table 1.
+interval; a difference is said to have risen or fallen only where the two levels' intervals do
+not overlap, so a mitigation that lowers one reliance shows which others rose. Beside it, each
+test background's accuracy per level (the background sweep's levels and the background
+protocol's variants), in the shape of Cruz & Cardoso's Table 1.
 
 Crossovers, where a dose-response switches: each conflict's preference crossing 0.5 (the cue the
 network follows changes), and each pair of factors' reliance crossing each other (their
 difference crossing 0), against each numeric axis, the other axes held (one curve per
 combination of their values). The crossing is found by linear interpolation between the levels
-(the first one, if the curve crosses more than once: said so). Its interval: a bootstrap over
-replicates (at each level the models' own values resampled with replacement by a seeded
-generator, their mean's curve's crossing found again), the 2.5th and 97.5th percentiles of the
-resamples that cross, and the share of resamples that cross at all. It covers the training seeds
-(replicates), not the probe scenes: the per-model values are each over the same probe scenes.
+(the first one, if the curve crosses more than once: said so), and so is its interval: the
+values of the axis at which the curve's band (each level's interval, joined by straight lines)
+holds the threshold. It contains the crossing whenever the two levels around it hold their true
+values, so it covers what each level's interval covers (trained models and probe scenes), and it
+reaches an end of the range where a crossing beyond it cannot be ruled out.
+
+Intervals of differences (two reliances at one level, one level against the baseline) run from
+the lowest to the highest difference the two intervals allow: as wide as the difference's own
+interval can be, whatever the two correlate by (the same probe scenes, the same models), and
+usually wider. A bootstrap over the replicates alone would be narrower, and wrong: three models'
+spread says nothing of the probe scenes they share, so a change no larger than the probes'
+noise would read as a clear one. Not covered, as in each variant's results: the training data
+draw (another experiment `seed`).
 """
 
 from __future__ import annotations
@@ -48,11 +55,6 @@ from .errors import CuelabError
 from .probes.estimate import Estimate
 from .results import FILE, Results, load_results
 from .study import Study, Variant, _text
-
-RESAMPLES = 2000
-SEED = 0
-PERCENTILES = (2.5, 97.5)
-
 
 # --- the numbers -----------------------------------------------------------------------------
 
@@ -99,24 +101,41 @@ class Crossover:
     series: str
     what: str              # "preference for shape over color = 0.5", ...
     threshold: float
-    x: float | None        # None: no crossing in the range
-    low: float | None
+    x: float | None        # the curve's first crossing; None: it does not cross in the range
+    between: tuple[float, float] | None  # the levels around that crossing
+    low: float | None      # where the curve's band holds the threshold (None: nowhere)
     high: float | None
-    crossed_share: float   # of the resamples
     crossings: int         # at the point estimate
     direction: str         # increasing, decreasing, not monotone
     range: tuple[float, float]
 
+    @property
+    def reaches(self) -> str:
+        """Which ends of the range the interval reaches: a crossing beyond it is possible."""
+        if self.low is None:
+            return ""
+        ends = [name for name, at, end in (("start", self.low, self.range[0]),
+                                           ("end", self.high, self.range[1])) if at == end]
+        return " and ".join(ends)
+
     def text(self) -> str:
         lo, hi = self.range
+        if self.reaches == "start and end":
+            return (f"cannot tell where, or whether, it crosses: the curve's interval holds "
+                    f"{self.threshold:g} over the whole range {lo:g} to {hi:g}"
+                    + (f" (the estimate crosses at {self.x:.3g})" if self.x is not None else ""))
         if self.x is None:
-            return f"no crossing in the range {lo:g} to {hi:g}"
-        text = f"{self.x:.3g}"
-        if self.low is not None:
-            text += f" (95% interval {self.low:.3g} to {self.high:.3g}"
-            if self.crossed_share < 0.999:
-                text += f"; {self.crossed_share:.0%} of resamples cross"
-            text += ")"
+            text = f"no crossing in the range {lo:g} to {hi:g}"
+            if self.low is not None:
+                where = (f"at {self.low:.3g}" if self.low == self.high else
+                         f"from {self.low:.3g} to {self.high:.3g}")
+                text += (f", but the curve's interval holds {self.threshold:g} {where}: a "
+                         "crossing there cannot be ruled out")
+            return text
+        text = f"{self.x:.3g} (interval {self.low:.3g} to {self.high:.3g}"
+        if self.reaches:
+            text += (f", which reaches the {self.reaches} of the range: it may cross beyond")
+        text += f"; between the levels {self.between[0]:g} and {self.between[1]:g})"
         if self.crossings > 1:
             text += f"; the curve crosses {self.crossings} times, the first is given"
         return text
@@ -127,36 +146,45 @@ def crossing(x: np.ndarray, y: np.ndarray, threshold: float) -> tuple[float | No
     (None if it does not), and how many times it crosses. A crossing is a change of side: a
     curve that only touches the threshold (two cues both at 0 at the end of the range) does not
     cross it; one that sits on it at a level between the two sides crosses there."""
+    return _crossing(x, y, threshold)[0::2]
+
+
+def _crossing(x: np.ndarray, y: np.ndarray, threshold: float
+              ) -> tuple[float | None, tuple[float, float] | None, int]:
+    """crossing(), with the levels around the first crossing."""
     keep = ~np.isnan(y)
     x, s = x[keep], y[keep] - threshold
     sides = [i for i in range(len(s)) if s[i] != 0]
-    found, count = None, 0
+    found, around, count = None, None, 0
     for a, b in zip(sides, sides[1:]):
         if s[a] * s[b] < 0:
             count += 1
             if found is None:
+                around = (float(x[a]), float(x[b]))
                 found = (x[a + 1] if b > a + 1  # on the threshold at the levels between
                          else x[a] + (x[b] - x[a]) * s[a] / (s[a] - s[b]))
-    return (None if found is None else float(found)), count
+    return (None if found is None else float(found)), around, count
 
 
-def bootstrap_crossings(x: np.ndarray, per_model: list[np.ndarray], threshold: float,
-                        resamples: int = RESAMPLES, seed: int = SEED) -> np.ndarray:
-    """The crossing of each resample (NaN where it does not cross): at each level, the models'
-    values drawn with replacement and averaged."""
-    rng = np.random.default_rng(seed)
-    means = np.empty((resamples, len(x)))
-    for i, pm in enumerate(per_model):
-        if len(pm) == 0:
-            means[:, i] = np.nan
-            continue
-        means[:, i] = pm[rng.integers(0, len(pm), (resamples, len(pm)))].mean(axis=1)
-    out = np.full(resamples, np.nan)
-    for r in range(resamples):
-        found, _ = crossing(x, means[r], threshold)
-        if found is not None:
-            out[r] = found
-    return out
+def band_holds(x: np.ndarray, low: np.ndarray, high: np.ndarray,
+               threshold: float) -> tuple[float, float] | None:
+    """The smallest and largest x at which the band (low and high, each joined by straight
+    lines between levels) holds the threshold, low <= threshold <= high; None if nowhere."""
+    keep = ~(np.isnan(low) | np.isnan(high))
+    x, lo, hi = x[keep], low[keep] - threshold, high[keep] - threshold
+    found: list[float] = []
+    for i in range(len(x)):
+        if lo[i] <= 0 <= hi[i]:
+            found.append(float(x[i]))
+    for i in range(len(x) - 1):  # inside a segment: where a side passes the threshold
+        for side in (lo, hi):
+            a, b = side[i], side[i + 1]
+            if a * b < 0:
+                u = a / (a - b)
+                if lo[i] + u * (lo[i + 1] - lo[i]) <= 1e-12 and \
+                        hi[i] + u * (hi[i + 1] - hi[i]) >= -1e-12:
+                    found.append(float(x[i] + u * (x[i + 1] - x[i])))
+    return (min(found), max(found)) if found else None
 
 
 def _direction(y: np.ndarray) -> str:
@@ -168,23 +196,22 @@ def _direction(y: np.ndarray) -> str:
     return "flat" if len(d) and (d == 0).all() else "not monotone"
 
 
-def _per_model(e: Estimate) -> np.ndarray:
-    return np.array([v for v in e.per_model if v is not None], float)
+def _bounds(e: Estimate) -> tuple[float, float, float]:
+    """value, low, high (NaN where undefined; an estimate without an interval is its value)."""
+    if e.value is None:
+        return np.nan, np.nan, np.nan
+    return (e.value, e.value if e.low is None else e.low, e.value if e.high is None else e.high)
 
 
 def crossover(axis: str, series: str, what: str, x: np.ndarray, y: np.ndarray,
-              per_model: list[np.ndarray], threshold: float) -> Crossover:
-    found, count = crossing(x, y, threshold)
-    low = high = None
-    share = 0.0
-    if found is not None:
-        boots = bootstrap_crossings(x, per_model, threshold)
-        crossed = boots[~np.isnan(boots)]
-        share = len(crossed) / len(boots)
-        if len(crossed):
-            low, high = (float(v) for v in np.percentile(crossed, PERCENTILES))
-    return Crossover(axis, series, what, threshold, found, low, high, share, count,
-                     _direction(y), (float(x.min()), float(x.max())))
+              low: np.ndarray, high: np.ndarray, threshold: float) -> Crossover:
+    found, around, count = _crossing(x, y, threshold)
+    band = band_holds(x, low, high, threshold)
+    keep = x[~np.isnan(y)]
+    return Crossover(axis, series, what, threshold, found, around,
+                     *(band if band else (None, None)), count, _direction(y),
+                     (float(keep.min()), float(keep.max())) if len(keep) else
+                     (float(x.min()), float(x.max())))
 
 
 # --- the study's curves ----------------------------------------------------------------------
@@ -232,26 +259,21 @@ class Change:
     measure: str
     baseline: Estimate
     estimate: Estimate
-    difference: float | None
-    low: float | None
-    high: float | None
+    difference: float
+    low: float             # the lowest difference the two intervals allow
+    high: float
 
     @property
     def verdict(self) -> str:
-        if self.low is None or self.high is None:
-            return "cannot tell (fewer than 2 models each)"
+        """Rose or fell only where the two levels' intervals do not overlap."""
         return "rose" if self.low > 0 else "fell" if self.high < 0 else "no clear change"
 
 
-def difference_interval(a: np.ndarray, b: np.ndarray) -> tuple[float | None, float | None]:
-    """A bootstrap interval of mean(b) - mean(a), each side's models resampled."""
-    if len(a) < 2 or len(b) < 2:
-        return None, None
-    rng = np.random.default_rng(SEED)
-    d = (b[rng.integers(0, len(b), (RESAMPLES, len(b)))].mean(1)
-         - a[rng.integers(0, len(a), (RESAMPLES, len(a)))].mean(1))
-    lo, hi = np.percentile(d, PERCENTILES)
-    return float(lo), float(hi)
+def difference(a: Estimate, b: Estimate) -> tuple[float, float, float]:
+    """b - a, and the lowest and highest difference their intervals allow (the module's doc)."""
+    va, la, ha = _bounds(a)
+    vb, lb, hb = _bounds(b)
+    return vb - va, lb - ha, hb - la
 
 
 def changes(study: Study, finished: list[Finished]) -> list[Change]:
@@ -270,9 +292,8 @@ def changes(study: Study, finished: list[Finished]) -> list[Change]:
                     b = base[0].measures.get(name)
                     if b is None or e.value is None or b.value is None:
                         continue
-                    low, high = difference_interval(_per_model(b), _per_model(e))
                     out.append(Change(axis, series, _text(f.variant.values[axis]), name, b, e,
-                                      e.value - b.value, low, high))
+                                      *difference(b, e)))
     return out
 
 
@@ -306,8 +327,8 @@ def crossovers(study: Study, all_curves: list[Curve]) -> list[Crossover]:
     for c in all_curves:
         if c.measure.startswith("preference for ") and len(c.points) >= 2:
             x = np.array([p.x for p in c.points])
-            out.append(crossover(c.axis, c.series, f"{c.measure} = 0.5", x, c.values(),
-                                 [_per_model(p.estimate) for p in c.points], 0.5))
+            y, low, high = np.array([_bounds(p.estimate) for p in c.points]).T
+            out.append(crossover(c.axis, c.series, f"{c.measure} = 0.5", x, y, low, high, 0.5))
     for (axis, series, name), a in by_key.items():
         if not name.startswith("reliance on "):
             continue
@@ -319,16 +340,10 @@ def crossovers(study: Study, all_curves: list[Curve]) -> list[Crossover]:
             if len(pairs) < 2:
                 continue
             x = np.array([p.x for p, _ in pairs])
-            y = np.array([np.nan if p.estimate.value is None or q.estimate.value is None
-                          else p.estimate.value - q.estimate.value for p, q in pairs])
-            diffs = []
-            for p, q in pairs:  # model r of one against model r of the other
-                pa, pb = p.estimate.per_model, q.estimate.per_model
-                diffs.append(np.array([u - v for u, v in zip(pa, pb)
-                                       if u is not None and v is not None], float))
+            y, low, high = np.array([difference(q.estimate, p.estimate) for p, q in pairs]).T
             fa, fb = name[len("reliance on "):], name2[len("reliance on "):]
             out.append(crossover(axis, series, f"reliance on {fa} = reliance on {fb}", x, y,
-                                 diffs, 0.0))
+                                 low, high, 0.0))
     return out
 
 
@@ -361,7 +376,9 @@ def study_report(study: Study, runs: str | Path, out: str | Path) -> str:
     write_text(out, _page(study, runs, out, finished, missing, all_curves, found, changed,
                           list(tables)))
     return (f"wrote {out} ({len(finished)} of {len(finished) + len(missing)} variants finished, "
-            f"{len(found)} crossovers, {sum(c.verdict in ('rose', 'fell') for c in changed)} "
+            f"{sum(c.x is not None for c in found)} crossings of {len(found)} curves, "
+            f"{sum(c.x is not None and not c.reaches for c in found)} with an interval inside "
+            f"the range, {sum(c.verdict in ('rose', 'fell') for c in changed)} "
             f"clear changes against a baseline level), "
             + ", ".join(str(p) for p in tables)
             + (f" and one curve per file in {plots} (dvc plots data)" if all_curves else ""))
@@ -413,12 +430,14 @@ def _backgrounds_table(study: Study, finished: list[Finished]) -> str:
 
 
 def _crossovers_table(found: list[Crossover]) -> str:
-    rows = [["axis", "series", "crossover", "threshold", "at", "low", "high", "crossed_share",
-             "crossings", "direction", "range_low", "range_high"]]
+    rows = [["axis", "series", "crossover", "threshold", "at", "between_low", "between_high",
+             "low", "high", "interval_reaches", "crossings", "direction", "range_low",
+             "range_high"]]
     for c in found:
-        rows.append([c.axis, c.series, c.what, _num(c.threshold), _num(c.x), _num(c.low),
-                     _num(c.high), f"{c.crossed_share:.4g}", c.crossings, c.direction,
-                     _num(c.range[0]), _num(c.range[1])])
+        rows.append([c.axis, c.series, c.what, _num(c.threshold), _num(c.x),
+                     *(_num(v) for v in (c.between or (None, None))), _num(c.low),
+                     _num(c.high), c.reaches, c.crossings, c.direction, _num(c.range[0]),
+                     _num(c.range[1])])
     return _csv(rows)
 
 
@@ -451,11 +470,15 @@ def _page(study, runs, out, finished, missing, all_curves, found, changed, table
         pass  # nothing to cross over: the levels are set side by side below
     elif found:
         parts.append("<h2>Crossovers</h2>")
-        parts.append("<p>Where a dose-response switches, by linear interpolation between levels; "
-                     "the interval: a bootstrap over replicates (each level's models resampled, "
-                     f"{RESAMPLES} resamples), which covers the training seeds, not the probe "
-                     "scenes.</p><table><tr><th>axis</th><th>curve</th><th>crossing</th>"
-                     "<th>the curve</th></tr>")
+        parts.append("<p>Where a dose-response switches, by linear interpolation between levels. "
+                     "The interval: where the curve's band (each level's 95% interval, over "
+                     "trained models and probe scenes, joined by straight lines) holds the "
+                     "threshold; for two reliances, the band of their difference runs from "
+                     "the lowest to the highest difference their intervals allow. It assumes "
+                     "the curve straight between levels, and does not cover the training data "
+                     "draw (another experiment seed). An interval that reaches an end of the "
+                     "range means a crossing beyond it cannot be ruled out.</p><table><tr>"
+                     "<th>axis</th><th>curve</th><th>crossing</th><th>the curve</th></tr>")
         for c in found:
             parts.append(f"<tr><td><code>{e(c.axis)}</code></td><td>{e(c.what)}"
                          + (f" <span class='muted'>({e(c.series)})</span>" if c.series else "")
@@ -527,17 +550,18 @@ def _levels_section(study: Study, axis: str, finished: list[Finished],
         if not mine:
             continue
         parts.append(f"<p>Every measure at each level, and how it moved from "
-                     f"<b>{e(levels[0])}</b> (the difference's interval: a bootstrap over "
-                     f"replicates, {RESAMPLES} resamples; it covers the training seeds, not the "
-                     f"probe scenes). A mitigation that lowers one cue's reliance may raise "
-                     f"another's: look for <b>rose</b>.</p><table><tr><th>measure</th>{head}"
-                     "<th>change</th></tr>")
+                     f"<b>{e(levels[0])}</b>, with the lowest and highest difference the two "
+                     f"levels' intervals (over trained models and probe scenes) allow; it is "
+                     f"said to have <b>risen</b> or <b>fallen</b> only where they do not "
+                     f"overlap, and otherwise to show no clear change. A mitigation that "
+                     f"lowers one cue's reliance may raise another's: look for <b>rose</b>.</p>"
+                     f"<table><tr><th>measure</th>{head}<th>change</th></tr>")
         for name in dict.fromkeys(c.measure for c in mine):
             row = [c for c in mine if c.measure == name]
             cells = "".join(_cell(by_level[lv].measures.get(name)) for lv in shown)
             verdicts = "; ".join(
                 f"{e(c.level)}: {c.difference:+.2f}"
-                + (f" [{c.low:+.2f}, {c.high:+.2f}]" if c.low is not None else "")
+                + f" [{c.low:+.2f}, {c.high:+.2f}]"
                 + (f" <b>{c.verdict}</b>" if c.verdict in ("rose", "fell")
                    else f" <span class='muted'>{e(c.verdict)}</span>") for c in row)
             parts.append(f"<tr><td>{e(name)}</td>{cells}<td>{verdicts}</td></tr>")

@@ -60,8 +60,8 @@ def log_study(study: Study, runs: str | Path, artifacts: list[Path] = (),
                                       for k, v in study.spec.axes.items()},
                                    **{f"set {k}": _text(v) for k, v in study.spec.set.items()}})
             metrics = {}
-            for c in found:
-                if c.x is not None:
+            for c in found:  # where one was found and its interval is not the whole range
+                if c.x is not None and c.reaches != "start and end":
                     key = metric_key(f"{c.axis} where {c.what}"  # the axis's value there
                                      + (f" ({c.series})" if c.series else ""))
                     metrics[key] = c.x
