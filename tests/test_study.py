@@ -59,6 +59,29 @@ def test_a_study_makes_one_variant_per_combination(tmp_path):
                zipped.variants())
 
 
+def test_draws_run_each_combination_on_its_own_data(tmp_path, capsys):
+    """draws: 3 makes each combination three variants, with the base's seed and the two after
+    it; draw 0 is the variant a study without draws has (its name, its seed), so adding draws
+    keeps what ran."""
+    from cuelab.study_run import overrides
+
+    path = write_study(tmp_path, study(draws=3))
+    s = load_study(path)
+    (tmp_path / "plain").mkdir()
+    plain = load_study(write_study(tmp_path / "plain", study()))
+    assert len(s.variants()) == 9
+    first = [v for v in s.variants() if v.values == {"factors.color.correlation.rho": 0.5}]
+    assert [(v.name, v.draw, v.experiment.seed) for v in first] == [
+        ("tiny-rho-0p5", 0, 3), ("tiny-rho-0p5-draw-1", 1, 4), ("tiny-rho-0p5-draw-2", 2, 5)]
+    assert first[0].experiment == plain.variants()[1].experiment
+    assert "++seed=4" in overrides(s, first[1]) and \
+        not any("seed" in a for a in overrides(s, first[0]))
+    assert first[2].label() == "factors.color.correlation.rho=0.5, draw 2 (seed 5)"
+    assert main(["study", "check", str(path)]) == 0
+    assert "9 variants (crossed axes: factors.color.correlation.rho 3 values; 3 draws of the " \
+        "data each, seeds 3 to 5)" in capsys.readouterr().out
+
+
 def test_variant_names_are_valid_and_distinct():
     names = variant_names("x" * 60, {"a.b": [0.5, -1.0]}, [{"a.b": 0.5}, {"a.b": -1.0}])
     assert len(set(names)) == 2 and all(len(n) <= 64 for n in names)
@@ -99,6 +122,9 @@ MALFORMED = {
     "bad set": (study(set={"factors.background.correlation.rho": 1}),
                 "set: background_protocol.variants: got 'only_fg_neutral'"),
     "bad name": (study(name="My Study"), "name: got 'My Study'; a name of 1 to 64"),
+    "draws zero": (study(draws=0), "draws: got 0; must be greater than or equal to 1"),
+    "draws and a seed axis": (study(draws=3, axes={"seed": [1, 2]}), "axes.seed: got 'seed'; "
+                              "set by the study's draws: 3 draws take the base's seed"),
 }
 
 
@@ -515,6 +541,58 @@ def test_a_change_within_the_probes_noise_is_not_called_a_change(tmp_path, capsy
     assert (float(colour["low"]), float(colour["high"])) == (pytest.approx(0.06 - 0.16),
                                                              pytest.approx(0.06 + 0.16))
     assert gap["verdict"] == "fell" and float(gap["high"]) == pytest.approx(-0.28 + 0.16)
+
+
+def test_draws_are_pooled_so_a_difference_between_data_draws_is_no_change(tmp_path, capsys,
+                                                                           monkeypatch):
+    """Each draw's models agree and its intervals are narrow, but the draws of the data do not:
+    colour's reliance 0.30 / 0.40 / 0.50 without a mitigation, 0.45 / 0.55 / 0.65 with one. One
+    draw alone would call that a rise; the draws pooled (Student's t over 3 draws) do not. The
+    gap, the same in every draw, keeps an interval from the draws' own (their errors combined)
+    and still fell."""
+    path = write_study(tmp_path, study(axes={"train.mitigation": ["none", "random_background"]},
+                                       replicates=3, draws=3))
+    colour = {"none": [0.30, 0.40, 0.50], "random_background": [0.45, 0.55, 0.65]}
+    gap = {"none": 0.3, "random_background": 0.02}
+    for v in load_study(path).variants():
+        m = v.values["train.mitigation"]
+        c, g = colour[m][v.draw], gap[m]
+        results = synthetic_results(
+            gap=est(g, g - 0.05, g + 0.05, 100, [g - 0.01, g, g + 0.01]),
+            color_shift=est(c, c - 0.01, c + 0.01, 40, [c - 0.005, c, c + 0.005]))
+        (tmp_path / "runs" / v.name / "evaluation").mkdir(parents=True)
+        (tmp_path / "runs" / v.name / "evaluation" / "results.json").write_text(
+            results.to_json())
+    out = tmp_path / "study.html"
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    assert main(["study", "report", str(path), "--runs", str(tmp_path / "runs"),
+                 "--out", str(out), "--mlflow"]) == 0
+    assert "6 of 6 variants finished" in capsys.readouterr().out
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    children = [r for r in client.search_runs([client.get_experiment_by_name(
+        "study s").experiment_id]) if r.data.tags.get("cuelab.kind") == "variant"]
+    assert sorted((r.data.params["train.mitigation"], r.data.params["seed"],
+                   r.data.params["draw"]) for r in children) == [
+        (m, str(3 + d), str(d)) for m in ("none", "random_background") for d in range(3)]
+    changed = {r["measure"]: r for r in rows(tmp_path / "study-changes.csv")}
+    assert changed["reliance on color"]["verdict"] == "no clear change"
+    assert changed["background gap"]["verdict"] == "fell"
+    pooled = {(r["train.mitigation"], r["measure"]): r for r in rows(
+        tmp_path / "study-measures.csv")}
+    none = pooled["none", "reliance on color"]
+    half = 4.302653 * 0.1 / 3 ** 0.5  # t(0.975, 2 df) x sd / sqrt(3)
+    assert (float(none["value"]), float(none["low"]), float(none["high"]), none["draws"]) == (
+        pytest.approx(0.4), pytest.approx(0.4 - half, abs=1e-5),
+        pytest.approx(0.4 + half, abs=1e-5), "3")
+    assert len(none["per_model"].split(";")) == 9
+    g = pooled["none", "background gap"]  # the draws agree: their own errors, combined
+    assert float(g["high"]) - 0.3 == pytest.approx(0.05 * 3 ** 0.5 / 3, abs=1e-5)
+    page = out.read_text()
+    assert "3 draws of the data (seeds 3 on)" in page and "the training data draw." in page
+    assert "<td>tiny-mitigation-random_background-draw-2</td>" in page  # each draw listed
 
 
 def test_the_study_in_mlflow_is_a_parent_run_with_a_child_per_variant(tmp_path, capsys,

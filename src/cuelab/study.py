@@ -19,6 +19,13 @@ and its own name) validated as an experiment by `experiment_from_dict`; each pro
 field, a variant's problems name the variant's axis values too:
 "axes: variant factors.color.correlation.rho=1.5: factors.color.correlation.rho: got 1.5; ...".
 
+Draws (`draws: N`, default 1): each combination of the axes run N times, with the base's seed
+and the N - 1 seeds after it, so each draw samples its own training data and probe scenes. The
+replicates of one draw share its data, so their spread says nothing of another draw's; the study
+report pools a combination's draws, and its intervals then cover the data draw too. Draw 0 is
+the variant itself (its name, its seed), so adding draws to a study that has run keeps what it
+ran; draw k is `<variant>-draw-k`.
+
 A variant's name is the base's name and a slug of its values (`shapes-vs-color-rho-0p25`); it is
 the variant's experiment name too (its MLflow experiment, its DVC experiment's name).
 
@@ -60,6 +67,7 @@ NAME_RE = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 # keys a study sets itself: an axis or `set` may not
 OWN_KEYS = {"name": "each variant's name is the base's name and a slug of its axis values",
             "train.replicates": "the study's `replicates` sets it for every variant"}
+MAX_DRAWS = 20
 
 
 class StudyError(ExperimentError):
@@ -76,6 +84,7 @@ class StudySpec(Strict):
     axes: dict[str, Annotated[list[Any], Field(min_length=1)]] = Field(min_length=1)
     combine: Literal["crossed", "zipped"] = "crossed"
     replicates: int = Field(strict=True, ge=1, le=100)
+    draws: int = Field(default=1, strict=True, ge=1, le=MAX_DRAWS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,9 +92,11 @@ class Variant:
     name: str
     values: dict[str, Any]      # dotted key -> this variant's value, in the axes' order
     experiment: Experiment
+    draw: int = 0               # of the study's draws: seed = the base's seed + draw
 
     def label(self) -> str:
-        return ", ".join(f"{k}={_text(v)}" for k, v in self.values.items())
+        return ", ".join(f"{k}={_text(v)}" for k, v in self.values.items()) + (
+            f", draw {self.draw} (seed {self.experiment.seed})" if self.draw else "")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -156,12 +167,17 @@ def load_study(path: str | Path) -> Study:
             problems += found
             continue
         _assign(raw, "train.replicates", spec.replicates, "replicates")
-        raw["name"] = name
         where = "axes: variant " + ", ".join(f"{k}={_text(v)}" for k, v in values.items())
-        try:
-            variants.append(Variant(name, values, experiment_from_dict(raw, source)))
-        except ExperimentError as e:
-            problems += _within(where, e)
+        for draw in range(spec.draws):
+            one = copy.deepcopy(raw)
+            one["name"] = draw_name(name, draw)
+            if draw:
+                one["seed"] = int(raw.get("seed", base.seed)) + draw
+            try:
+                variants.append(Variant(one["name"], values, experiment_from_dict(one, source),
+                                        draw))
+            except ExperimentError as e:
+                problems += _within(where + (f", draw {draw}" if draw else ""), e)
     if problems:
         raise StudyError(list(dict.fromkeys(problems)), source)
     return Study(spec, path, base_path, base, tuple(variants))
@@ -253,6 +269,12 @@ def _spec_problems(spec: StudySpec):
                 yield Problem(f"{where}.{key}", key, f"set by the study: {OWN_KEYS[key]}")
     for key in set(spec.axes) & set(spec.set):
         yield Problem(f"set.{key}", key, "an axis already varies this key: set it in one place")
+    if spec.draws > 1:
+        for where, keys in (("axes", spec.axes), ("set", spec.set)):
+            if "seed" in keys:
+                yield Problem(f"{where}.seed", "seed", f"set by the study's draws: {spec.draws} "
+                              "draws take the base's seed and the ones after it (draws: 1 "
+                              "leaves seed to you)")
     if spec.combine == "zipped":
         lengths = {k: len(v) for k, v in spec.axes.items()}
         if len(set(lengths.values())) > 1:
@@ -261,9 +283,11 @@ def _spec_problems(spec: StudySpec):
                           "combine: zipped pairs the i-th values of every axis: give every "
                           "axis the same number of values (or combine: crossed)")
     n = (math.prod(len(v) for v in spec.axes.values()) if spec.combine == "crossed"
-         else min(len(v) for v in spec.axes.values()))
+         else min(len(v) for v in spec.axes.values())) * spec.draws
     if n > MAX_VARIANTS:
-        yield Problem("axes", Words(f"{n} variants"), f"at most {MAX_VARIANTS} variants")
+        yield Problem("axes", Words(f"{n} variants" + (f" ({spec.draws} draws each)"
+                                                        if spec.draws > 1 else "")),
+                      f"at most {MAX_VARIANTS} variants")
     for key, values in spec.axes.items():
         seen = [json.dumps(v, sort_keys=True, default=str) for v in values]
         dup = [values[i] for i, s in enumerate(seen) if seen.count(s) > 1 and seen.index(s) == i]
@@ -312,6 +336,14 @@ def variant_names(base: str, axes: dict[str, list], combos: list[dict]) -> list[
                                      digest_size=4).hexdigest()
             names[i] = f"{base[:64 - 9]}-{digest}"
     return names
+
+
+def draw_name(name: str, draw: int) -> str:
+    """Draw 0 is the variant itself; draw k ends in -draw-k (the name cut to keep 64)."""
+    if not draw:
+        return name
+    suffix = f"-draw-{draw}"
+    return name[:64 - len(suffix)] + suffix
 
 
 def _short_keys(keys: list[str]) -> dict[str, str]:
@@ -427,9 +459,12 @@ def plan_text(study: Study) -> str:
 
     plans = plan(study)
     spec = study.spec
+    seed = plans[0].variant.experiment.seed
     lines = [f"{study.path}: valid study '{study.name}': base {study.base_path} "
              f"('{study.base.name}'), {len(plans)} variants ({spec.combine} axes: "
-             + ", ".join(f"{k} {len(v)} values" for k, v in spec.axes.items()) + ")"]
+             + ", ".join(f"{k} {len(v)} values" for k, v in spec.axes.items())
+             + (f"; {spec.draws} draws of the data each, seeds {seed} to "
+                f"{seed + spec.draws - 1}" if spec.draws > 1 else "") + ")"]
     if spec.set:
         lines.append("  every variant sets: " + ", ".join(f"{k}={_text(v)}"
                                                           for k, v in spec.set.items()))

@@ -34,8 +34,12 @@ the lowest to the highest difference the two intervals allow: as wide as the dif
 interval can be, whatever the two correlate by (the same probe scenes, the same models), and
 usually wider. A bootstrap over the replicates alone would be narrower, and wrong: three models'
 spread says nothing of the probe scenes they share, so a change no larger than the probes'
-noise would read as a clear one. Not covered, as in each variant's results: the training data
-draw (another experiment `seed`).
+noise would read as a clear one.
+
+Draws of the data (a study's `draws`): the variants that differ only in their draw are pooled
+into one level (`pooled`, `pool`) before anything is compared, so every interval above then
+covers the training data draw too; without draws it does not, as in each variant's results, and
+the page says so.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ import csv
 import dataclasses
 import html
 import io
+import json
 import math
 import os
 from pathlib import Path
@@ -222,6 +227,8 @@ class Finished:
     folder: Path
     measures: dict[str, Estimate]
     backgrounds: dict[str, Estimate]   # accuracy per test background
+    confidence: float                  # of its intervals
+    draws: int = 1                     # pooled over this many draws of the data
 
 
 def collect(study: Study, runs: Path) -> tuple[list[Finished], list[Variant]]:
@@ -230,10 +237,58 @@ def collect(study: Study, runs: Path) -> tuple[list[Finished], list[Variant]]:
         folder = runs / v.name
         if (folder / "evaluation" / FILE).is_file():
             results = load_results(folder / "evaluation")
-            finished.append(Finished(v, folder, measures(results), test_backgrounds(results)))
+            finished.append(Finished(v, folder, measures(results), test_backgrounds(results),
+                                     results.bootstrap.confidence))
         else:
             missing.append(v)
     return finished, missing
+
+
+def pooled(finished: list[Finished]) -> list[Finished]:
+    """Each combination of the axes once, its finished draws pooled (`pool`); with one draw
+    each, the variants as they are."""
+    groups: dict[str, list[Finished]] = {}
+    for f in finished:
+        groups.setdefault(json.dumps(f.variant.values, sort_keys=True, default=str),
+                          []).append(f)
+    out = []
+    for members in groups.values():
+        first = min(members, key=lambda f: f.variant.draw)
+        if len(members) == 1:
+            out.append(first)
+            continue
+        names = [n for n in first.measures if all(n in f.measures for f in members)]
+        backgrounds = [n for n in first.backgrounds if all(n in f.backgrounds for f in members)]
+        out.append(Finished(first.variant, first.folder,
+                            {n: pool([f.measures[n] for f in members], first.confidence)
+                             for n in names},
+                            {n: pool([f.backgrounds[n] for f in members], first.confidence)
+                             for n in backgrounds}, first.confidence, len(members)))
+    return out
+
+
+def pool(draws: list[Estimate], confidence: float) -> Estimate:
+    """One measure over independent draws of the data (each its own models and probe scenes):
+    the mean of the draws' values, and the wider of two intervals: Student's t over the draws'
+    values (their spread holds every source that differs between draws: the data, the models,
+    the probe scenes) and the draws' own intervals combined as independent errors of the mean
+    (so that a few draws that happen to agree do not make it narrower than what each knows).
+    Clipped to [-1, 1]: every measure here is a share or a difference of shares."""
+    from scipy import stats
+
+    got = [e for e in draws if e.value is not None]
+    n = sum(e.n for e in draws)
+    per_model = [v for e in draws for v in e.per_model]
+    if not got:
+        return Estimate.of(np.nan, np.nan, np.nan, n, per_model)
+    v, lo, hi = np.array([_bounds(e) for e in got]).T
+    k, value = len(got), float(v.mean())
+    low = value - math.sqrt(((v - lo) ** 2).sum()) / k
+    high = value + math.sqrt(((hi - v) ** 2).sum()) / k
+    if k > 1:
+        half = stats.t.ppf((1 + confidence) / 2, k - 1) * v.std(ddof=1) / math.sqrt(k)
+        low, high = min(low, value - half), max(high, value + half)
+    return Estimate.of(value, max(low, -1.0), min(high, 1.0), n, per_model)
 
 
 def curves(study: Study, finished: list[Finished]) -> list[Curve]:
@@ -357,14 +412,15 @@ def study_report(study: Study, runs: str | Path, out: str | Path) -> str:
                           f"variant's results go to {runs}/<variant>/evaluation/{FILE} (e.g. "
                           f"{runs}/{study.variants()[0].name}/evaluation/{FILE}); run the "
                           "variants first")
-    all_curves = curves(study, finished)
+    levels = pooled(finished)  # what is compared: each combination, its draws pooled
+    all_curves = curves(study, levels)
     found = crossovers(study, all_curves)
-    changed = changes(study, finished)
+    changed = changes(study, levels)
     tables = {out.with_name(f"{out.stem}-{name}.csv"): text for name, text in (
-        ("measures", _measures_table(study, finished)),
+        ("measures", _measures_table(study, levels)),
         ("crossovers", _crossovers_table(found)),
         ("changes", _changes_table(changed)),
-        ("backgrounds", _backgrounds_table(study, finished)))}
+        ("backgrounds", _backgrounds_table(study, levels)))}
     for path, text in tables.items():
         write_text(path, text)
     plots = out.with_name(f"{out.stem}-plots")
@@ -373,8 +429,8 @@ def study_report(study: Study, runs: str | Path, out: str | Path) -> str:
                    _csv([[c.axis, "value", "low", "high"]]
                         + [[_num(p.x), _num(p.estimate.value), _num(p.estimate.low),
                             _num(p.estimate.high)] for p in c.points]))
-    write_text(out, _page(study, runs, out, finished, missing, all_curves, found, changed,
-                          list(tables)))
+    write_text(out, _page(study, runs, out, finished, levels, missing, all_curves, found,
+                          changed, list(tables)))
     return (f"wrote {out} ({len(finished)} of {len(finished) + len(missing)} variants finished, "
             f"{sum(c.x is not None for c in found)} crossings of {len(found)} curves, "
             f"{sum(c.x is not None and not c.reaches for c in found)} with an interval inside "
@@ -400,12 +456,12 @@ def _num(v: float | None) -> str:
 
 def _measures_table(study: Study, finished: list[Finished]) -> str:
     axes = list(study.spec.axes)
-    rows = [["variant", *axes, "measure", "value", "low", "high", "n", "per_model"]]
+    rows = [["variant", *axes, "measure", "value", "low", "high", "n", "per_model", "draws"]]
     for f in finished:
         for name, e in f.measures.items():
             rows.append([f.variant.name, *(_text(f.variant.values[a]) for a in axes), name,
                          _num(e.value), _num(e.low), _num(e.high), e.n,
-                         ";".join(_num(v) for v in e.per_model)])
+                         ";".join(_num(v) for v in e.per_model), f.draws])
     return _csv(rows)
 
 
@@ -421,11 +477,11 @@ def _changes_table(changed: list[Change]) -> str:
 
 def _backgrounds_table(study: Study, finished: list[Finished]) -> str:
     axes = list(study.spec.axes)
-    rows = [["variant", *axes, "test background", "accuracy", "low", "high"]]
+    rows = [["variant", *axes, "test background", "accuracy", "low", "high", "draws"]]
     for f in finished:
         for name, e in f.backgrounds.items():
             rows.append([f.variant.name, *(_text(f.variant.values[a]) for a in axes), name,
-                         _num(e.value), _num(e.low), _num(e.high)])
+                         _num(e.value), _num(e.low), _num(e.high), f.draws])
     return _csv(rows)
 
 
@@ -451,7 +507,17 @@ figcaption { font-size: 13px; color: #444; max-width: 360px; } .muted { color: #
 COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"]
 
 
-def _page(study, runs, out, finished, missing, all_curves, found, changed, tables) -> str:
+def _covers(study: Study) -> str:
+    """What the intervals compared across levels cover, in words."""
+    if study.spec.draws > 1:
+        return (f"over trained models, probe scenes and, each level pooling its "
+                f"{study.spec.draws} draws of the data, the training data draw")
+    return ("over trained models and probe scenes, not the training data draw (`draws: 3` in "
+            "the study file pools three)")
+
+
+def _page(study, runs, out, finished, levels, missing, all_curves, found, changed,
+          tables) -> str:
     e = html.escape
     spec = study.spec
     parts = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'>"
@@ -464,20 +530,24 @@ def _page(study, runs, out, finished, missing, all_curves, found, changed, table
              + (("; every variant sets " + ", ".join(f"<code>{e(k)}</code>={e(_text(v))}"
                                                        for k, v in spec.set.items()))
                 if spec.set else "")
-             + f"; {spec.replicates} models per variant. {len(finished)} of "
-             f"{len(finished) + len(missing)} variants finished.</p>"]
+             + f"; {spec.replicates} models per variant"
+             + (f"; {spec.draws} draws of the data (seeds {study.variants()[0].experiment.seed}"
+                f" on) per combination of the axes, each its own variant, pooled: a level's "
+                f"value is the mean of its draws', its interval the wider of Student's t over "
+                f"the draws and their own intervals combined" if spec.draws > 1 else "")
+             + f". {len(finished)} of {len(finished) + len(missing)} variants finished. Every "
+             f"interval is {_covers(study)}.</p>"]
     if not study.numeric_axes():
         pass  # nothing to cross over: the levels are set side by side below
     elif found:
         parts.append("<h2>Crossovers</h2>")
         parts.append("<p>Where a dose-response switches, by linear interpolation between levels. "
-                     "The interval: where the curve's band (each level's 95% interval, over "
-                     "trained models and probe scenes, joined by straight lines) holds the "
-                     "threshold; for two reliances, the band of their difference runs from "
-                     "the lowest to the highest difference their intervals allow. It assumes "
-                     "the curve straight between levels, and does not cover the training data "
-                     "draw (another experiment seed). An interval that reaches an end of the "
-                     "range means a crossing beyond it cannot be ruled out.</p><table><tr>"
+                     "The interval: where the curve's band (each level's interval, joined by "
+                     "straight lines) holds the threshold; for two reliances, the band of "
+                     "their difference runs from the lowest to the highest difference their "
+                     "intervals allow. It covers what the levels' intervals cover and assumes "
+                     "the curve straight between levels. An interval that reaches an end of "
+                     "the range means a crossing beyond it cannot be ruled out.</p><table><tr>"
                      "<th>axis</th><th>curve</th><th>crossing</th><th>the curve</th></tr>")
         for c in found:
             parts.append(f"<tr><td><code>{e(c.axis)}</code></td><td>{e(c.what)}"
@@ -497,7 +567,7 @@ def _page(study, runs, out, finished, missing, all_curves, found, changed, table
             parts.append(_chart(axis, name, group, marks))
         parts.append("</div>")
     for axis in study.categorical_axes():
-        parts += _levels_section(study, axis, finished, changed)
+        parts += _levels_section(study, axis, levels, changed)
     parts.append("<h2>Variants</h2><table><tr><th>variant</th><th>values</th><th>trace "
                  "report</th></tr>")
     for f in finished:
@@ -538,8 +608,7 @@ def _levels_section(study: Study, axis: str, finished: list[Finished],
         names = list(dict.fromkeys(n for f in members for n in f.backgrounds))
         if names:
             parts.append("<p>Accuracy on each test background (the background sweep's levels "
-                         "and the background protocol's variants), with its interval over "
-                         "replicates and probe scenes:</p><table><tr><th>test background</th>"
+                         "and the background protocol's variants), with its interval:</p><table><tr><th>test background</th>"
                          f"{head}</tr>")
             for n in names:
                 parts.append(f"<tr><td>{e(n)}</td>"
@@ -551,8 +620,8 @@ def _levels_section(study: Study, axis: str, finished: list[Finished],
             continue
         parts.append(f"<p>Every measure at each level, and how it moved from "
                      f"<b>{e(levels[0])}</b>, with the lowest and highest difference the two "
-                     f"levels' intervals (over trained models and probe scenes) allow; it is "
-                     f"said to have <b>risen</b> or <b>fallen</b> only where they do not "
+                     f"levels' intervals allow; it is said "
+                     f"to have <b>risen</b> or <b>fallen</b> only where they do not "
                      f"overlap, and otherwise to show no clear change. A mitigation that "
                      f"lowers one cue's reliance may raise another's: look for <b>rose</b>.</p>"
                      f"<table><tr><th>measure</th>{head}<th>change</th></tr>")
@@ -628,7 +697,7 @@ def _chart(axis: str, name: str, group: list[Curve], marks: list[Crossover]) -> 
                f"text-anchor='middle'>{html.escape(axis)}</text></svg>")
     legend = "; ".join(f"<span style='color:{COLOURS[i % len(COLOURS)]}'>&#9632;</span> "
                        f"{html.escape(c.series)}" for i, c in enumerate(group) if c.series)
-    caption = (f"{html.escape(name)}, with each level's interval (replicates and probe scenes)"
+    caption = (f"{html.escape(name)}, with each level's interval"
                + (f". {legend}" if legend else "")
                + "".join(f". Crossing 0.5 at {html.escape(m.text())}" for m in marks))
     return f"<figure>{''.join(svg)}<figcaption>{caption}</figcaption></figure>"

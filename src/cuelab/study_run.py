@@ -107,7 +107,7 @@ def hydra_value(v: Any) -> str:
 def overrides(study: Study, variant: Variant) -> list[str]:
     """The `-S` arguments that make params.yaml this variant."""
     sets = {**study.spec.set, **variant.values, "train.replicates": study.spec.replicates,
-            "name": variant.name}
+            "name": variant.name, **({"seed": variant.experiment.seed} if variant.draw else {})}
     args = []
     for key, value in sets.items():
         args += ["-S", f"++{key}={hydra_value(value)}"]

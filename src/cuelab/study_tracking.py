@@ -20,7 +20,7 @@ from pathlib import Path
 
 from . import tracking
 from .study import Study, _text
-from .study_report import collect, crossovers, curves
+from .study_report import collect, crossovers, curves, pooled
 
 METRIC_NAME = re.compile(r"[^A-Za-z0-9_\-. /]")
 
@@ -38,7 +38,7 @@ def log_study(study: Study, runs: str | Path, artifacts: list[Path] = (),
     from mlflow import MlflowClient
 
     finished, _ = collect(study, Path(runs))
-    found = crossovers(study, curves(study, finished))
+    found = crossovers(study, curves(study, pooled(finished)))
     tracking.connect(uri)
     spec = study.spec.model_dump(mode="json")
     fingerprint = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
@@ -83,7 +83,9 @@ def log_study(study: Study, runs: str | Path, artifacts: list[Path] = (),
                                       "cuelab.variant_experiment": v.experiment.name,
                                       "dvc.exp_name": v.name}):
                 if child is None:
-                    mlflow.log_params({k: _text(x) for k, x in v.values.items()})
+                    mlflow.log_params({k: _text(x) for k, x in v.values.items()}
+                                      | ({"seed": v.experiment.seed, "draw": v.draw}
+                                         if study.spec.draws > 1 else {}))
                 metrics = {}
                 for measure, e in f.measures.items():
                     if e.value is None:
