@@ -343,7 +343,7 @@ pathlib.Path("reports/trace_report.html").write_text("<html>" + exp.name + "</ht
 """
 
 
-def study_project(tmp_path: Path, stage: str, rhos: list) -> tuple[Path, Path]:
+def study_project(tmp_path: Path, stage: str, rhos: list, draws: int = 1) -> tuple[Path, Path]:
     """A real DVC project whose one stage is `stage` (STAGE's code: a results.json from
     params.yaml), committed, and a study of colour's rho over `rhos`: (root, study file)."""
     import sys
@@ -364,7 +364,7 @@ def study_project(tmp_path: Path, stage: str, rhos: list) -> tuple[Path, Path]:
     (root / "studies").mkdir()
     path = root / "studies" / "dose.yaml"
     path.write_text(yaml.safe_dump({"name": "dose", "base": "../params.yaml", "axes": {
-        "factors.color.correlation.rho": rhos}, "replicates": 3,
+        "factors.color.correlation.rho": rhos}, "replicates": 3, "draws": draws,
         "set": {"train.mitigation": "none"}}))
     sh("git", "init", "-q", cwd=root)
     sh("dvc", "init", "-q", cwd=root)
@@ -382,31 +382,38 @@ STUDY_ENV = {"GIT_AUTHOR_NAME": "t", "GIT_COMMITTER_NAME": "t",  # DVC commits e
 def test_run_queues_one_dvc_experiment_per_variant_and_gathers_their_results(tmp_path, capsys,
                                                                              monkeypatch):
     """A real DVC project whose one stage writes a results.json from params.yaml (a planted
-    dose-response): `study run` queues and runs the variants, `study report` reads them."""
+    dose-response): `study run` queues and runs the variants, two draws of each, `study report`
+    reads them and pools the draws."""
     from test_dvc import sh
 
-    root, path = study_project(tmp_path, STAGE, [0, 0.5, 1])
+    root, path = study_project(tmp_path, STAGE, [0, 1], draws=2)
     for key, value in STUDY_ENV.items():
         monkeypatch.setenv(key, value)
     assert main(["study", "run", str(path), "-j", "2"]) == 0
     out = capsys.readouterr().out
-    assert "3 variants run as DVC experiments" in out and "gathered 3" in out, out
+    assert "4 variants run as DVC experiments" in out and "gathered 4" in out, out
     runs = root / "runs" / "dose"
-    for rho in ("0", "0p5", "1"):
-        folder = runs / f"tiny-rho-{rho}"
+    names = ("tiny-rho-0", "tiny-rho-0-draw-1", "tiny-rho-1", "tiny-rho-1-draw-1")
+    seeds = []
+    for name in names:
+        folder = runs / name
         assert (folder / "evaluation" / "results.json").is_file()
-        assert (folder / "trace_report.html").read_text() == f"<html>tiny-rho-{rho}</html>"
-        assert "replicates: 3" in (folder / "params.yaml").read_text()
+        assert (folder / "trace_report.html").read_text() == f"<html>{name}</html>"
+        ran = yaml.safe_load((folder / "params.yaml").read_text())
+        assert ran["train"]["replicates"] == 3
+        seeds.append(ran["seed"])
+    assert seeds[1] == seeds[0] + 1 and seeds[3] == seeds[2] + 1 and seeds[0] == seeds[2]
     shown = sh("dvc", "exp", "show", "--no-pager", "--csv", cwd=root)
-    assert all(f"tiny-rho-{r}" in shown for r in ("0", "0p5", "1"))
+    assert all(name in shown for name in names)
     # again: nothing queued, the same experiments gathered
     assert main(["study", "run", str(path)]) == 0
-    assert "3 already run for this commit" in capsys.readouterr().out
+    assert "4 already run for this commit" in capsys.readouterr().out
     out = root / "reports" / "study.html"
     assert main(["study", "report", str(path), "--runs", str(runs), "--out", str(out)]) == 0
     (c,) = [r for r in rows(out.with_name("study-crossovers.csv"))
             if r["crossover"] == "preference for shape over color = 0.5"]
     assert float(c["at"]) == pytest.approx(0.5) and 0 < float(c["low"]) < float(c["high"]) < 1
+    assert {r["draws"] for r in rows(out.with_name("study-measures.csv"))} == {"2"}
 
 
 @pytest.mark.slow
