@@ -12,7 +12,7 @@ import yaml
 
 from conftest import bare_experiment, tiny_experiment, write_params
 from cuelab.cli import main
-from cuelab.study import StudyError, load_study, variant_names
+from cuelab.study import StudyError, draw_name, load_study, variant_names
 from cuelab.study_report import Curve, Point, collect, crossing, crossovers, curves
 from test_report import conflict, est, synthetic_results
 
@@ -85,6 +85,11 @@ def test_draws_run_each_combination_on_its_own_data(tmp_path, capsys):
 def test_variant_names_are_valid_and_distinct():
     names = variant_names("x" * 60, {"a.b": [0.5, -1.0]}, [{"a.b": 0.5}, {"a.b": -1.0}])
     assert len(set(names)) == 2 and all(len(n) <= 64 for n in names)
+    long = ["x" * 58 + "-rho-1", "x" * 58 + "-rho-2"]  # the same first 57 characters
+    drawn = [draw_name(n, d) for n in long for d in (1, 12)]
+    assert len(set(drawn)) == 4 and all(len(n) <= 64 and n.endswith(("-draw-1", "-draw-12"))
+                                        for n in drawn)
+    assert draw_name("tiny-rho-0", 0) == "tiny-rho-0"
     names = variant_names("base", {"factors.color.correlation.rho": [1],
                                    "factors.background.correlation.rho": [1]},
                           [{"factors.color.correlation.rho": 1,

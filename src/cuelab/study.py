@@ -339,11 +339,15 @@ def variant_names(base: str, axes: dict[str, list], combos: list[dict]) -> list[
 
 
 def draw_name(name: str, draw: int) -> str:
-    """Draw 0 is the variant itself; draw k ends in -draw-k (the name cut to keep 64)."""
+    """Draw 0 is the variant itself; draw k ends in -draw-k (a name too long for that keeps
+    its start and a hash of the whole, so that cut names stay distinct)."""
     if not draw:
         return name
     suffix = f"-draw-{draw}"
-    return name[:64 - len(suffix)] + suffix
+    if len(name) + len(suffix) > 64:
+        digest = hashlib.blake2b(name.encode(), digest_size=4).hexdigest()
+        name = f"{name[:64 - len(suffix) - 9]}-{digest}"
+    return name + suffix
 
 
 def _short_keys(keys: list[str]) -> dict[str, str]:

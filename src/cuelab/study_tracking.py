@@ -41,6 +41,8 @@ def log_study(study: Study, runs: str | Path, artifacts: list[Path] = (),
     found = crossovers(study, curves(study, pooled(finished)))
     tracking.connect(uri)
     spec = study.spec.model_dump(mode="json")
+    if spec["draws"] == 1:  # a study file from before draws keeps its parent run
+        del spec["draws"]
     fingerprint = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
     name = f"study {study.name}"
     with tracking.mlflow_errors(f"logging the study {study.name!r}"):
@@ -56,6 +58,8 @@ def log_study(study: Study, runs: str | Path, artifacts: list[Path] = (),
                 mlflow.log_params({"base": str(study.spec.base), "combine": study.spec.combine,
                                    "replicates": study.spec.replicates,
                                    "variants": len(study.variants()),
+                                   **({"draws": study.spec.draws} if study.spec.draws > 1
+                                      else {}),
                                    **{f"axis {k}": ", ".join(map(_text, v))
                                       for k, v in study.spec.axes.items()},
                                    **{f"set {k}": _text(v) for k, v in study.spec.set.items()}})
