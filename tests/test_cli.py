@@ -388,7 +388,7 @@ def test_ctrl_c_is_a_short_message_and_status_130_not_a_traceback(tmp_path):
     from conftest import tiny_experiment, write_params
 
     params = write_params(tmp_path / "params.yaml", tiny_experiment(
-        splits={"train": 400, "val": 6, "test": 6},
+        splits={"train": 4000, "val": 6, "test": 6},  # rendering still when the signal lands
         render={"resolution": 32, "samples": 2, "device": "cpu", "chunk_size": 16}))
     scenes = tmp_path / "scenes.parquet"
     assert cuelab("sample", "--params", params, "--out", scenes, cwd=tmp_path).returncode == 0
@@ -408,9 +408,12 @@ def test_ctrl_c_is_a_short_message_and_status_130_not_a_traceback(tmp_path):
                status["cmdline"]]
     assert workers and all(int(w["SigIgn"], 16) & 1 << signal.SIGINT - 1 for w in workers), \
         workers
+    os.kill(run.pid, signal.SIGUSR1)  # where it is, for a hang's cause; it goes on
+    time.sleep(0.5)
     os.killpg(run.pid, signal.SIGINT)
     _, err = run.communicate(timeout=60)
     assert run.returncode == 130, err[-2000:]
     assert "cuelab render: interrupted" in err and "Traceback" not in err, err[-2000:]
+    assert "(most recent call first)" in err and "cuelab/render" in err, err[-2000:]
     for chunk in out.glob("*.npz"):  # each one whole: it loads
         assert np.load(chunk).files, chunk

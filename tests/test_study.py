@@ -432,6 +432,7 @@ def test_ctrl_c_stops_the_study_s_queue_and_running_it_again_picks_up(tmp_path):
     import subprocess
 
     from conftest import BIN
+    from cuelab.study_run import _end_queue
     from test_dvc import sh
 
     started, fast = tmp_path / "started", tmp_path / "fast"
@@ -450,7 +451,16 @@ def test_ctrl_c_stops_the_study_s_queue_and_running_it_again_picks_up(tmp_path):
         assert run.poll() is None and time.monotonic() < deadline, run.communicate()
         time.sleep(0.5)
     os.killpg(run.pid, signal.SIGINT)
-    out, err = run.communicate(timeout=180)
+    try:
+        out, err = run.communicate(timeout=180)
+    except subprocess.TimeoutExpired:  # say where it hangs (cuelab's stack), leave nothing
+        os.kill(run.pid, signal.SIGUSR1)
+        time.sleep(2)
+        ps = sh("ps", "-eo", "pid,pgid,stat,wchan:24,args", cwd=root)
+        os.killpg(run.pid, signal.SIGKILL)
+        _end_queue(root)
+        out, err = run.communicate()
+        pytest.fail(f"`cuelab study run` still runs 180 s after Ctrl-C:\n{err[-6000:]}\n{ps}")
     assert run.returncode == 130 and "Traceback" not in err, err[-3000:]
     assert "interrupted: the study's queue is stopped" in err and \
         "1 of 2 variants finished (tiny-rho-0)" in err, err

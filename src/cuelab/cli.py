@@ -4,7 +4,10 @@ function, the same one DVC, the Kubeflow components and the tests call."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import difflib
+import faulthandler
+import signal
 import sys
 from pathlib import Path
 
@@ -605,6 +608,9 @@ def _completion_command(sub) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # `kill -USR1 <pid>` prints where a step is, to stderr (a hang's cause); not on Windows
+    with contextlib.suppress(AttributeError, ValueError, OSError):
+        faulthandler.register(signal.SIGUSR1, file=sys.__stderr__, all_threads=True)
     args = build_parser().parse_args(argv)
     try:
         args.func(args)

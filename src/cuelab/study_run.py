@@ -56,6 +56,7 @@ from .errors import CuelabError, ExperimentError, Interrupted
 from .study import Study, Variant
 
 PARAMS = "params.yaml"
+STOP_TIMEOUT = 60.0  # seconds for a `dvc queue` command that only reads or edits the queue
 RESULTS = "reports/evaluation/results.json"
 TRACE = "reports/trace_report.html"
 
@@ -69,9 +70,12 @@ def _dvc_command(args: list[str]) -> tuple[list[str], dict[str, str]]:
     return [str(dvc) if dvc.exists() else "dvc", *args], env
 
 
-def _dvc(args: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+def _dvc(args: list[str], cwd: Path, check: bool = True,
+         timeout: float | None = None) -> subprocess.CompletedProcess:
+    """`dvc <args>` in cwd; `timeout`: seconds, then it is killed (subprocess.TimeoutExpired)."""
     cmd, env = _dvc_command(args)
-    done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=timeout)
     if check and done.returncode != 0:
         raise CuelabError(f"`dvc {' '.join(args)}` failed: "
                           + (done.stderr.strip() or done.stdout.strip())[-2000:])
@@ -214,8 +218,11 @@ def _pending(root: Path, names: list[str]) -> bool:
     """Might any of `names` still run? Yes unless every one of them is listed by `dvc queue
     status` and every row of theirs has ended (Success or Failed): a table it cannot read, or a
     state it does not know, must not end a running study."""
-    rows = [r for r in (line.split() for line in _dvc(["queue", "status"], root, check=False
-                                                      ).stdout.splitlines())
+    try:
+        said = _dvc(["queue", "status"], root, check=False, timeout=STOP_TIMEOUT).stdout
+    except subprocess.TimeoutExpired:
+        return True
+    rows = [r for r in (line.split() for line in said.splitlines())
             if len(r) >= 3 and r[1] in names]
     return {r[1] for r in rows} != set(names) or \
         any(r[-1] not in ("Success", "Failed") for r in rows)
@@ -226,8 +233,10 @@ def _stop(study: Study, root: Path, head: str) -> Interrupted:
     variants in the background, and variants queued but not started stay queued for the next
     `dvc exp run --run-all`; a researcher who stops a study means it to stop. So the running
     variants are killed, the queued ones removed. The finished ones stay experiments of this
-    commit, which the next `cuelab study run` gathers instead of running again."""
-    _dvc(["queue", "remove", "--queued"], root, check=False)
+    commit, which the next `cuelab study run` gathers instead of running again. Each step is
+    bounded: a stop must not hang on DVC (what it leaves queued, the next run removes or runs)."""
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        _dvc(["queue", "remove", "--queued"], root, check=False, timeout=STOP_TIMEOUT)
     _end_queue(root)
     existing = _experiments(root, head)
     finished = [v.name for v in study.variants() if v.name in existing]
