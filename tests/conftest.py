@@ -13,6 +13,14 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent  # the venv's bin: cuelab, dvc
 
 
+def as_a_terminal_starts_it(cmd: list) -> list:
+    """`cmd` with Ctrl-C's signal as an interactive shell leaves it for a foreground job
+    (default), whatever pytest inherited: a job started with `&` by a script ignores SIGINT, and
+    so does everything it starts, so a test of Ctrl-C would test nothing."""
+    return [sys.executable, "-c", "import os, signal, sys; signal.signal(signal.SIGINT, "
+            "signal.SIG_DFL); os.execv(sys.argv[1], sys.argv[1:])", *map(str, cmd)]
+
+
 def tiny_experiment(**overrides) -> dict:
     """A small but complete experiment: every kind of row, a few of each."""
     exp = {

@@ -385,7 +385,7 @@ def test_ctrl_c_is_a_short_message_and_status_130_not_a_traceback(tmp_path):
     import signal
     import time
 
-    from conftest import tiny_experiment, write_params
+    from conftest import as_a_terminal_starts_it, tiny_experiment, write_params
 
     params = write_params(tmp_path / "params.yaml", tiny_experiment(
         splits={"train": 4000, "val": 6, "test": 6},  # rendering still when the signal lands
@@ -393,8 +393,9 @@ def test_ctrl_c_is_a_short_message_and_status_130_not_a_traceback(tmp_path):
     scenes = tmp_path / "scenes.parquet"
     assert cuelab("sample", "--params", params, "--out", scenes, cwd=tmp_path).returncode == 0
     out = tmp_path / "renders"
-    run = subprocess.Popen([BIN / "cuelab", "render", "--params", params, "--scenes", scenes,
-                            "--out", out, "--cache", "off"], cwd=tmp_path, text=True,
+    run = subprocess.Popen(as_a_terminal_starts_it(
+                           [BIN / "cuelab", "render", "--params", params, "--scenes", scenes,
+                            "--out", out, "--cache", "off"]), cwd=tmp_path, text=True,
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                            start_new_session=True)
     deadline = time.monotonic() + 120

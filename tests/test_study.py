@@ -431,7 +431,7 @@ def test_ctrl_c_stops_the_study_s_queue_and_running_it_again_picks_up(tmp_path):
     import signal
     import subprocess
 
-    from conftest import BIN
+    from conftest import BIN, as_a_terminal_starts_it
     from cuelab.study_run import _end_queue
     from test_dvc import sh
 
@@ -443,7 +443,7 @@ def test_ctrl_c_stops_the_study_s_queue_and_running_it_again_picks_up(tmp_path):
         "    time.sleep(600)\n")  # no braces: STAGE's placeholders are the only ones
     root, path = study_project(tmp_path, slow, [0, 1])
     env = {**os.environ, **STUDY_ENV, "PATH": f"{BIN}:{os.environ['PATH']}"}
-    cmd = [BIN / "cuelab", "study", "run", str(path)]
+    cmd = as_a_terminal_starts_it([BIN / "cuelab", "study", "run", str(path)])
     run = subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, text=True, start_new_session=True)
     deadline = time.monotonic() + 300
