@@ -30,9 +30,10 @@ run: setup  ## the default experiment, every stage of dvc.yaml
 	@echo "DVC metrics/plots: dvc metrics show; dvc plots show   -> dvc_plots/index.html"
 
 # Two workers, a test file each (pytest-xdist): half the suite waits on subprocesses, servers and
-# DVC's queue, not the CPU (19-21 min against 28.5 min in one process on 2 cores). The two hangs an
-# earlier two-worker CI run met are mended: a Blender worker's death (render uses
-# ProcessPoolExecutor) and DVC's queue with more than one worker (study_run's hang guard).
+# DVC's queue, not the CPU (19-21 min against 28.5 min in one process on 2 cores, on an earlier
+# machine; 9.8 min on a faster one). The two hangs an earlier two-worker CI run met are mended:
+# a Blender worker's death (render uses ProcessPoolExecutor) and DVC's queue with more than one
+# worker (study_run's hang guard).
 test: setup  ## every test: real Blender, DVC, kfp local
 	pytest -n 2 --dist loadfile
 
