@@ -2,6 +2,7 @@
 written), the plan `cuelab study check` prints (renders shared across variants), and the study
 report (curves against each axis, the crossover of a planted dose-response with its interval)."""
 
+import math
 import re
 import time
 from pathlib import Path
@@ -234,8 +235,8 @@ def test_a_planted_dose_response_is_monotone_and_its_crossover_excludes_the_ends
             if r["crossover"] == "preference for shape over color = 0.5"]
     assert float(c["at"]) == pytest.approx(0.5)
     assert 0 < float(c["low"]) <= 0.5 <= float(c["high"]) < 1  # excludes the ends
-    # where the band (+-0.06 at each level) holds 0.5: 0.9 - 0.8 rho = 0.5 +- 0.06
-    assert (float(c["low"]), float(c["high"])) == (pytest.approx(0.425), pytest.approx(0.575))
+    # the levels whose intervals (+-0.06) hold 0.5, and the neighbours clearly on either side
+    assert (float(c["low"]), float(c["high"])) == (0.25, 0.75)
     assert (c["between_low"], c["between_high"], c["interval_reaches"]) == ("0.25", "0.75", "")
     assert c["direction"] == "decreasing" and c["crossings"] == "1"
     plotted = rows(out.with_name("study-plots") / "preference-for-shape-over-color.csv")
@@ -249,10 +250,11 @@ def test_a_planted_dose_response_is_monotone_and_its_crossover_excludes_the_ends
 
 def test_the_crossover_interval_covers_the_probe_scenes_not_only_the_replicates(tmp_path):
     """Three models that agree closely, on probe scenes that leave each level +-0.15 uncertain:
-    the crossing's interval is as wide as the probes make it (a bootstrap over the three models
-    alone gave about +-0.02), and one that reaches the end of the range says a crossing beyond
-    it cannot be ruled out."""
-    path = write_study(tmp_path, study(axes={"factors.color.correlation.rho": RHOS},
+    the crossing's interval spans every level whose interval holds 0.5 (a bootstrap over the
+    three models alone gave about +-0.02), and one that reaches the end of the range says a
+    crossing beyond it cannot be ruled out."""
+    tenths = [i / 10 for i in range(11)]
+    path = write_study(tmp_path, study(axes={"factors.color.correlation.rho": tenths},
                                        replicates=3))
     runs = tmp_path / "runs" / "s"
     for v in load_study(path).variants():
@@ -266,26 +268,47 @@ def test_the_crossover_interval_covers_the_probe_scenes_not_only_the_replicates(
     found = crossovers(s, curves(s, collect(s, runs)[0]))
     (c,) = [c for c in found if c.what == "preference for shape over color = 0.5"]
     assert c.x == pytest.approx(0.5)
-    assert (c.low, c.high) == (pytest.approx(0.5 - 0.15 / 0.8), pytest.approx(0.5 + 0.15 / 0.8))
-    assert c.between == (0.25, 0.75) and c.reaches == ""
+    # 0.9 - 0.8 rho +- 0.15 holds 0.5 from rho 0.4 to 0.6; 0.3 and 0.7 are clearly off it
+    assert (c.low, c.high) == (0.3, 0.7) and c.between == (0.4, 0.6) and c.reaches == ""
     # a shallow curve: crossing at rho 0.89, the band still holds 0.5 at rho 1
     shallow = [Point(x, f"v{x}", est(0.9 - 0.45 * x, 0.84 - 0.45 * x, 0.96 - 0.45 * x, 40))
                for x in RHOS]
     (c,) = crossovers(s, [Curve("rho", "", "preference for a over b", shallow)])
-    assert c.x == pytest.approx(0.4 / 0.45) and c.high == 1 and c.reaches == "end"
+    assert c.x == pytest.approx(0.4 / 0.45) and (c.low, c.high) == (0.75, 1)
+    assert c.reaches == "end"
     assert "it may cross beyond" in c.text()
     # no crossing at the estimate, but the band reaches 0.5 near the end: said, not hidden
     flat = [Point(x, f"v{x}", est(0.9 - 0.35 * x, 0.84 - 0.35 * x, 0.96 - 0.35 * x, 40))
             for x in RHOS]
     (c,) = crossovers(s, [Curve("rho", "", "preference for a over b", flat)])
-    assert c.x is None and c.low == pytest.approx(0.34 / 0.35) and c.high == 1
+    assert c.x is None and (c.low, c.high) == (0.9, 1) and c.reaches == "end"
     assert "a crossing there cannot be ruled out" in c.text()
 
 
-def test_two_reliances_cross_where_the_band_of_their_difference_holds_0():
-    """The difference's band runs from the lowest to the highest difference the two intervals
-    allow: colour 0.2x and shape 0.6 - 0.2x, each +-0.05, cross at x = 1.5, and the band of
-    colour - shape (0.4x - 0.6, +-0.1) holds 0 from 1.25 to 1.75."""
+def test_a_crossing_between_distant_levels_is_not_placed_by_a_straight_line():
+    """A steep dose-response: 0.9 until rho 0.7, then falling to 0 by rho 1, crossing 0.5 at
+    0.831. On the levels 0, 0.5 and 1, a straight line between 0.5 and 1 crosses at 0.73 and
+    a band joined by straight lines held 0.5 only from 0.70 to 0.75: a confident interval
+    that misses the crossing. The interval spans the two levels instead, and levels added
+    around the crossing narrow it."""
+    def steep(x):
+        return 0.9 / (1 + math.exp((x - 0.84) / 0.04))
+
+    truth = 0.84 + 0.04 * math.log(0.8)
+    assert steep(truth) == pytest.approx(0.5)
+    for xs, interval in (([0, 0.5, 1], (0.5, 1)),
+                         ([0, 0.5, 0.7, 0.8, 0.85, 0.9, 1], (0.8, 0.85))):
+        points = [Point(x, f"v{x}", est(steep(x), steep(x) - 0.05, steep(x) + 0.05, 40))
+                  for x in xs]
+        (c,) = crossovers(None, [Curve("rho", "", "preference for a over b", points)])
+        assert (c.low, c.high) == interval and c.low < truth < c.high and c.reaches == ""
+    assert c.x == pytest.approx(truth, abs=0.01)
+
+
+def test_two_reliances_cross_where_the_interval_of_their_difference_allows_0():
+    """The difference's interval runs from the lowest to the highest difference the two
+    intervals allow: colour 0.2x and shape 0.6 - 0.2x, each +-0.05, cross at x = 1.5, where
+    colour - shape (0.4x - 0.6, +-0.1) holds 0; at 1 and 2 it is clearly off it."""
     xs = [0, 0.5, 1, 1.5, 2, 2.5, 3]
     colour = [Point(x, f"v{x}", est(0.2 * x, 0.2 * x - 0.05, 0.2 * x + 0.05, 40)) for x in xs]
     shape = [Point(x, f"v{x}", est(0.6 - 0.2 * x, 0.55 - 0.2 * x, 0.65 - 0.2 * x, 40))
@@ -294,7 +317,7 @@ def test_two_reliances_cross_where_the_band_of_their_difference_holds_0():
                              Curve("x", "", "reliance on shape", shape)])
     assert c.what == "reliance on color = reliance on shape" and c.direction == "increasing"
     assert c.x == pytest.approx(1.5)
-    assert (c.low, c.high) == (pytest.approx(1.25), pytest.approx(1.75))
+    assert (c.low, c.high) == (1, 2)
     # two cues the networks hardly use, swapping places by noise: no crossing is claimed
     texture = [Point(x, f"v{x}", est(v, 0, v + 0.04, 40)) for x, v in zip(xs, [0.01, 0.02] * 4)]
     iso = [Point(x, f"v{x}", est(v, 0, v + 0.04, 40)) for x, v in zip(xs, [0.02, 0.01] * 4)]
@@ -417,7 +440,9 @@ def test_run_queues_one_dvc_experiment_per_variant_and_gathers_their_results(tmp
     assert main(["study", "report", str(path), "--runs", str(runs), "--out", str(out)]) == 0
     (c,) = [r for r in rows(out.with_name("study-crossovers.csv"))
             if r["crossover"] == "preference for shape over color = 0.5"]
-    assert float(c["at"]) == pytest.approx(0.5) and 0 < float(c["low"]) < float(c["high"]) < 1
+    assert float(c["at"]) == pytest.approx(0.5)
+    # between the two levels, neither of which holds 0.5: it crosses inside the range
+    assert (c["low"], c["high"], c["interval_reaches"]) == ("0", "1", "")
     assert {r["draws"] for r in rows(out.with_name("study-measures.csv"))} == {"2"}
 
 

@@ -23,11 +23,16 @@ Crossovers, where a dose-response switches: each conflict's preference crossing 
 network follows changes), and each pair of factors' reliance crossing each other (their
 difference crossing 0), against each numeric axis, the other axes held (one curve per
 combination of their values). The crossing is found by linear interpolation between the levels
-(the first one, if the curve crosses more than once: said so), and so is its interval: the
-values of the axis at which the curve's band (each level's interval, joined by straight lines)
-holds the threshold. It contains the crossing whenever the two levels around it hold their true
-values, so it covers what each level's interval covers (trained models and probe scenes), and it
-reaches an end of the range where a crossing beyond it cannot be ruled out.
+(the first one, if the curve crosses more than once: said so). Its interval does not assume the
+curve straight: it is every value of the axis where the curve could meet the threshold given each
+level's interval, assuming only that between two neighbouring levels the curve stays within
+their values (no peak or dip the levels miss). That is a level whose interval holds the
+threshold, or anywhere between two neighbours whose intervals reach it. The interval's ends are
+therefore levels: the grid bounds it, and levels added around the crossing narrow it (a straight
+line between the levels 0.75 and 1 put the dose-response's crossing at 0.77 to 0.82; the levels
+0.8 and 0.85, run, put it at 0.84). It covers what each level's interval covers (trained models
+and probe scenes), and it reaches an end of the range where the end level's interval still holds
+the threshold: a crossing beyond it cannot be ruled out.
 
 Intervals of differences (two reliances at one level, one level against the baseline) run from
 the lowest to the highest difference the two intervals allow: as wide as the difference's own
@@ -108,39 +113,33 @@ class Crossover:
     threshold: float
     x: float | None        # the curve's first crossing; None: it does not cross in the range
     between: tuple[float, float] | None  # the levels around that crossing
-    low: float | None      # where the curve's band holds the threshold (None: nowhere)
+    low: float | None      # the levels between which it could cross (None: nowhere)
     high: float | None
+    reaches: str           # "", "start", "end", "start and end": where it may cross beyond
     crossings: int         # at the point estimate
     direction: str         # increasing, decreasing, not monotone
     range: tuple[float, float]
-
-    @property
-    def reaches(self) -> str:
-        """Which ends of the range the interval reaches: a crossing beyond it is possible."""
-        if self.low is None:
-            return ""
-        ends = [name for name, at, end in (("start", self.low, self.range[0]),
-                                           ("end", self.high, self.range[1])) if at == end]
-        return " and ".join(ends)
 
     def text(self) -> str:
         lo, hi = self.range
         if self.reaches == "start and end":
             return (f"cannot tell where, or whether, it crosses: the curve's interval holds "
-                    f"{self.threshold:g} over the whole range {lo:g} to {hi:g}"
+                    f"{self.threshold:g} at both ends of the range, {lo:g} and {hi:g}"
                     + (f" (the estimate crosses at {self.x:.3g})" if self.x is not None else ""))
         if self.x is None:
             text = f"no crossing in the range {lo:g} to {hi:g}"
             if self.low is not None:
-                where = (f"at {self.low:.3g}" if self.low == self.high else
-                         f"from {self.low:.3g} to {self.high:.3g}")
-                text += (f", but the curve's interval holds {self.threshold:g} {where}: a "
+                where = (f"at {self.low:g}" if self.low == self.high else
+                         f"between {self.low:g} and {self.high:g}")
+                text += (f", but the curve's intervals allow {self.threshold:g} {where}: a "
                          "crossing there cannot be ruled out")
             return text
-        text = f"{self.x:.3g} (interval {self.low:.3g} to {self.high:.3g}"
+        text = f"between {self.low:g} and {self.high:g}"
         if self.reaches:
-            text += (f", which reaches the {self.reaches} of the range: it may cross beyond")
-        text += f"; between the levels {self.between[0]:g} and {self.between[1]:g})"
+            text += (f", and the curve's interval still holds {self.threshold:g} at the "
+                     f"{self.reaches} of the range: it may cross beyond")
+        text += (f" (a straight line between the levels {self.between[0]:g} and "
+                 f"{self.between[1]:g} crosses at {self.x:.3g})")
         if self.crossings > 1:
             text += f"; the curve crosses {self.crossings} times, the first is given"
         return text
@@ -171,25 +170,24 @@ def _crossing(x: np.ndarray, y: np.ndarray, threshold: float
     return (None if found is None else float(found)), around, count
 
 
-def band_holds(x: np.ndarray, low: np.ndarray, high: np.ndarray,
-               threshold: float) -> tuple[float, float] | None:
-    """The smallest and largest x at which the band (low and high, each joined by straight
-    lines between levels) holds the threshold, low <= threshold <= high; None if nowhere."""
+def could_cross(x: np.ndarray, low: np.ndarray, high: np.ndarray, threshold: float
+                ) -> tuple[float, float, str] | None:
+    """The first and last level between which the curve could meet the threshold, and which
+    ends of the range it may cross beyond; None if nowhere. A level could if its interval
+    (low to high) holds the threshold; the stretch between two neighbouring levels could if
+    their intervals together reach it. Nothing is assumed of the curve between two levels but
+    that it stays within their values: not that it is straight."""
     keep = ~(np.isnan(low) | np.isnan(high))
     x, lo, hi = x[keep], low[keep] - threshold, high[keep] - threshold
-    found: list[float] = []
-    for i in range(len(x)):
-        if lo[i] <= 0 <= hi[i]:
-            found.append(float(x[i]))
-    for i in range(len(x) - 1):  # inside a segment: where a side passes the threshold
-        for side in (lo, hi):
-            a, b = side[i], side[i + 1]
-            if a * b < 0:
-                u = a / (a - b)
-                if lo[i] + u * (lo[i + 1] - lo[i]) <= 1e-12 and \
-                        hi[i] + u * (hi[i + 1] - hi[i]) >= -1e-12:
-                    found.append(float(x[i] + u * (x[i + 1] - x[i])))
-    return (min(found), max(found)) if found else None
+    holds = (lo <= 0) & (hi >= 0)
+    found = [float(v) for v in x[holds]]
+    for i in range(len(x) - 1):
+        if min(lo[i], lo[i + 1]) <= 0 <= max(hi[i], hi[i + 1]):
+            found += [float(x[i]), float(x[i + 1])]
+    if not found:
+        return None
+    ends = [name for name, at in (("start", 0), ("end", -1)) if holds[at]]
+    return min(found), max(found), " and ".join(ends)
 
 
 def _direction(y: np.ndarray) -> str:
@@ -211,10 +209,10 @@ def _bounds(e: Estimate) -> tuple[float, float, float]:
 def crossover(axis: str, series: str, what: str, x: np.ndarray, y: np.ndarray,
               low: np.ndarray, high: np.ndarray, threshold: float) -> Crossover:
     found, around, count = _crossing(x, y, threshold)
-    band = band_holds(x, low, high, threshold)
+    where = could_cross(x, low, high, threshold)
     keep = x[~np.isnan(y)]
     return Crossover(axis, series, what, threshold, found, around,
-                     *(band if band else (None, None)), count, _direction(y),
+                     *(where if where else (None, None, "")), count, _direction(y),
                      (float(keep.min()), float(keep.max())) if len(keep) else
                      (float(x.min()), float(x.max())))
 
@@ -541,13 +539,17 @@ def _page(study, runs, out, finished, levels, missing, all_curves, found, change
         pass  # nothing to cross over: the levels are set side by side below
     elif found:
         parts.append("<h2>Crossovers</h2>")
-        parts.append("<p>Where a dose-response switches, by linear interpolation between levels. "
-                     "The interval: where the curve's band (each level's interval, joined by "
-                     "straight lines) holds the threshold; for two reliances, the band of "
-                     "their difference runs from the lowest to the highest difference their "
-                     "intervals allow. It covers what the levels' intervals cover and assumes "
-                     "the curve straight between levels. An interval that reaches an end of "
-                     "the range means a crossing beyond it cannot be ruled out.</p><table><tr>"
+        parts.append("<p>Where a dose-response switches. The interval: between the levels "
+                     "where the curve could meet the threshold given each level's interval (for "
+                     "two reliances, their difference's, from the lowest to the highest "
+                     "difference their intervals allow), assuming only that between two "
+                     "neighbouring levels the curve stays within their values. It covers what "
+                     "the levels' intervals cover. The grid bounds it: levels added inside it "
+                     "narrow it, where their own intervals (more probe images, more models) "
+                     "are narrow enough to fall clearly on one side. The point is where a straight line between the two levels "
+                     "around it crosses: a guide, not a measurement. An interval that reaches "
+                     "an end of the range means a crossing beyond it cannot be ruled out.</p>"
+                     "<table><tr>"
                      "<th>axis</th><th>curve</th><th>crossing</th><th>the curve</th></tr>")
         for c in found:
             parts.append(f"<tr><td><code>{e(c.axis)}</code></td><td>{e(c.what)}"
@@ -699,5 +701,5 @@ def _chart(axis: str, name: str, group: list[Curve], marks: list[Crossover]) -> 
                        f"{html.escape(c.series)}" for i, c in enumerate(group) if c.series)
     caption = (f"{html.escape(name)}, with each level's interval"
                + (f". {legend}" if legend else "")
-               + "".join(f". Crossing 0.5 at {html.escape(m.text())}" for m in marks))
+               + "".join(f". Crossing 0.5: {html.escape(m.text())}" for m in marks))
     return f"<figure>{''.join(svg)}<figcaption>{caption}</figcaption></figure>"
