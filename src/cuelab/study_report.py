@@ -400,42 +400,59 @@ def crossovers(study: Study, all_curves: list[Curve]) -> list[Crossover]:
     return out
 
 
+@dataclasses.dataclass
+class Analysis:
+    """What a study's finished variants say: all that its page, its tables and MLflow show."""
+    study: Study
+    runs: Path
+    finished: list[Finished]   # each variant, a draw of the data on its own
+    missing: list[Variant]     # not finished
+    levels: list[Finished]     # what is compared: each combination, its draws pooled
+    curves: list[Curve]
+    crossovers: list[Crossover]
+    changes: list[Change]
+
+
+def analyse(study: Study, runs: str | Path) -> Analysis:
+    finished, missing = collect(study, Path(runs))
+    levels = pooled(finished)
+    found = curves(study, levels)
+    return Analysis(study, Path(runs), finished, missing, levels, found,
+                    crossovers(study, found), changes(study, levels))
+
+
 # --- the page and the tables -----------------------------------------------------------------
 
 def study_report(study: Study, runs: str | Path, out: str | Path) -> str:
     runs, out = Path(runs), Path(out)
-    finished, missing = collect(study, runs)
-    if not finished:
+    a = analyse(study, runs)
+    if not a.finished:
         raise CuelabError(f"no finished variant of study '{study.name}' in {runs}: each "
                           f"variant's results go to {runs}/<variant>/evaluation/{FILE} (e.g. "
                           f"{runs}/{study.variants()[0].name}/evaluation/{FILE}); run the "
                           "variants first")
-    levels = pooled(finished)  # what is compared: each combination, its draws pooled
-    all_curves = curves(study, levels)
-    found = crossovers(study, all_curves)
-    changed = changes(study, levels)
     tables = {out.with_name(f"{out.stem}-{name}.csv"): text for name, text in (
-        ("measures", _measures_table(study, levels)),
-        ("crossovers", _crossovers_table(found)),
-        ("changes", _changes_table(changed)),
-        ("backgrounds", _backgrounds_table(study, levels)))}
+        ("measures", _measures_table(study, a.levels)),
+        ("crossovers", _crossovers_table(a.crossovers)),
+        ("changes", _changes_table(a.changes)),
+        ("backgrounds", _backgrounds_table(study, a.levels)))}
     for path, text in tables.items():
         write_text(path, text)
     plots = out.with_name(f"{out.stem}-plots")
-    for c in all_curves:  # `dvc plots show <file> -x <axis> -y value`
+    for c in a.curves:  # `dvc plots show <file> -x <axis> -y value`
         write_text(plots / f"{_slug(c.measure)}{'--' + _slug(c.series) if c.series else ''}.csv",
                    _csv([[c.axis, "value", "low", "high"]]
                         + [[_num(p.x), _num(p.estimate.value), _num(p.estimate.low),
                             _num(p.estimate.high)] for p in c.points]))
-    write_text(out, _page(study, runs, out, finished, levels, missing, all_curves, found,
-                          changed, list(tables)))
-    return (f"wrote {out} ({len(finished)} of {len(finished) + len(missing)} variants finished, "
-            f"{sum(c.x is not None for c in found)} crossings of {len(found)} curves, "
+    write_text(out, _page(a, out, list(tables)))
+    found = a.crossovers
+    return (f"wrote {out} ({len(a.finished)} of {len(a.finished) + len(a.missing)} variants "
+            f"finished, {sum(c.x is not None for c in found)} crossings of {len(found)} curves, "
             f"{sum(c.x is not None and not c.reaches for c in found)} with an interval inside "
-            f"the range, {sum(c.verdict in ('rose', 'fell') for c in changed)} "
+            f"the range, {sum(c.verdict in ('rose', 'fell') for c in a.changes)} "
             f"clear changes against a baseline level), "
             + ", ".join(str(p) for p in tables)
-            + (f" and one curve per file in {plots} (dvc plots data)" if all_curves else ""))
+            + (f" and one curve per file in {plots} (dvc plots data)" if a.curves else ""))
 
 
 def _slug(text: str) -> str:
@@ -514,9 +531,9 @@ def _covers(study: Study) -> str:
             "the study file pools three)")
 
 
-def _page(study, runs, out, finished, levels, missing, all_curves, found, changed,
-          tables) -> str:
+def _page(a: Analysis, out: Path, tables: list[Path]) -> str:
     e = html.escape
+    study, finished, missing, found = a.study, a.finished, a.missing, a.crossovers
     spec = study.spec
     parts = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'>"
              f"<title>Study {e(study.name)}</title><style>{STYLE}</style></head><body>",
@@ -546,9 +563,10 @@ def _page(study, runs, out, finished, levels, missing, all_curves, found, change
                      "neighbouring levels the curve stays within their values. It covers what "
                      "the levels' intervals cover. The grid bounds it: levels added inside it "
                      "narrow it, where their own intervals (more probe images, more models) "
-                     "are narrow enough to fall clearly on one side. The point is where a straight line between the two levels "
-                     "around it crosses: a guide, not a measurement. An interval that reaches "
-                     "an end of the range means a crossing beyond it cannot be ruled out.</p>"
+                     "are narrow enough to fall clearly on one side. The point is where a "
+                     "straight line between the two levels around it crosses: a guide, not a "
+                     "measurement. An interval that reaches an end of the range means a "
+                     "crossing beyond it cannot be ruled out.</p>"
                      "<table><tr>"
                      "<th>axis</th><th>curve</th><th>crossing</th><th>the curve</th></tr>")
         for c in found:
@@ -561,15 +579,15 @@ def _page(study, runs, out, finished, levels, missing, all_curves, found, change
                      "against a numeric axis.</p>")
     for axis in study.numeric_axes():
         parts.append(f"<h2>Against <code>{e(axis)}</code></h2><div class='charts'>")
-        names = list(dict.fromkeys(c.measure for c in all_curves if c.axis == axis))
+        names = list(dict.fromkeys(c.measure for c in a.curves if c.axis == axis))
         for name in names:
-            group = [c for c in all_curves if c.axis == axis and c.measure == name]
+            group = [c for c in a.curves if c.axis == axis and c.measure == name]
             marks = [c for c in found if c.axis == axis and c.x is not None
                      and c.what == f"{name} = 0.5"]
             parts.append(_chart(axis, name, group, marks))
         parts.append("</div>")
     for axis in study.categorical_axes():
-        parts += _levels_section(study, axis, levels, changed)
+        parts += _levels_section(study, axis, a.levels, a.changes)
     parts.append("<h2>Variants</h2><table><tr><th>variant</th><th>values</th><th>trace "
                  "report</th></tr>")
     for f in finished:
@@ -580,7 +598,7 @@ def _page(study, runs, out, finished, levels, missing, all_curves, found, change
                      f"<td>{link}</td></tr>")
     for v in missing:
         parts.append(f"<tr><td>{e(v.name)}</td><td>{e(v.label())}</td><td class='muted'>not "
-                     f"finished: no {e(str(runs / v.name / 'evaluation' / FILE))}</td></tr>")
+                     f"finished: no {e(str(a.runs / v.name / 'evaluation' / FILE))}</td></tr>")
     parts.append("</table><p>Tables: " + ", ".join(
         f"<a href='{e(t.name)}'>{e(t.name)}</a>" for t in tables) + "</p></body></html>")
     return "\n".join(parts)
@@ -610,8 +628,8 @@ def _levels_section(study: Study, axis: str, finished: list[Finished],
         names = list(dict.fromkeys(n for f in members for n in f.backgrounds))
         if names:
             parts.append("<p>Accuracy on each test background (the background sweep's levels "
-                         "and the background protocol's variants), with its interval:</p><table><tr><th>test background</th>"
-                         f"{head}</tr>")
+                         "and the background protocol's variants), with its interval:</p>"
+                         f"<table><tr><th>test background</th>{head}</tr>")
             for n in names:
                 parts.append(f"<tr><td>{e(n)}</td>"
                              + "".join(_cell(by_level[lv].backgrounds.get(n)) for lv in shown)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from . import tracking
 from .study import Study, _text
-from .study_report import collect, crossovers, curves, pooled
+from .study_report import analyse
 
 METRIC_NAME = re.compile(r"[^A-Za-z0-9_\-. /]")
 
@@ -37,8 +37,8 @@ def log_study(study: Study, runs: str | Path, artifacts: list[Path] = (),
     import mlflow
     from mlflow import MlflowClient
 
-    finished, _ = collect(study, Path(runs))
-    found = crossovers(study, curves(study, pooled(finished)))
+    analysis = analyse(study, runs)
+    finished, found = analysis.finished, analysis.crossovers
     tracking.connect(uri)
     spec = study.spec.model_dump(mode="json")
     if spec["draws"] == 1:  # a study file from before draws keeps its parent run
