@@ -388,8 +388,10 @@ def test_ctrl_c_is_a_short_message_and_status_130_not_a_traceback(tmp_path):
     from conftest import as_a_terminal_starts_it, tiny_experiment, write_params
 
     params = write_params(tmp_path / "params.yaml", tiny_experiment(
-        splits={"train": 4000, "val": 6, "test": 6},  # rendering still when the signal lands
-        render={"resolution": 32, "samples": 2, "device": "cpu", "chunk_size": 16}))
+        # rendering still when the signal lands: at 32 px and 2 samples 4000 scenes took 6 s,
+        # and a loaded machine let this test sleep through all of it after the first chunk
+        splits={"train": 4000, "val": 6, "test": 6},
+        render={"resolution": 64, "samples": 64, "device": "cpu", "chunk_size": 16}))
     scenes = tmp_path / "scenes.parquet"
     assert cuelab("sample", "--params", params, "--out", scenes, cwd=tmp_path).returncode == 0
     out = tmp_path / "renders"

@@ -161,12 +161,12 @@ def test_shards_are_disjoint_and_their_union_is_the_whole(tmp_path):
         assert f.read_bytes() == (tmp_path / "sharded" / f.name).read_bytes()
 
 
-def sampled_scenes(folder: Path, train: int = 40) -> tuple[Path, Path]:
+def sampled_scenes(folder: Path, train: int = 40, **render) -> tuple[Path, Path]:
     """A params file of `train` + 2 renders in chunks of 6 (42: 7 chunks) and its sampled scenes,
     for the CLI to render."""
     exp = bare_experiment(splits={"train": train, "val": 1, "test": 1},
                           factors={"rotation": {"range": [0, 360]}},
-                          render={**RENDER, "chunk_size": 6})
+                          render={**RENDER, "chunk_size": 6, **render})
     params = folder / "params.yaml"
     params.write_text(yaml.safe_dump(exp))
     scenes = folder / "scenes.parquet"
@@ -202,9 +202,11 @@ def test_resume_after_kill_renders_only_what_is_missing(tmp_path):
 def test_a_render_worker_that_dies_is_a_clean_error_not_a_hang(tmp_path):
     """The kernel's out-of-memory killer takes a Blender worker mid-render: the step stops with
     a message saying so (multiprocessing.Pool would wait for the lost chunk forever). Enough
-    scenes that the kill, after the first chunk, lands mid-render whatever the machine's speed
-    (two workers rendered 402 of them in 2 s on a fast one, before the kill)."""
-    params, scenes = sampled_scenes(tmp_path, train=4000)
+    scenes, slow enough to render, that the kill, after the first chunk, lands mid-render
+    whatever the machine's speed and load (at 32 px and 2 samples two workers rendered 402 of
+    them in 2 s on a fast one before the kill, and a loaded machine can hold this test's look at
+    the folder for seconds while the workers write to it)."""
+    params, scenes = sampled_scenes(tmp_path, train=4000, resolution=64, samples=64)
     out = tmp_path / "renders"
     proc = subprocess.Popen([BIN / "cuelab", "render", "--params", params, "--scenes", scenes,
                              "--workers", "2", "--out", out], start_new_session=True,
