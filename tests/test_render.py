@@ -175,9 +175,11 @@ def sampled_scenes(folder: Path, train: int = 40, **render) -> tuple[Path, Path]
 
 
 def test_resume_after_kill_renders_only_what_is_missing(tmp_path):
-    """Killed after its second chunk (of 67: a fast machine renders 42 scenes before the kill
-    lands), a render resumes from the whole chunks it left."""
-    params, scenes = sampled_scenes(tmp_path, train=400)
+    """Killed after its second chunk (of 67), a render resumes from the whole chunks it left.
+    Images slow enough (17 s for all 67 chunks on one worker) that the kill lands part-way
+    even where a loaded machine holds this test's look at the folder for seconds: at 32 px and
+    2 samples a fast machine rendered 42 scenes before the kill landed."""
+    params, scenes = sampled_scenes(tmp_path, train=400, resolution=64, samples=64)
     cmd = [BIN / "cuelab", "render", "--params", params, "--scenes", scenes, "--workers", "1"]
     killed = tmp_path / "killed"
     proc = subprocess.Popen(cmd + ["--out", killed], start_new_session=True,
