@@ -447,6 +447,31 @@ def test_run_queues_one_dvc_experiment_per_variant_and_gathers_their_results(tmp
 
 
 @pytest.mark.slow
+def test_a_variant_that_fails_beside_another_worker_runs_again_alone(tmp_path, capsys,
+                                                                       monkeypatch):
+    """Two queue workers share DVC's run cache, and one can trip on the other's write of it (an
+    ENOENT seen in make test). A variant that fails with -j 2 is queued again and run alone:
+    here rho 1's stage fails the first time it runs, and the study still gathers both."""
+    marker = tmp_path / "failed-once"
+    flaky = STAGE.replace("exp = load_experiment(\"params.yaml\")\n", (
+        "exp = load_experiment(\"params.yaml\")\n"
+        "import os\n"
+        f"if exp.factors[\"color\"].correlation.rho == 1 and not os.path.exists({str(marker)!r}):\n"
+        f"    open({str(marker)!r}, \"w\").close()\n"
+        "    sys.exit(\"planted: fails the first time\")\n"))
+    assert flaky != STAGE
+    root, path = study_project(tmp_path, flaky, [0, 1])
+    for key, value in STUDY_ENV.items():
+        monkeypatch.setenv(key, value)
+    assert main(["study", "run", str(path), "-j", "2"]) == 0
+    out = capsys.readouterr().out
+    assert marker.exists()  # it did fail once
+    assert "1 failed beside another worker and ran again alone: tiny-rho-1" in out, out
+    assert "gathered 2 variants" in out and "failed (no experiment" not in out, out
+    assert (root / "runs" / "dose" / "tiny-rho-1" / "evaluation" / "results.json").is_file()
+
+
+@pytest.mark.slow
 def test_ctrl_c_stops_the_study_s_queue_and_running_it_again_picks_up(tmp_path):
     """Ctrl-C (SIGINT to the foreground process group, as a terminal sends it) while the second
     variant runs: exit 130 without a traceback, the running variant killed and nothing left in

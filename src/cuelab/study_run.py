@@ -128,12 +128,16 @@ class RunSummary:
     note: str = ""
     report: str = ""    # what the study report and MLflow said
     rendered: str = ""  # what was rendered into the cache before the queue started
+    retried: list[str] = dataclasses.field(default_factory=list)  # failed with N workers, run alone
 
     def __str__(self) -> str:
         lines = [self.rendered] if self.rendered else []
         lines += [f"study: {len(self.queued)} variants run as DVC experiments"
                  + (f", {len(self.reused)} already run for this commit (gathered again; "
                     "--force runs them again)" if self.reused else "")]
+        if self.retried:
+            lines.append(f"{len(self.retried)} failed beside another worker and ran again "
+                         f"alone: {', '.join(self.retried)}")
         lines.append(f"gathered {len(self.gathered)} variants' results into {self.runs}")
         if self.report:
             lines.append(self.report)
@@ -156,14 +160,25 @@ def run_study(study: Study, runs: str | Path | None = None, jobs: int = 1,
         if v.name in existing and not force:
             reused.append(v.name)
             continue
-        _dvc(["exp", "run", "--queue", "-n", v.name, *(["--force"] if force else []),
-              *overrides(study, v)], root)
+        _queue(study, v, root, force)
         queued.append(v.name)
     note = rendered = ""
+    retried: list[str] = []
     if queued:
         try:
             rendered = _render_first(study, root)
             said = _run_queue(root, head, jobs, queued)
+            if jobs > 1:  # DVC's workers share .dvc/cache/runs, and one can trip on another's
+                # write of the same stage's entry (ENOENT on its temporary file): run alone
+                done = _experiments(root, head)
+                retried = [n for n in queued if n not in done]
+                if retried:
+                    _dvc(["queue", "remove", *retried], root, check=False,
+                         timeout=STOP_TIMEOUT)
+                    for v in study.variants():
+                        if v.name in retried:
+                            _queue(study, v, root, force)
+                    said = _run_queue(root, head, 1, retried)
         except KeyboardInterrupt:
             raise _stop(study, root, head) from None
         if said:
@@ -178,7 +193,12 @@ def run_study(study: Study, runs: str | Path | None = None, jobs: int = 1,
         _gather(root, rev, v, runs / v.name)
         gathered.append(v.name)
     report = _report_and_log(study, runs, root) if gathered else ""
-    return RunSummary(runs, queued, reused, gathered, failed, note, report, rendered)
+    return RunSummary(runs, queued, reused, gathered, failed, note, report, rendered, retried)
+
+
+def _queue(study: Study, variant: Variant, root: Path, force: bool) -> None:
+    _dvc(["exp", "run", "--queue", "-n", variant.name, *(["--force"] if force else []),
+          *overrides(study, variant)], root)
 
 
 def _run_queue(root: Path, head: str, jobs: int, names: list[str], grace: float = 60.0) -> str:
